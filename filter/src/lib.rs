@@ -1,0 +1,1 @@
+//! The jitgate proxy-wasm filter (work in progress).

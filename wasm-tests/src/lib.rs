@@ -1,0 +1,1 @@
+//! Tests of the grant crate compiled to WebAssembly (see tests/).
