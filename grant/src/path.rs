@@ -1,0 +1,113 @@
+//! Request paths the verifier refuses outright (spec: "Request paths the
+//! verifier refuses outright").
+//!
+//! Matching works on the path exactly as received, undecoded. That is only
+//! safe if no two spellings of a path can mean different things to the
+//! proxy and the upstream, so every form that upstreams are known to
+//! interpret differently (dot segments, encoded separators, `..;` as Tomcat
+//! reads it, empty segments) is refused before any matching.
+
+/// Splits off the query and checks the path part.
+///
+/// Returns the path without its query (from the first `?`), or `Err(())`
+/// when the path must be refused.
+#[allow(clippy::result_unit_err)]
+pub fn check_request_path(raw: &[u8]) -> Result<&[u8], ()> {
+    let path = match raw.iter().position(|&b| b == b'?') {
+        Some(q) => raw.get(..q).ok_or(())?,
+        None => raw,
+    };
+    if path.first() != Some(&b'/') {
+        return Err(());
+    }
+    if path.iter().any(|&b| matches!(b, b'\\' | b'#' | 0)) {
+        return Err(());
+    }
+    if has_forbidden_escape(path) {
+        return Err(());
+    }
+    if path == b"/" {
+        return Ok(path);
+    }
+    for segment in path.get(1..).ok_or(())?.split(|&b| b == b'/') {
+        if segment.is_empty() {
+            return Err(());
+        }
+        // `..;x` is `..` to servlet containers, which drop path parameters.
+        let before_params = segment.split(|&b| b == b';').next().unwrap_or(segment);
+        if is_dot_segment(segment) || is_dot_segment(before_params) {
+            return Err(());
+        }
+    }
+    Ok(path)
+}
+
+fn is_dot_segment(s: &[u8]) -> bool {
+    s == b"." || s == b".."
+}
+
+/// `%2F`, `%5C`, `%2E` or `%00`, in any case.
+fn has_forbidden_escape(path: &[u8]) -> bool {
+    path.windows(3).any(|w| match w {
+        [b'%', hi, lo] => matches!(
+            (hi, lo.to_ascii_uppercase()),
+            (b'2', b'F') | (b'5', b'C') | (b'2', b'E') | (b'0', b'0')
+        ),
+        _ => false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinary_paths_pass_and_lose_their_query() {
+        assert_eq!(check_request_path(b"/"), Ok(&b"/"[..]));
+        assert_eq!(check_request_path(b"/v1/x?a=/../b"), Ok(&b"/v1/x"[..]));
+        assert_eq!(check_request_path(b"/v1/INV%20X"), Ok(&b"/v1/INV%20X"[..]));
+        assert_eq!(check_request_path(b"/a/...;b"), Ok(&b"/a/...;b"[..]));
+        assert_eq!(check_request_path(b"/?x"), Ok(&b"/"[..]));
+    }
+
+    #[test]
+    fn tricky_paths_are_refused() {
+        for p in [
+            &b""[..],
+            b"v1/x",
+            b"http://host/v1",
+            b"*",
+            b"//",
+            b"/v1//x",
+            b"/v1/x/",
+            b"/v1/./x",
+            b"/v1/../x",
+            b"/..",
+            b"/v1/..;a=b/x",
+            b"/v1/.;x",
+            b"/v1/%2e%2e/x",
+            b"/v1/%2E",
+            b"/v1/a%2Fb",
+            b"/v1/a%2fb",
+            b"/v1/a%5cb",
+            b"/v1/a%00",
+            b"/v1/a\\b",
+            b"/v1/a#b",
+            b"/v1/a\0b",
+        ] {
+            assert_eq!(
+                check_request_path(p),
+                Err(()),
+                "{:?}",
+                String::from_utf8_lossy(p)
+            );
+        }
+    }
+
+    #[test]
+    fn non_utf8_paths_do_not_panic() {
+        assert!(check_request_path(b"/\xff\xfe/x").is_ok());
+        assert!(check_request_path(b"/%").is_ok());
+        assert!(check_request_path(b"/%2").is_ok());
+    }
+}

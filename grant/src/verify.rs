@@ -1,0 +1,549 @@
+//! Verification: from token bytes to a [`VerifiedGrant`] (spec: "Claims",
+//! checks 3 to 10 of "Outcomes").
+//!
+//! The decoded parts live in stack buffers; the one heap allocation is the
+//! grant's own compact copy of the claims it needs (decoded strings and the
+//! scope rules), built after the MAC has been checked. Only a
+//! `VerifiedGrant` can be asked whether it allows a request, so nothing
+//! unchecked can reach that question.
+
+use core::net::IpAddr;
+
+use hmac::Mac;
+
+use crate::cidr::Cidr;
+use crate::json::{self, Chars, Cursor, Token};
+use crate::key::KeySet;
+use crate::scope::{self, MAX_RULES};
+use crate::token::{self, MAX_PART_LEN};
+use crate::Outcome;
+
+/// Allowed clock skew in seconds when none is configured.
+pub const DEFAULT_LEEWAY: u64 = 30;
+
+/// Longest grant lifetime (`exp - iat`) in seconds when none is configured.
+pub const DEFAULT_MAX_TTL: u64 = 43_200;
+
+/// Longest `sub`, in bytes.
+pub const MAX_SUB_LEN: usize = 256;
+
+/// Longest `jti`, in bytes.
+pub const MAX_JTI_LEN: usize = 128;
+
+/// Checks grant tokens against a key set, an issuer and time bounds.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    issuer: String,
+    keys: KeySet,
+    leeway: u64,
+    max_ttl: u64,
+}
+
+impl Verifier {
+    /// A verifier with the default leeway and maximum lifetime.
+    pub fn new(issuer: &str, keys: KeySet) -> Self {
+        Verifier {
+            issuer: issuer.to_owned(),
+            keys,
+            leeway: DEFAULT_LEEWAY,
+            max_ttl: DEFAULT_MAX_TTL,
+        }
+    }
+
+    /// Sets the allowed clock skew in seconds.
+    pub fn with_leeway(mut self, seconds: u64) -> Self {
+        self.leeway = seconds;
+        self
+    }
+
+    /// Sets the longest grant lifetime in seconds.
+    pub fn with_max_ttl(mut self, seconds: u64) -> Self {
+        self.max_ttl = seconds;
+        self
+    }
+
+    /// The issuer grants must name.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The accepted keys.
+    pub fn keys(&self) -> &KeySet {
+        &self.keys
+    }
+
+    /// The allowed clock skew in seconds.
+    pub fn leeway(&self) -> u64 {
+        self.leeway
+    }
+
+    /// The longest grant lifetime in seconds.
+    pub fn max_ttl(&self) -> u64 {
+        self.max_ttl
+    }
+
+    /// Verifies a token at time `now` (seconds since the Unix epoch):
+    /// form, header, key, MAC, claims, issuer, time window and lifetime.
+    /// Audience, revocation, source, identity and scope depend on the
+    /// request and are checked by [`crate::decide`].
+    pub fn verify(&self, token: &[u8], now: u64) -> Result<VerifiedGrant, Outcome> {
+        let parts = token::split(token)?;
+        let mut header_buf = [0u8; MAX_PART_LEN];
+        let mut claims_buf = [0u8; MAX_PART_LEN];
+        let mut sig_buf = [0u8; MAX_PART_LEN];
+        let header = token::decode_part(parts.header, &mut header_buf)?;
+        let claims = token::decode_part(parts.claims, &mut claims_buf)?;
+        let signature = token::decode_part(parts.signature, &mut sig_buf)?;
+
+        let key = token::select_key(header, &self.keys)?;
+        let mut mac = key.mac();
+        mac.update(parts.signing_input);
+        // Constant-time comparison, from the MAC library.
+        mac.verify_slice(signature)
+            .map_err(|_| Outcome::GrantBadSignature)?;
+
+        let grant = VerifiedGrant::from_claims(claims)?;
+        if grant.iss() != self.issuer {
+            return Err(Outcome::GrantWrongIssuer);
+        }
+        let latest = now.saturating_add(self.leeway);
+        if grant.nbf > latest || grant.iat > latest {
+            return Err(Outcome::GrantNotYetValid);
+        }
+        if now >= grant.exp.saturating_add(self.leeway) {
+            return Err(Outcome::GrantExpired);
+        }
+        if grant.exp.saturating_sub(grant.iat) > self.max_ttl {
+            return Err(Outcome::GrantTtlTooLong);
+        }
+        Ok(grant)
+    }
+}
+
+/// Offset and length of a decoded string in [`VerifiedGrant::data`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+/// A grant whose MAC, claims, issuer and time window have been checked.
+///
+/// Strings are stored decoded, back to back, in one buffer; the scope rules
+/// and source blocks follow in a compact length-prefixed form that matching
+/// walks without parsing JSON again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedGrant {
+    data: Vec<u8>,
+    iss: Span,
+    sub: Span,
+    aud: Span,
+    jti: Span,
+    req: Option<Span>,
+    iat: u64,
+    nbf: u64,
+    exp: u64,
+    scope_at: usize,
+    src_at: Option<usize>,
+}
+
+/// Raw (still escaped) claim values found in one pass over the claims.
+#[derive(Default)]
+struct RawClaims<'a> {
+    iss: Option<&'a [u8]>,
+    sub: Option<&'a [u8]>,
+    aud: Option<&'a [u8]>,
+    jti: Option<&'a [u8]>,
+    req: Option<&'a [u8]>,
+    iat: Option<u64>,
+    nbf: Option<u64>,
+    exp: Option<u64>,
+    /// Position just inside the `[` of `scope`.
+    scope: Option<usize>,
+    /// Position just inside the `[` of `src`.
+    src: Option<usize>,
+}
+
+const MALFORMED: Outcome = Outcome::GrantMalformed;
+
+fn string(t: Token<'_>) -> Result<&[u8], Outcome> {
+    match t {
+        Token::Str(raw) => Ok(raw),
+        _ => Err(MALFORMED),
+    }
+}
+
+fn time(t: Token<'_>) -> Result<u64, Outcome> {
+    match t {
+        Token::Num(raw) => json::parse_time_integer(raw).ok_or(MALFORMED),
+        _ => Err(MALFORMED),
+    }
+}
+
+impl VerifiedGrant {
+    fn from_claims(claims: &[u8]) -> Result<Self, Outcome> {
+        json::validate_object(claims).map_err(|_| MALFORMED)?;
+        let raw = read_claims(claims)?;
+        let (Some(iss), Some(sub), Some(aud), Some(jti)) = (raw.iss, raw.sub, raw.aud, raw.jti)
+        else {
+            return Err(MALFORMED);
+        };
+        let (Some(iat), Some(nbf), Some(exp), Some(scope_pos)) =
+            (raw.iat, raw.nbf, raw.exp, raw.scope)
+        else {
+            return Err(MALFORMED);
+        };
+        if exp <= nbf {
+            return Err(MALFORMED);
+        }
+
+        // Decoded text is never longer than its escaped form, so this is
+        // the only allocation.
+        let mut data = Vec::with_capacity(claims.len() + 2 * MAX_RULES + 16);
+        let iss = push_str(&mut data, iss)?;
+        let sub = push_str(&mut data, sub)?;
+        let aud = push_str(&mut data, aud)?;
+        let jti = push_str(&mut data, jti)?;
+        let req = raw.req.map(|r| push_str(&mut data, r)).transpose()?;
+        if sub.len == 0
+            || sub.len as usize > MAX_SUB_LEN
+            || jti.len == 0
+            || jti.len as usize > MAX_JTI_LEN
+        {
+            return Err(MALFORMED);
+        }
+        let scope_at = data.len();
+        compact_scope(claims, scope_pos, &mut data)?;
+        let src_at = match raw.src {
+            Some(pos) => {
+                let at = data.len();
+                compact_src(claims, pos, &mut data)?;
+                Some(at)
+            }
+            None => None,
+        };
+        Ok(VerifiedGrant {
+            data,
+            iss,
+            sub,
+            aud,
+            jti,
+            req,
+            iat,
+            nbf,
+            exp,
+            scope_at,
+            src_at,
+        })
+    }
+
+    fn text(&self, span: Span) -> &str {
+        let start = span.start as usize;
+        self.data
+            .get(start..start + span.len as usize)
+            .and_then(|b| core::str::from_utf8(b).ok())
+            .unwrap_or("")
+    }
+
+    /// The issuer.
+    pub fn iss(&self) -> &str {
+        self.text(self.iss)
+    }
+
+    /// The identity the grant was issued to.
+    pub fn sub(&self) -> &str {
+        self.text(self.sub)
+    }
+
+    /// The protected resource the grant is for.
+    pub fn aud(&self) -> &str {
+        self.text(self.aud)
+    }
+
+    /// The grant id, the key of revocation.
+    pub fn jti(&self) -> &str {
+        self.text(self.jti)
+    }
+
+    /// The access-request id the grant came from, if any.
+    pub fn req(&self) -> Option<&str> {
+        self.req.map(|s| self.text(s))
+    }
+
+    /// Issued-at, seconds since the Unix epoch.
+    pub fn iat(&self) -> u64 {
+        self.iat
+    }
+
+    /// Not-before, seconds since the Unix epoch.
+    pub fn nbf(&self) -> u64 {
+        self.nbf
+    }
+
+    /// Expiry, seconds since the Unix epoch.
+    pub fn exp(&self) -> u64 {
+        self.exp
+    }
+
+    /// Whether the grant restricts client addresses (`src` present).
+    pub fn has_source_restriction(&self) -> bool {
+        self.src_at.is_some()
+    }
+
+    /// Whether a client address satisfies `src` (always true without `src`;
+    /// never true for an unknown address when `src` is present).
+    pub fn source_allowed(&self, source: Option<IpAddr>) -> bool {
+        let Some(at) = self.src_at else {
+            return true;
+        };
+        let Some(ip) = source else {
+            return false;
+        };
+        let mut r = Compact::at(&self.data, at);
+        let count = r.u16().unwrap_or(0);
+        (0..count).any(|_| {
+            r.str()
+                .and_then(Cidr::parse)
+                .is_some_and(|cidr| cidr.contains(ip))
+        })
+    }
+
+    /// Whether some scope rule allows `method` on `path`. `path` must have
+    /// passed [`crate::path::check_request_path`].
+    pub fn allows(&self, method: &[u8], path: &[u8]) -> bool {
+        self.rules().any(|rule| {
+            let mut r = rule;
+            let methods = r.u16().unwrap_or(0);
+            let mut method_ok = false;
+            for _ in 0..methods {
+                method_ok |= r.bytes().is_some_and(|m| scope::method_matches(m, method));
+            }
+            let paths = r.u16().unwrap_or(0);
+            let mut path_ok = false;
+            for _ in 0..paths {
+                path_ok |= method_ok && r.bytes().is_some_and(|p| scope::pattern_matches(p, path));
+            }
+            method_ok && path_ok
+        })
+    }
+
+    /// The scope rules, decoded, for display and audit.
+    pub fn scope(&self) -> Vec<scope::ScopeRule> {
+        self.rules()
+            .map(|mut r| {
+                let mut list = || {
+                    let n = r.u16().unwrap_or(0);
+                    (0..n)
+                        .filter_map(|_| r.str().map(str::to_owned))
+                        .collect::<Vec<_>>()
+                };
+                let methods = list();
+                let paths = list();
+                scope::ScopeRule { methods, paths }
+            })
+            .collect()
+    }
+
+    /// Iterates over readers positioned at the start of each rule.
+    fn rules(&self) -> impl Iterator<Item = Compact<'_>> {
+        let mut r = Compact::at(&self.data, self.scope_at);
+        let count = r.u16().unwrap_or(0);
+        (0..count).map_while(move |_| {
+            let start = r.clone();
+            for _ in 0..2 {
+                let n = r.u16()?;
+                for _ in 0..n {
+                    r.bytes()?;
+                }
+            }
+            Some(start)
+        })
+    }
+}
+
+fn read_claims(claims: &[u8]) -> Result<RawClaims<'_>, Outcome> {
+    let mut c = Cursor::new(claims);
+    if c.token() != Some(Token::Object) {
+        return Err(MALFORMED);
+    }
+    let mut raw = RawClaims::default();
+    while let Some(name) = c.next_key() {
+        let value = c.token().ok_or(MALFORMED)?;
+        let is = |n: &str| json::raw_eq_str(name, n);
+        if is("iss") {
+            raw.iss = Some(string(value)?);
+        } else if is("sub") {
+            raw.sub = Some(string(value)?);
+        } else if is("aud") {
+            raw.aud = Some(string(value)?);
+        } else if is("jti") {
+            raw.jti = Some(string(value)?);
+        } else if is("req") {
+            raw.req = Some(string(value)?);
+        } else if is("iat") {
+            raw.iat = Some(time(value)?);
+        } else if is("nbf") {
+            raw.nbf = Some(time(value)?);
+        } else if is("exp") {
+            raw.exp = Some(time(value)?);
+        } else if is("scope") || is("src") {
+            if value != Token::Array {
+                return Err(MALFORMED);
+            }
+            let pos = Some(c.position());
+            if is("scope") {
+                raw.scope = pos;
+            } else {
+                raw.src = pos;
+            }
+        }
+        c.skip_rest(value).ok_or(MALFORMED)?;
+    }
+    Ok(raw)
+}
+
+fn to_u16(n: usize) -> Result<[u8; 2], Outcome> {
+    u16::try_from(n)
+        .map(u16::to_le_bytes)
+        .map_err(|_| MALFORMED)
+}
+
+/// Appends the decoded text of a raw JSON string.
+fn push_str(data: &mut Vec<u8>, raw: &[u8]) -> Result<Span, Outcome> {
+    let start = data.len();
+    if raw.contains(&b'\\') {
+        let mut utf8 = [0u8; 4];
+        for ch in Chars::new(raw) {
+            data.extend_from_slice(ch.encode_utf8(&mut utf8).as_bytes());
+        }
+    } else {
+        data.extend_from_slice(raw);
+    }
+    let as_u32 = |n: usize| u32::try_from(n).map_err(|_| MALFORMED);
+    Ok(Span {
+        start: as_u32(start)?,
+        len: as_u32(data.len() - start)?,
+    })
+}
+
+/// Appends a length-prefixed decoded string.
+fn push_prefixed(data: &mut Vec<u8>, raw: &[u8]) -> Result<(), Outcome> {
+    let at = data.len();
+    data.extend_from_slice(&[0, 0]);
+    let span = push_str(data, raw)?;
+    let len = to_u16(span.len as usize)?;
+    data.get_mut(at..at + 2)
+        .ok_or(MALFORMED)?
+        .copy_from_slice(&len);
+    Ok(())
+}
+
+/// Reads a JSON array of strings at the cursor (just past `[`), appending
+/// `count` then each string; `check` validates each decoded entry.
+fn compact_strings(
+    c: &mut Cursor<'_>,
+    data: &mut Vec<u8>,
+    check: fn(&[u8]) -> bool,
+) -> Result<usize, Outcome> {
+    let count_at = data.len();
+    data.extend_from_slice(&[0, 0]);
+    let mut count = 0;
+    while c.next_element() {
+        let raw = string(c.token().ok_or(MALFORMED)?)?;
+        let entry_at = data.len() + 2;
+        push_prefixed(data, raw)?;
+        if !check(data.get(entry_at..).ok_or(MALFORMED)?) {
+            return Err(MALFORMED);
+        }
+        count += 1;
+    }
+    data.get_mut(count_at..count_at + 2)
+        .ok_or(MALFORMED)?
+        .copy_from_slice(&to_u16(count)?);
+    Ok(count)
+}
+
+fn compact_scope(claims: &[u8], pos: usize, data: &mut Vec<u8>) -> Result<(), Outcome> {
+    let mut c = Cursor::new(claims.get(pos..).ok_or(MALFORMED)?);
+    let count_at = data.len();
+    data.extend_from_slice(&[0, 0]);
+    let mut rules = 0;
+    while c.next_element() {
+        rules += 1;
+        if rules > MAX_RULES || c.token() != Some(Token::Object) {
+            return Err(MALFORMED);
+        }
+        // Members may come in any order, but the compact form puts methods
+        // first: remember where each list starts and read them afterwards.
+        let (mut methods, mut paths) = (None::<usize>, None::<usize>);
+        while let Some(name) = c.next_key() {
+            let value = c.token().ok_or(MALFORMED)?;
+            if json::raw_eq_str(name, "methods") || json::raw_eq_str(name, "paths") {
+                if value != Token::Array {
+                    return Err(MALFORMED);
+                }
+                if json::raw_eq_str(name, "methods") {
+                    methods = Some(c.position());
+                } else {
+                    paths = Some(c.position());
+                }
+            }
+            c.skip_rest(value).ok_or(MALFORMED)?;
+        }
+        let (Some(mpos), Some(ppos)) = (methods, paths) else {
+            return Err(MALFORMED);
+        };
+        let rest = claims.get(pos..).ok_or(MALFORMED)?;
+        let mut mc = Cursor::new(rest.get(mpos..).ok_or(MALFORMED)?);
+        if compact_strings(&mut mc, data, scope::is_valid_method)? == 0 {
+            return Err(MALFORMED);
+        }
+        let mut pc = Cursor::new(rest.get(ppos..).ok_or(MALFORMED)?);
+        if compact_strings(&mut pc, data, scope::is_valid_pattern)? == 0 {
+            return Err(MALFORMED);
+        }
+    }
+    if rules == 0 {
+        return Err(MALFORMED);
+    }
+    data.get_mut(count_at..count_at + 2)
+        .ok_or(MALFORMED)?
+        .copy_from_slice(&to_u16(rules)?);
+    Ok(())
+}
+
+fn compact_src(claims: &[u8], pos: usize, data: &mut Vec<u8>) -> Result<(), Outcome> {
+    let mut c = Cursor::new(claims.get(pos..).ok_or(MALFORMED)?);
+    let is_cidr = |b: &[u8]| core::str::from_utf8(b).ok().and_then(Cidr::parse).is_some();
+    compact_strings(&mut c, data, is_cidr).map(|_| ())
+}
+
+/// Reader over the compact form; `None` on anything unexpected.
+#[derive(Clone)]
+struct Compact<'a> {
+    s: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Compact<'a> {
+    fn at(s: &'a [u8], pos: usize) -> Self {
+        Compact { s, pos }
+    }
+
+    fn u16(&mut self) -> Option<u16> {
+        let b = self.s.get(self.pos..self.pos + 2)?;
+        self.pos += 2;
+        Some(u16::from_le_bytes([*b.first()?, *b.get(1)?]))
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let len = usize::from(self.u16()?);
+        let b = self.s.get(self.pos..self.pos + len)?;
+        self.pos += len;
+        Some(b)
+    }
+
+    fn str(&mut self) -> Option<&'a str> {
+        core::str::from_utf8(self.bytes()?).ok()
+    }
+}
