@@ -1,1 +1,41 @@
-//! The jitgate proxy-wasm filter (work in progress).
+//! The jitgate proxy-wasm filter: checks a just-in-time access grant on
+//! every request, locally, with no call on the request path.
+//!
+//! - [`config`]: the plugin configuration, validated once;
+//! - [`route`]: which protected resource a request belongs to;
+//! - [`headers`] and `hostmap`: the request headers, read without trusting
+//!   the host's bytes;
+//! - [`check`]: the decision and what to do with the request (pure Rust);
+//! - [`metrics`]: counters per decision code;
+//! - [`plugin`]: the proxy-wasm contexts that connect the above to the host.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod check;
+pub mod config;
+pub mod headers;
+mod hostmap;
+pub mod metrics;
+pub mod plugin;
+pub mod route;
+
+/// The module's entry point, called by the host once the VM starts.
+#[cfg(target_arch = "wasm32")]
+mod entry {
+    #![allow(missing_docs)]
+    proxy_wasm::main! {{
+        // The host filters by its own log level; the filter logs nothing on
+        // the success path and denials only at debug.
+        proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Trace);
+        proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
+            Box::new(crate::plugin::Root::default())
+        });
+    }}
+}

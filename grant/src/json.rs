@@ -376,8 +376,10 @@ pub enum Token<'a> {
     Str(&'a [u8]),
     /// A number, raw text.
     Num(&'a [u8]),
-    /// `true`, `false` or `null`.
-    Literal,
+    /// `true` or `false`.
+    Bool(bool),
+    /// `null`.
+    Null,
 }
 
 /// A forward-only reader over a text that [`validate_object`] accepted.
@@ -419,13 +421,17 @@ impl<'a> Cursor<'a> {
                 Some(Token::Array)
             }
             b'"' => self.string().map(Token::Str),
-            b't' | b'n' => {
+            b't' => {
                 self.pos += 4;
-                Some(Token::Literal)
+                Some(Token::Bool(true))
+            }
+            b'n' => {
+                self.pos += 4;
+                Some(Token::Null)
             }
             b'f' => {
                 self.pos += 5;
-                Some(Token::Literal)
+                Some(Token::Bool(false))
             }
             _ => {
                 let start = self.pos;

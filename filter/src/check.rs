@@ -1,0 +1,687 @@
+//! The decision for one request, as plain Rust: headers in, a [`Plan`] out.
+//!
+//! The proxy-wasm glue only gathers the request's headers, asks this module
+//! what to do, and carries the plan out. Everything the host must be asked
+//! lazily (client address, peer certificate) sits behind [`RequestHost`], so
+//! the whole decision is tested natively without a proxy.
+
+use core::net::IpAddr;
+
+use grant::{check_request, Identity, Outcome, Request, Revocations, VerifiedGrant};
+
+use crate::config::{FilterConfig, IdentitySource, Mode, Unmatched};
+use crate::headers::HeaderMap;
+use crate::route::route;
+
+/// Prefix of the headers this filter owns. Any that arrive from outside are
+/// removed, so upstreams can trust what they see.
+pub const JIT_HEADER_PREFIX: &[u8] = b"x-jit-";
+
+/// What the host can tell about the connection, asked only when needed.
+pub trait RequestHost {
+    /// The client's address.
+    fn source_address(&self) -> Option<IpAddr>;
+    /// The URI SAN of the client's mTLS certificate.
+    fn peer_uri_san(&self) -> Option<Vec<u8>>;
+}
+
+/// What the filter decided, beyond the grant outcomes of the spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// A grant outcome (including [`Outcome::Allowed`]).
+    Grant(Outcome),
+    /// The request matches no resource and unmatched traffic is denied.
+    NoResource,
+    /// The request matches no resource and unmatched traffic is allowed.
+    Unprotected,
+}
+
+impl Verdict {
+    /// Stable code, as in deny bodies and metrics.
+    pub fn code(self) -> &'static str {
+        match self {
+            Verdict::Grant(o) => o.code(),
+            Verdict::NoResource => "no_resource",
+            Verdict::Unprotected => "unprotected",
+        }
+    }
+
+    /// HTTP status of a denial.
+    pub fn status(self) -> u16 {
+        match self {
+            Verdict::Grant(o) => o.status(),
+            Verdict::NoResource => 403,
+            Verdict::Unprotected => 200,
+        }
+    }
+
+    /// Human sentence.
+    pub fn message(self) -> &'static str {
+        match self {
+            Verdict::Grant(o) => o.message(),
+            Verdict::NoResource => "This gateway protects no API at this host and path.",
+            Verdict::Unprotected => "Not a protected resource.",
+        }
+    }
+
+    /// Whether the request may go upstream (ignoring dry-run).
+    pub fn passes(self) -> bool {
+        matches!(
+            self,
+            Verdict::Grant(Outcome::Allowed) | Verdict::Unprotected
+        )
+    }
+}
+
+/// The full result of evaluating one request.
+#[derive(Debug)]
+pub struct Evaluation {
+    /// The decision.
+    pub verdict: Verdict,
+    /// The resource the request was routed to.
+    pub resource: Option<usize>,
+    /// The verified grant, when verification succeeded.
+    pub grant: Option<VerifiedGrant>,
+    /// Whether the grant came in `Authorization: Bearer`.
+    pub grant_in_authorization: bool,
+}
+
+/// Where the grant was found.
+enum Found<'a> {
+    None,
+    One {
+        token: &'a [u8],
+        in_authorization: bool,
+    },
+    Several,
+}
+
+fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let scheme = value.get(..7)?;
+    scheme
+        .eq_ignore_ascii_case(b"bearer ")
+        .then(|| trim(value.get(7..).unwrap_or(&[])))
+}
+
+fn trim(v: &[u8]) -> &[u8] {
+    let start = v
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t'))
+        .map_or(start, |e| e + 1);
+    v.get(start..end).unwrap_or(&[])
+}
+
+/// Finds the grant. Two or more candidates (repeated headers, or header and
+/// `Authorization` both) are refused rather than picking one, so a proxy
+/// and an upstream can never disagree about which grant was checked.
+fn find_grant<'a>(cfg: &FilterConfig, headers: &'a HeaderMap) -> Found<'a> {
+    let mut found = Found::None;
+    let mut count = 0;
+    for (name, value) in headers.iter() {
+        let candidate = if name == cfg.grant_header.as_bytes() {
+            Some((trim(value), false))
+        } else if cfg.accept_bearer && name == b"authorization" {
+            bearer(value).map(|t| (t, true))
+        } else {
+            None
+        };
+        if let Some((token, in_authorization)) = candidate {
+            if token.is_empty() && !in_authorization {
+                // An empty grant header is no grant (spec vector "empty grant").
+                continue;
+            }
+            count += 1;
+            found = Found::One {
+                token,
+                in_authorization,
+            };
+        }
+    }
+    if count > 1 {
+        Found::Several
+    } else {
+        found
+    }
+}
+
+/// Evaluates one request against the configuration.
+///
+/// The path checked is the `:path` pseudo-header as the host will forward
+/// it; headers such as `x-envoy-original-path` are never consulted.
+pub fn evaluate<R: Revocations + ?Sized>(
+    cfg: &FilterConfig,
+    headers: &HeaderMap,
+    host: &dyn RequestHost,
+    now: u64,
+    revoked: &R,
+) -> Evaluation {
+    let single = |name: &[u8]| headers.single(name).unwrap_or(&[]);
+    let path = single(b":path");
+    let authority = single(b":authority");
+    let method = single(b":method");
+    let resource = route(&cfg.resources, authority, path);
+    let done = |verdict, grant, in_auth| Evaluation {
+        verdict,
+        resource,
+        grant,
+        grant_in_authorization: in_auth,
+    };
+
+    let Ok(checked_path) = grant::path::check_request_path(path) else {
+        return done(Verdict::Grant(Outcome::PathRejected), None, false);
+    };
+    let Some(index) = resource else {
+        return match cfg.unmatched {
+            Unmatched::Deny => done(Verdict::NoResource, None, false),
+            Unmatched::Allow => done(Verdict::Unprotected, None, false),
+        };
+    };
+    let resource_id = cfg.resources.get(index).map_or("", |r| r.id.as_str());
+
+    let (token, in_auth) = match find_grant(cfg, headers) {
+        Found::None => return done(Verdict::Grant(Outcome::GrantMissing), None, false),
+        Found::Several => return done(Verdict::Grant(Outcome::GrantMalformed), None, false),
+        Found::One {
+            token,
+            in_authorization,
+        } => (token, in_authorization),
+    };
+    let grant = match cfg.verifier.verify(token, now) {
+        Ok(grant) => grant,
+        Err(outcome) => return done(Verdict::Grant(outcome), None, in_auth),
+    };
+
+    let source = if grant.has_source_restriction() {
+        host.source_address()
+    } else {
+        None
+    };
+    let peer_identity;
+    let identity = match &cfg.identity {
+        None => Identity::NotConfigured,
+        Some(IdentitySource::Header(name)) => match headers.single(name.as_bytes()) {
+            Some(v) if !v.is_empty() => Identity::Value(v),
+            _ => Identity::Absent,
+        },
+        Some(IdentitySource::PeerUriSan) => {
+            peer_identity = host.peer_uri_san();
+            match &peer_identity {
+                Some(v) if !v.is_empty() => Identity::Value(v),
+                _ => Identity::Absent,
+            }
+        }
+    };
+    let request = Request {
+        method,
+        path,
+        resource: resource_id,
+        source,
+        identity,
+    };
+    let outcome = check_request(&grant, method, checked_path, &request, revoked);
+    done(Verdict::Grant(outcome), Some(grant), in_auth)
+}
+
+/// What the glue must do with the request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// Send it upstream after removing and setting these headers.
+    Forward {
+        /// Header names to remove.
+        remove: Vec<Vec<u8>>,
+        /// Headers to set.
+        set: Vec<(&'static str, Vec<u8>)>,
+    },
+    /// Answer locally; the upstream never sees the request.
+    Deny {
+        /// HTTP status.
+        status: u16,
+        /// Response headers.
+        headers: Vec<(&'static str, String)>,
+        /// JSON body.
+        body: String,
+    },
+}
+
+/// Turns an evaluation into what the glue does.
+pub fn plan(cfg: &FilterConfig, headers: &HeaderMap, eval: &Evaluation) -> Plan {
+    let enforce = cfg.mode == Mode::Enforce;
+    if enforce && !eval.verdict.passes() {
+        return deny(cfg, eval);
+    }
+    let mut remove: Vec<Vec<u8>> = Vec::new();
+    for (name, _) in headers.iter() {
+        let ours = name.starts_with(JIT_HEADER_PREFIX) || name == cfg.grant_header.as_bytes();
+        if ours && !remove.iter().any(|r| r == name) {
+            remove.push(name.to_vec());
+        }
+    }
+    if eval.grant_in_authorization {
+        remove.push(b"authorization".to_vec());
+    }
+    let mut set = Vec::new();
+    if let (Verdict::Grant(Outcome::Allowed), Some(g)) = (eval.verdict, &eval.grant) {
+        set.push(("x-jit-subject", header_safe(g.sub().as_bytes())));
+        set.push(("x-jit-grant-id", header_safe(g.jti().as_bytes())));
+        if let Some(req) = g.req() {
+            set.push(("x-jit-request-id", header_safe(req.as_bytes())));
+        }
+    }
+    Plan::Forward { remove, set }
+}
+
+/// Percent-encodes control characters and `%` so that a claim can never
+/// break a header line, and the encoding stays reversible.
+fn header_safe(value: &[u8]) -> Vec<u8> {
+    if !value.iter().any(|&b| b < 0x20 || b == 0x7F || b == b'%') {
+        return value.to_vec();
+    }
+    let mut out = Vec::with_capacity(value.len() + 8);
+    for &b in value {
+        if b < 0x20 || b == 0x7F || b == b'%' {
+            out.extend_from_slice(format!("%{b:02X}").as_bytes());
+        } else {
+            out.push(b);
+        }
+    }
+    out
+}
+
+fn deny(cfg: &FilterConfig, eval: &Evaluation) -> Plan {
+    let verdict = eval.verdict;
+    let resource = eval
+        .resource
+        .and_then(|i| cfg.resources.get(i))
+        .map(|r| r.id.as_str());
+    let mut body = String::with_capacity(256);
+    body.push_str(r#"{"error":"#);
+    push_json_str(&mut body, verdict.code());
+    body.push_str(r#","message":"#);
+    push_json_str(&mut body, verdict.message());
+    body.push_str(r#","resource":"#);
+    match resource {
+        Some(id) => push_json_str(&mut body, id),
+        None => body.push_str("null"),
+    }
+    if let Some(url) = &cfg.request_access_url {
+        body.push_str(r#","request_access":"#);
+        push_json_str(&mut body, url);
+    }
+    body.push('}');
+    let mut headers = vec![
+        ("content-type", "application/json".to_owned()),
+        ("cache-control", "no-store".to_owned()),
+    ];
+    if verdict.status() == 401 {
+        let challenge = if verdict == Verdict::Grant(Outcome::GrantMissing) {
+            r#"Bearer realm="jitgate""#.to_owned()
+        } else {
+            format!(
+                r#"Bearer realm="jitgate", error="invalid_token", error_description="{}""#,
+                verdict.code()
+            )
+        };
+        headers.push(("www-authenticate", challenge));
+    }
+    Plan::Deny {
+        status: verdict.status(),
+        headers,
+        body,
+    }
+}
+
+/// Appends `s` as a JSON string. Configuration validation already limits
+/// ids and URLs to printable characters without quotes; escaping anyway
+/// keeps the body valid whatever changes upstream of this function.
+fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c < ' ' => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use grant::{mint, GrantClaims, NoRevocations, ScopeRule, SigningKey};
+
+    const KEY: &str = "AaJjqsgdCNs5ZNQycUgeL_QbOX0xYMHMY7_8lj5ZJIs";
+    const NOW: u64 = 1_780_000_000;
+
+    struct Host {
+        source: Option<IpAddr>,
+        san: Option<Vec<u8>>,
+    }
+
+    impl RequestHost for Host {
+        fn source_address(&self) -> Option<IpAddr> {
+            self.source
+        }
+        fn peer_uri_san(&self) -> Option<Vec<u8>> {
+            self.san.clone()
+        }
+    }
+
+    const HOST: Host = Host {
+        source: None,
+        san: None,
+    };
+
+    fn cfg(extra: &str) -> FilterConfig {
+        config::parse(
+            format!(
+                r#"{{"issuer":"jit-control","keys":{{"k1":"{KEY}"}},"resources":[{{"id":"payments-api","path_prefix":"/v1"}}],"request_access_url":"http://jit.example/request"{extra}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn token(sub: &str, src: Option<Vec<String>>) -> String {
+        let key = SigningKey::from_base64url("k1", KEY).unwrap();
+        mint(
+            &GrantClaims {
+                iss: "jit-control".into(),
+                sub: sub.into(),
+                aud: "payments-api".into(),
+                jti: "g-1".into(),
+                iat: NOW - 10,
+                nbf: NOW - 10,
+                exp: NOW + 600,
+                scope: vec![ScopeRule::new(&["GET"], &["/v1/invoices/*"])],
+                src,
+                req: Some("r-1".into()),
+            },
+            &key,
+        )
+        .unwrap()
+    }
+
+    fn request(path: &str, extra: &[(&str, &str)]) -> HeaderMap {
+        let mut pairs: Vec<(String, String)> = vec![
+            (":method".into(), "GET".into()),
+            (":path".into(), path.into()),
+            (":authority".into(), "api.local".into()),
+        ];
+        pairs.extend(
+            extra
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
+        );
+        HeaderMap::from_pairs(&pairs)
+    }
+
+    fn verdict(cfg: &FilterConfig, headers: &HeaderMap) -> Verdict {
+        evaluate(cfg, headers, &HOST, NOW, &NoRevocations).verdict
+    }
+
+    #[test]
+    fn valid_grant_forwards_with_identity_headers_and_without_spoofs() {
+        let c = cfg("");
+        let t = token("alice", None);
+        let h = request(
+            "/v1/invoices/7",
+            &[
+                ("x-jit-grant", &t),
+                ("x-jit-subject", "mallory"),
+                ("x-jit-other", "1"),
+            ],
+        );
+        let e = evaluate(&c, &h, &HOST, NOW, &NoRevocations);
+        assert_eq!(e.verdict, Verdict::Grant(Outcome::Allowed));
+        let Plan::Forward { remove, set } = plan(&c, &h, &e) else {
+            panic!("denied")
+        };
+        assert_eq!(
+            remove,
+            vec![
+                b"x-jit-grant".to_vec(),
+                b"x-jit-subject".to_vec(),
+                b"x-jit-other".to_vec()
+            ]
+        );
+        assert_eq!(
+            set,
+            vec![
+                ("x-jit-subject", b"alice".to_vec()),
+                ("x-jit-grant-id", b"g-1".to_vec()),
+                ("x-jit-request-id", b"r-1".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn two_grants_are_malformed_never_first_wins() {
+        let c = cfg(r#","accept_bearer":true"#);
+        let t = token("alice", None);
+        let twice = request(
+            "/v1/invoices/7",
+            &[("x-jit-grant", &t), ("x-jit-grant", &t)],
+        );
+        assert_eq!(verdict(&c, &twice), Verdict::Grant(Outcome::GrantMalformed));
+        let bearer = format!("Bearer {t}");
+        let both = request(
+            "/v1/invoices/7",
+            &[("x-jit-grant", &t), ("authorization", &bearer)],
+        );
+        assert_eq!(verdict(&c, &both), Verdict::Grant(Outcome::GrantMalformed));
+        let only_bearer = request("/v1/invoices/7", &[("authorization", &bearer)]);
+        let e = evaluate(&c, &only_bearer, &HOST, NOW, &NoRevocations);
+        assert_eq!(e.verdict, Verdict::Grant(Outcome::Allowed));
+        let Plan::Forward { remove, .. } = plan(&c, &only_bearer, &e) else {
+            panic!()
+        };
+        assert!(remove.contains(&b"authorization".to_vec()));
+    }
+
+    #[test]
+    fn authorization_is_ignored_unless_bearer_is_accepted() {
+        let c = cfg("");
+        let t = token("alice", None);
+        let bearer = format!("Bearer {t}");
+        assert_eq!(
+            verdict(
+                &c,
+                &request("/v1/invoices/7", &[("authorization", &bearer)])
+            ),
+            Verdict::Grant(Outcome::GrantMissing)
+        );
+    }
+
+    #[test]
+    fn proxy_set_original_path_is_never_trusted() {
+        let c = cfg("");
+        let t = token("alice", None);
+        let h = request(
+            "/v1/admin",
+            &[
+                ("x-jit-grant", &t),
+                ("x-envoy-original-path", "/v1/invoices/7"),
+            ],
+        );
+        assert_eq!(verdict(&c, &h), Verdict::Grant(Outcome::RequestOutOfScope));
+    }
+
+    #[test]
+    fn unmatched_requests_follow_the_policy() {
+        let h = request("/other", &[]);
+        assert_eq!(verdict(&cfg(""), &h), Verdict::NoResource);
+        assert_eq!(
+            verdict(&cfg(r#","unmatched":"allow""#), &h),
+            Verdict::Unprotected
+        );
+        // Path rules apply to every request, protected or not.
+        assert_eq!(
+            verdict(&cfg(r#","unmatched":"allow""#), &request("/a/../v1", &[])),
+            Verdict::Grant(Outcome::PathRejected)
+        );
+    }
+
+    #[test]
+    fn identity_header_must_equal_sub() {
+        let c = cfg(r#","identity":{"source":"header","name":"x-user"}"#);
+        let t = token("alice", None);
+        assert_eq!(
+            verdict(
+                &c,
+                &request(
+                    "/v1/invoices/7",
+                    &[("x-jit-grant", &t), ("x-user", "alice")]
+                )
+            ),
+            Verdict::Grant(Outcome::Allowed)
+        );
+        assert_eq!(
+            verdict(
+                &c,
+                &request("/v1/invoices/7", &[("x-jit-grant", &t), ("x-user", "bob")])
+            ),
+            Verdict::Grant(Outcome::IdentityMismatch)
+        );
+        assert_eq!(
+            verdict(&c, &request("/v1/invoices/7", &[("x-jit-grant", &t)])),
+            Verdict::Grant(Outcome::IdentityMismatch)
+        );
+        assert_eq!(
+            verdict(
+                &c,
+                &request(
+                    "/v1/invoices/7",
+                    &[
+                        ("x-jit-grant", &t),
+                        ("x-user", "alice"),
+                        ("x-user", "alice")
+                    ]
+                )
+            ),
+            Verdict::Grant(Outcome::IdentityMismatch)
+        );
+    }
+
+    #[test]
+    fn peer_certificate_identity_is_asked_of_the_host() {
+        let c = cfg(r#","identity":{"source":"peer_uri_san"}"#);
+        let t = token("spiffe://corp/alice", None);
+        let h = request("/v1/invoices/7", &[("x-jit-grant", &t)]);
+        let host = Host {
+            source: None,
+            san: Some(b"spiffe://corp/alice".to_vec()),
+        };
+        assert_eq!(
+            evaluate(&c, &h, &host, NOW, &NoRevocations).verdict,
+            Verdict::Grant(Outcome::Allowed)
+        );
+        assert_eq!(verdict(&c, &h), Verdict::Grant(Outcome::IdentityMismatch));
+    }
+
+    #[test]
+    fn source_restriction_uses_the_connection_address() {
+        let c = cfg("");
+        let t = token("alice", Some(vec!["10.0.0.0/8".into()]));
+        let h = request(
+            "/v1/invoices/7",
+            &[("x-jit-grant", &t), ("x-forwarded-for", "10.1.1.1")],
+        );
+        assert_eq!(verdict(&c, &h), Verdict::Grant(Outcome::SourceNotAllowed));
+        let inside = Host {
+            source: Some("10.2.3.4".parse().unwrap()),
+            san: None,
+        };
+        assert_eq!(
+            evaluate(&c, &h, &inside, NOW, &NoRevocations).verdict,
+            Verdict::Grant(Outcome::Allowed)
+        );
+    }
+
+    #[test]
+    fn deny_plan_has_status_body_and_challenge() {
+        let c = cfg("");
+        let h = request("/v1/invoices/7", &[]);
+        let e = evaluate(&c, &h, &HOST, NOW, &NoRevocations);
+        let Plan::Deny {
+            status,
+            headers,
+            body,
+        } = plan(&c, &h, &e)
+        else {
+            panic!()
+        };
+        assert_eq!(status, 401);
+        assert!(headers.contains(&("www-authenticate", r#"Bearer realm="jitgate""#.to_owned())));
+        assert!(headers.contains(&("cache-control", "no-store".to_owned())));
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["error"], "grant_missing");
+        assert_eq!(v["resource"], "payments-api");
+        assert_eq!(v["request_access"], "http://jit.example/request");
+        assert!(v["message"].as_str().unwrap().ends_with('.'));
+
+        let h = request("/nowhere", &[]);
+        let e = evaluate(&c, &h, &HOST, NOW, &NoRevocations);
+        let Plan::Deny { status, body, .. } = plan(&c, &h, &e) else {
+            panic!()
+        };
+        assert_eq!(status, 403);
+        assert!(body.contains(r#""resource":null"#), "{body}");
+    }
+
+    #[test]
+    fn dry_run_forwards_denied_requests_but_still_strips_spoofs() {
+        let c = cfg(r#","mode":"dry-run""#);
+        let h = request("/v1/invoices/7", &[("x-jit-subject", "mallory")]);
+        let e = evaluate(&c, &h, &HOST, NOW, &NoRevocations);
+        assert_eq!(e.verdict, Verdict::Grant(Outcome::GrantMissing));
+        assert_eq!(
+            plan(&c, &h, &e),
+            Plan::Forward {
+                remove: vec![b"x-jit-subject".to_vec()],
+                set: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn control_characters_in_claims_cannot_break_header_lines() {
+        assert_eq!(header_safe(b"alice"), b"alice".to_vec());
+        assert_eq!(header_safe(b"a\r\nx-evil: 1"), b"a%0D%0Ax-evil: 1".to_vec());
+        assert_eq!(header_safe(b"50%"), b"50%25".to_vec());
+    }
+
+    #[test]
+    fn hostile_header_values_do_not_panic() {
+        let c = cfg(r#","accept_bearer":true"#);
+        for v in [
+            &b"\xff\xfe"[..],
+            b"",
+            b" ",
+            b"Bearer",
+            b"bearer \xff",
+            &[b'a'; 100_000][..],
+        ] {
+            let h = HeaderMap::from_pairs(&[
+                (&b":path"[..], &b"/v1/invoices/7"[..]),
+                (b":method", b"GET"),
+                (b"x-jit-grant", v),
+                (b"authorization", v),
+            ]);
+            let e = evaluate(&c, &h, &HOST, NOW, &NoRevocations);
+            assert!(!e.verdict.passes());
+            let _ = plan(&c, &h, &e);
+        }
+        let no_pseudo = HeaderMap::from_pairs::<&[u8], &[u8]>(&[]);
+        assert_eq!(
+            verdict(&c, &no_pseudo),
+            Verdict::Grant(Outcome::PathRejected)
+        );
+    }
+}

@@ -1,0 +1,100 @@
+//! Counters per decision code, overall and per resource, defined once at
+//! configuration time so the request path only increments by id.
+//!
+//! Envoy shows them in `/stats` with its `wasmcustom.` prefix, for example
+//! `wasmcustom.jitgate.decisions.grant_expired` and
+//! `wasmcustom.jitgate.resource.payments-api.allowed`.
+
+use grant::Outcome;
+
+use crate::check::Verdict;
+
+/// Number of distinct decision codes: the spec's outcomes plus the
+/// filter's `no_resource` and `unprotected`.
+pub const CODES: usize = Outcome::ALL.len() + 2;
+
+/// Position of a verdict in the per-code tables.
+pub fn code_index(verdict: Verdict) -> usize {
+    match verdict {
+        Verdict::Grant(o) => Outcome::ALL.iter().position(|x| *x == o).unwrap_or(0),
+        Verdict::NoResource => Outcome::ALL.len(),
+        Verdict::Unprotected => Outcome::ALL.len() + 1,
+    }
+}
+
+/// Every decision code, in table order.
+pub fn codes() -> impl Iterator<Item = &'static str> {
+    Outcome::ALL
+        .iter()
+        .map(|o| o.code())
+        .chain([Verdict::NoResource.code(), Verdict::Unprotected.code()])
+}
+
+/// The metric names to define, in table order: per code, then per resource
+/// and code, then the dry-run counter.
+pub fn names(resource_ids: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = codes().map(|c| format!("jitgate.decisions.{c}")).collect();
+    for id in resource_ids {
+        names.extend(codes().map(|c| format!("jitgate.resource.{id}.{c}")));
+    }
+    names.push("jitgate.dry_run.would_deny".to_owned());
+    names
+}
+
+/// Metric ids as the host assigned them, laid out as [`names`] lists them.
+#[derive(Debug, Clone, Default)]
+pub struct MetricIds {
+    ids: Vec<u32>,
+}
+
+impl MetricIds {
+    /// Wraps host-assigned ids given in the order of [`names`].
+    pub fn new(ids: Vec<u32>) -> Self {
+        MetricIds { ids }
+    }
+
+    /// The ids to increment for one decision.
+    pub fn for_decision(
+        &self,
+        verdict: Verdict,
+        resource: Option<usize>,
+        dry_run_denied: bool,
+    ) -> impl Iterator<Item = u32> + '_ {
+        let code = code_index(verdict);
+        let per_resource = resource.map(|r| CODES + r * CODES + code);
+        let dry_run = dry_run_denied.then(|| self.ids.len().saturating_sub(1));
+        [Some(code), per_resource, dry_run]
+            .into_iter()
+            .flatten()
+            .filter_map(|i| self.ids.get(i).copied())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_line_up_with_names() {
+        let names = names(&["a".into(), "b".into()]);
+        assert_eq!(names.len(), CODES * 3 + 1);
+        let ids = MetricIds::new((0..names.len() as u32).collect());
+        let picked: Vec<_> = ids
+            .for_decision(Verdict::Grant(Outcome::GrantExpired), Some(1), true)
+            .map(|i| names[i as usize].as_str())
+            .collect();
+        assert_eq!(
+            picked,
+            [
+                "jitgate.decisions.grant_expired",
+                "jitgate.resource.b.grant_expired",
+                "jitgate.dry_run.would_deny"
+            ]
+        );
+        let picked: Vec<_> = ids
+            .for_decision(Verdict::NoResource, None, false)
+            .map(|i| names[i as usize].as_str())
+            .collect();
+        assert_eq!(picked, ["jitgate.decisions.no_resource"]);
+    }
+}
