@@ -1,1 +1,201 @@
-//! Tests of the grant crate compiled to WebAssembly (see tests/).
+//! Shared fixtures for tests that run the grant crate both natively and
+//! compiled to `wasm32-unknown-unknown` under Node (`wasm-bindgen-test`).
+//!
+//! The same test files build for both targets. Each corpus here is
+//! generated deterministically, and its outcomes are folded into a digest
+//! that the tests compare with one recorded constant, so a difference
+//! between the native and the WebAssembly build fails on either side.
+
+use std::collections::{BTreeMap, HashSet};
+
+use grant::{decide, Identity, KeySet, Outcome, Request, Verifier};
+use serde::Deserialize;
+
+/// The spec's vector file.
+#[derive(Debug, Deserialize)]
+pub struct Vectors {
+    /// Expected issuer.
+    pub issuer: String,
+    /// Allowed skew.
+    pub leeway: u64,
+    /// Longest lifetime.
+    pub max_ttl: u64,
+    /// Keys by kid, base64url.
+    pub keys: BTreeMap<String, String>,
+    /// The cases.
+    pub cases: Vec<Case>,
+}
+
+/// One vector.
+#[derive(Debug, Deserialize)]
+pub struct Case {
+    /// Its name.
+    pub name: String,
+    /// The token, or none sent.
+    pub token: Option<String>,
+    /// Verifier's clock.
+    pub now: u64,
+    /// The request.
+    pub request: CaseRequest,
+    /// Expected outcome code.
+    pub expect: String,
+}
+
+/// A vector's request.
+#[derive(Debug, Deserialize)]
+pub struct CaseRequest {
+    /// Method.
+    pub method: String,
+    /// Path with optional query.
+    pub path: String,
+    /// Routed resource.
+    pub resource: String,
+    /// Client address.
+    pub source: Option<String>,
+    /// Revoked jtis.
+    #[serde(default)]
+    pub revoked: Vec<String>,
+    /// Identity: missing key = not configured, null = absent.
+    #[serde(default, deserialize_with = "present")]
+    pub identity: Option<Option<String>>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// The vectors, embedded at compile time from the grant crate's test data.
+pub fn vectors() -> Vectors {
+    serde_json::from_str(include_str!("../../grant/tests/data/grant-vectors.json")).unwrap_or_else(|e| panic!("vectors: {e}"))
+}
+
+/// A verifier configured as the vectors say.
+pub fn verifier(v: &Vectors) -> Verifier {
+    let mut keys = KeySet::new();
+    for (kid, secret) in &v.keys {
+        keys.insert_base64url(kid, secret).unwrap_or_else(|e| panic!("key {kid}: {e}"));
+    }
+    Verifier::new(&v.issuer, keys).with_leeway(v.leeway).with_max_ttl(v.max_ttl)
+}
+
+/// Decides one vector case.
+pub fn decide_case(verifier: &Verifier, case: &Case) -> Outcome {
+    let revoked: HashSet<String> = case.request.revoked.iter().cloned().collect();
+    let identity = match &case.request.identity {
+        None => Identity::NotConfigured,
+        Some(None) => Identity::Absent,
+        Some(Some(id)) => Identity::Value(id.as_bytes()),
+    };
+    let request = Request {
+        method: case.request.method.as_bytes(),
+        path: case.request.path.as_bytes(),
+        resource: &case.request.resource,
+        source: case.request.source.as_deref().and_then(|s| s.parse().ok()),
+        identity,
+    };
+    decide(verifier, case.token.as_deref().map(str::as_bytes), &request, case.now, &revoked).outcome
+}
+
+/// A small deterministic generator (xorshift64*), identical on every
+/// target, so both builds see the same corpus.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a non-zero seed.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.max(1))
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number below `n` (n > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// One of `items`.
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+/// FNV-1a over a stream of bytes: the digest of a corpus's outcomes.
+#[derive(Debug, Clone, Copy)]
+pub struct Digest(pub u64);
+
+impl Default for Digest {
+    fn default() -> Self {
+        Digest(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Digest {
+    /// Folds bytes in.
+    pub fn add(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 ^= 0xff;
+    }
+}
+
+/// Random request paths built from segments that exercise the path rules.
+pub fn random_path(rng: &mut Rng) -> String {
+    const SEGMENTS: &[&str] = &[
+        "v1", "invoices", "reports", "INV-9", "a", "", ".", "..", "..;x", "%2e", "%2F", "%41", "%5c", "%00", "a;b", "~",
+        "*", "**", "é", "a b", "?", "#", "\\", "x?y=/..",
+    ];
+    let mut path = String::new();
+    for _ in 0..rng.below(6) {
+        path.push('/');
+        path.push_str(*rng.pick(SEGMENTS));
+    }
+    if path.is_empty() || rng.below(10) == 0 {
+        path.push('/');
+    }
+    path
+}
+
+/// Random patterns, valid or not.
+pub fn random_pattern(rng: &mut Rng) -> String {
+    const SEGMENTS: &[&str] = &["v1", "invoices", "reports", "INV-9", "a", "*", "**", "", "a*"];
+    let mut p = String::new();
+    for _ in 0..=rng.below(4) {
+        p.push('/');
+        p.push_str(*rng.pick(SEGMENTS));
+    }
+    p
+}
+
+/// Mutates a token: flips, deletes, inserts and duplicates bytes.
+pub fn mutate(rng: &mut Rng, token: &[u8]) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCabc019-_.=+/ \x00\xff{}\"";
+    let mut t = token.to_vec();
+    for _ in 0..=rng.below(4) {
+        if t.is_empty() {
+            t.push(*rng.pick(ALPHABET));
+            continue;
+        }
+        let at = rng.below(t.len());
+        match rng.below(4) {
+            0 => t[at] ^= 1 << rng.below(8),
+            1 => {
+                t.remove(at);
+            }
+            2 => t.insert(at, *rng.pick(ALPHABET)),
+            _ => {
+                let end = (at + rng.below(16)).min(t.len());
+                let chunk = t[at..end].to_vec();
+                t.splice(at..at, chunk);
+            }
+        }
+    }
+    t
+}
