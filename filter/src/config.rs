@@ -202,8 +202,14 @@ impl Fields {
     }
 
     fn name(&self, key: &str) -> String {
-        if self.path.is_empty() {
+        // An empty or odd member name is quoted so the error still names it.
+        let key = if key.is_empty() || key.chars().any(|c| c.is_control() || c == '`') {
+            format!("{key:?}")
+        } else {
             key.to_owned()
+        };
+        if self.path.is_empty() {
+            key
         } else {
             format!("{}.{key}", self.path)
         }
@@ -643,6 +649,9 @@ mod tests {
         );
         assert_eq!(err(r#"{"keys":{},"resources":[]}"#).field, "issuer");
         assert_eq!(err("not json").field, "(root)");
+        // Found by fuzzing (fuzz/artifacts/filter_config): an empty member
+        // name gave an error naming no field.
+        assert_eq!(err(&with(r#","":1"#)).field, r#""""#);
         assert_eq!(err("").field, "(root)");
     }
 
