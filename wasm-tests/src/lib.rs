@@ -66,16 +66,20 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
 
 /// The vectors, embedded at compile time from the grant crate's test data.
 pub fn vectors() -> Vectors {
-    serde_json::from_str(include_str!("../../grant/tests/data/grant-vectors.json")).unwrap_or_else(|e| panic!("vectors: {e}"))
+    serde_json::from_str(include_str!("../../grant/tests/data/grant-vectors.json"))
+        .unwrap_or_else(|e| panic!("vectors: {e}"))
 }
 
 /// A verifier configured as the vectors say.
 pub fn verifier(v: &Vectors) -> Verifier {
     let mut keys = KeySet::new();
     for (kid, secret) in &v.keys {
-        keys.insert_base64url(kid, secret).unwrap_or_else(|e| panic!("key {kid}: {e}"));
+        keys.insert_base64url(kid, secret)
+            .unwrap_or_else(|e| panic!("key {kid}: {e}"));
     }
-    Verifier::new(&v.issuer, keys).with_leeway(v.leeway).with_max_ttl(v.max_ttl)
+    Verifier::new(&v.issuer, keys)
+        .with_leeway(v.leeway)
+        .with_max_ttl(v.max_ttl)
 }
 
 /// Decides one vector case.
@@ -93,7 +97,14 @@ pub fn decide_case(verifier: &Verifier, case: &Case) -> Outcome {
         source: case.request.source.as_deref().and_then(|s| s.parse().ok()),
         identity,
     };
-    decide(verifier, case.token.as_deref().map(str::as_bytes), &request, case.now, &revoked).outcome
+    decide(
+        verifier,
+        case.token.as_deref().map(str::as_bytes),
+        &request,
+        case.now,
+        &revoked,
+    )
+    .outcome
 }
 
 /// A small deterministic generator (xorshift64*), identical on every
@@ -149,8 +160,8 @@ impl Digest {
 /// Random request paths built from segments that exercise the path rules.
 pub fn random_path(rng: &mut Rng) -> String {
     const SEGMENTS: &[&str] = &[
-        "v1", "invoices", "reports", "INV-9", "a", "", ".", "..", "..;x", "%2e", "%2F", "%41", "%5c", "%00", "a;b", "~",
-        "*", "**", "é", "a b", "?", "#", "\\", "x?y=/..",
+        "v1", "invoices", "reports", "INV-9", "a", "", ".", "..", "..;x", "%2e", "%2F", "%41",
+        "%5c", "%00", "a;b", "~", "*", "**", "é", "a b", "?", "#", "\\", "x?y=/..",
     ];
     let mut path = String::new();
     for _ in 0..rng.below(6) {
@@ -165,7 +176,9 @@ pub fn random_path(rng: &mut Rng) -> String {
 
 /// Random patterns, valid or not.
 pub fn random_pattern(rng: &mut Rng) -> String {
-    const SEGMENTS: &[&str] = &["v1", "invoices", "reports", "INV-9", "a", "*", "**", "", "a*"];
+    const SEGMENTS: &[&str] = &[
+        "v1", "invoices", "reports", "INV-9", "a", "*", "**", "", "a*",
+    ];
     let mut p = String::new();
     for _ in 0..=rng.below(4) {
         p.push('/');

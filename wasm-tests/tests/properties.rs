@@ -44,7 +44,10 @@ fn path_rules_and_matcher_agree_with_their_properties() {
         // A pattern covered by another never matches more than it.
         let other = random_pattern(&mut rng);
         if pattern_covers(&other, &pattern) && matched {
-            assert!(pattern_matches(other.as_bytes(), checked), "{other} covers {pattern} but not {path}");
+            assert!(
+                pattern_matches(other.as_bytes(), checked),
+                "{other} covers {pattern} but not {path}"
+            );
         }
     }
     check_digest("path", digest, PATH_DIGEST);
@@ -78,10 +81,19 @@ fn hostile_inputs_are_refused_quickly_and_safely() {
     let verifier = verifier(&v);
     let now = 1_780_000_000;
     let huge = vec![b'a'; 1 << 20];
-    assert_eq!(verifier.verify(&huge, now).unwrap_err(), Outcome::GrantMalformed);
+    assert_eq!(
+        verifier.verify(&huge, now).unwrap_err(),
+        Outcome::GrantMalformed
+    );
     let dots = vec![b'.'; 4096];
-    assert_eq!(verifier.verify(&dots, now).unwrap_err(), Outcome::GrantMalformed);
-    assert_eq!(verifier.verify(&[0xff; 4000], now).unwrap_err(), Outcome::GrantMalformed);
+    assert_eq!(
+        verifier.verify(&dots, now).unwrap_err(),
+        Outcome::GrantMalformed
+    );
+    assert_eq!(
+        verifier.verify(&[0xff; 4000], now).unwrap_err(),
+        Outcome::GrantMalformed
+    );
     let long_path = "/a".repeat(1 << 18);
     assert!(check_request_path(long_path.as_bytes()).is_ok());
     assert!(pattern_matches(b"/**", long_path.as_bytes()));
@@ -93,5 +105,8 @@ fn hostile_inputs_are_refused_quickly_and_safely() {
         identity: grant::Identity::Absent,
     };
     let token = v.cases[0].token.as_deref().map(str::as_bytes);
-    assert_eq!(grant::decide(&verifier, token, &request, now, &NoRevocations).outcome, Outcome::IdentityMismatch);
+    assert_eq!(
+        grant::decide(&verifier, token, &request, now, &NoRevocations).outcome,
+        Outcome::IdentityMismatch
+    );
 }
