@@ -7,11 +7,13 @@
 
 use core::net::IpAddr;
 
-use grant::{check_request, Identity, Outcome, Request, Revocations, VerifiedGrant};
+use grant::{check_request, Identity, Outcome, Request, VerifiedGrant};
 
 use crate::config::{FilterConfig, IdentitySource, Mode, Unmatched};
 use crate::headers::HeaderMap;
+use crate::jsonw;
 use crate::route::route;
+use crate::sync::Live;
 
 /// Prefix of the headers this filter owns. Any that arrive from outside are
 /// removed, so upstreams can trust what they see.
@@ -34,6 +36,8 @@ pub enum Verdict {
     NoResource,
     /// The request matches no resource and unmatched traffic is allowed.
     Unprotected,
+    /// Strict mode: the revocation list is older than allowed.
+    RevocationsStale,
 }
 
 impl Verdict {
@@ -43,6 +47,7 @@ impl Verdict {
             Verdict::Grant(o) => o.code(),
             Verdict::NoResource => "no_resource",
             Verdict::Unprotected => "unprotected",
+            Verdict::RevocationsStale => "revocations_stale",
         }
     }
 
@@ -52,6 +57,7 @@ impl Verdict {
             Verdict::Grant(o) => o.status(),
             Verdict::NoResource => 403,
             Verdict::Unprotected => 200,
+            Verdict::RevocationsStale => 503,
         }
     }
 
@@ -61,15 +67,15 @@ impl Verdict {
             Verdict::Grant(o) => o.message(),
             Verdict::NoResource => "This gateway protects no API at this host and path.",
             Verdict::Unprotected => "Not a protected resource.",
+            Verdict::RevocationsStale => {
+                "The gateway cannot confirm that grants are still valid: its revocation list is out of date."
+            }
         }
     }
 
     /// Whether the request may go upstream (ignoring dry-run).
     pub fn passes(self) -> bool {
-        matches!(
-            self,
-            Verdict::Grant(Outcome::Allowed) | Verdict::Unprotected
-        )
+        matches!(self, Verdict::Grant(Outcome::Allowed) | Verdict::Unprotected)
     }
 }
 
@@ -89,10 +95,7 @@ pub struct Evaluation {
 /// Where the grant was found.
 enum Found<'a> {
     None,
-    One {
-        token: &'a [u8],
-        in_authorization: bool,
-    },
+    One { token: &'a [u8], in_authorization: bool },
     Several,
 }
 
@@ -104,10 +107,7 @@ fn bearer(value: &[u8]) -> Option<&[u8]> {
 }
 
 fn trim(v: &[u8]) -> &[u8] {
-    let start = v
-        .iter()
-        .position(|b| !matches!(b, b' ' | b'\t'))
-        .unwrap_or(v.len());
+    let start = v.iter().position(|b| !matches!(b, b' ' | b'\t')).unwrap_or(v.len());
     let end = v
         .iter()
         .rposition(|b| !matches!(b, b' ' | b'\t'))
@@ -148,16 +148,17 @@ fn find_grant<'a>(cfg: &FilterConfig, headers: &'a HeaderMap) -> Found<'a> {
     }
 }
 
-/// Evaluates one request against the configuration.
+/// Evaluates one request against the configuration and what this worker
+/// has synced (`now_ms`: milliseconds since the epoch).
 ///
 /// The path checked is the `:path` pseudo-header as the host will forward
 /// it; headers such as `x-envoy-original-path` are never consulted.
-pub fn evaluate<R: Revocations + ?Sized>(
+pub fn evaluate(
     cfg: &FilterConfig,
     headers: &HeaderMap,
     host: &dyn RequestHost,
-    now: u64,
-    revoked: &R,
+    now_ms: u64,
+    live: &Live,
 ) -> Evaluation {
     let single = |name: &[u8]| headers.single(name).unwrap_or(&[]);
     let path = single(b":path");
@@ -170,6 +171,7 @@ pub fn evaluate<R: Revocations + ?Sized>(
         grant,
         grant_in_authorization: in_auth,
     };
+    let now = now_ms / 1000;
 
     let Ok(checked_path) = grant::path::check_request_path(path) else {
         return done(Verdict::Grant(Outcome::PathRejected), None, false);
@@ -181,25 +183,15 @@ pub fn evaluate<R: Revocations + ?Sized>(
         };
     };
     let resource_id = cfg.resources.get(index).map_or("", |r| r.id.as_str());
+    if let Some(max) = cfg.control.as_ref().and_then(|c| c.max_staleness_seconds) {
+        let fresh = live
+            .synced_at_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) <= max.saturating_mul(1000));
+        if !fresh {
+            return done(Verdict::RevocationsStale, None, false);
+        }
+    }
 
-    let (token, in_auth) = match find_grant(cfg, headers) {
-        Found::None => return done(Verdict::Grant(Outcome::GrantMissing), None, false),
-        Found::Several => return done(Verdict::Grant(Outcome::GrantMalformed), None, false),
-        Found::One {
-            token,
-            in_authorization,
-        } => (token, in_authorization),
-    };
-    let grant = match cfg.verifier.verify(token, now) {
-        Ok(grant) => grant,
-        Err(outcome) => return done(Verdict::Grant(outcome), None, in_auth),
-    };
-
-    let source = if grant.has_source_restriction() {
-        host.source_address()
-    } else {
-        None
-    };
     let peer_identity;
     let identity = match &cfg.identity {
         None => Identity::NotConfigured,
@@ -215,14 +207,60 @@ pub fn evaluate<R: Revocations + ?Sized>(
             }
         }
     };
-    let request = Request {
-        method,
-        path,
-        resource: resource_id,
-        source,
-        identity,
+    let check = |grant: &VerifiedGrant| {
+        let source = if grant.has_source_restriction() {
+            host.source_address()
+        } else {
+            None
+        };
+        let request = Request {
+            method,
+            path,
+            resource: resource_id,
+            source,
+            identity,
+        };
+        check_request(grant, method, checked_path, &request, &live.revoked)
     };
-    let outcome = check_request(&grant, method, checked_path, &request, revoked);
+
+    let (token, in_auth) = match find_grant(cfg, headers) {
+        Found::Several => return done(Verdict::Grant(Outcome::GrantMalformed), None, false),
+        Found::One {
+            token,
+            in_authorization,
+        } => (token, in_authorization),
+        Found::None => {
+            let Identity::Value(caller) = identity else {
+                return done(Verdict::Grant(Outcome::GrantMissing), None, false);
+            };
+            if !cfg.identity_aware {
+                return done(Verdict::Grant(Outcome::GrantMissing), None, false);
+            }
+            // Identity-aware mode: the newest synced grant of this caller for
+            // this resource that allows the request; otherwise the newest
+            // one's reason for refusing.
+            let mut first_refusal = None;
+            for grant in live.grants.lookup(caller, resource_id) {
+                let outcome = match cfg.verifier.check_time(grant, now) {
+                    Ok(()) => check(grant),
+                    Err(outcome) => outcome,
+                };
+                if outcome == Outcome::Allowed {
+                    return done(Verdict::Grant(outcome), Some(grant.clone()), false);
+                }
+                first_refusal.get_or_insert((outcome, grant));
+            }
+            return match first_refusal {
+                Some((outcome, grant)) => done(Verdict::Grant(outcome), Some(grant.clone()), false),
+                None => done(Verdict::Grant(Outcome::GrantMissing), None, false),
+            };
+        }
+    };
+    let grant = match cfg.verifier.verify(token, now) {
+        Ok(grant) => grant,
+        Err(outcome) => return done(Verdict::Grant(outcome), None, in_auth),
+    };
+    let outcome = check(&grant);
     done(Verdict::Grant(outcome), Some(grant), in_auth)
 }
 
@@ -293,23 +331,20 @@ fn header_safe(value: &[u8]) -> Vec<u8> {
 
 fn deny(cfg: &FilterConfig, eval: &Evaluation) -> Plan {
     let verdict = eval.verdict;
-    let resource = eval
-        .resource
-        .and_then(|i| cfg.resources.get(i))
-        .map(|r| r.id.as_str());
+    let resource = eval.resource.and_then(|i| cfg.resources.get(i)).map(|r| r.id.as_str());
     let mut body = String::with_capacity(256);
     body.push_str(r#"{"error":"#);
-    push_json_str(&mut body, verdict.code());
+    jsonw::push_str(&mut body, verdict.code());
     body.push_str(r#","message":"#);
-    push_json_str(&mut body, verdict.message());
+    jsonw::push_str(&mut body, verdict.message());
     body.push_str(r#","resource":"#);
     match resource {
-        Some(id) => push_json_str(&mut body, id),
+        Some(id) => jsonw::push_str(&mut body, id),
         None => body.push_str("null"),
     }
     if let Some(url) = &cfg.request_access_url {
         body.push_str(r#","request_access":"#);
-        push_json_str(&mut body, url);
+        jsonw::push_str(&mut body, url);
     }
     body.push('}');
     let mut headers = vec![
@@ -334,27 +369,11 @@ fn deny(cfg: &FilterConfig, eval: &Evaluation) -> Plan {
     }
 }
 
-/// Appends `s` as a JSON string. Configuration validation already limits
-/// ids and URLs to printable characters without quotes; escaping anyway
-/// keeps the body valid whatever changes upstream of this function.
-fn push_json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c < ' ' => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config;
-    use grant::{mint, GrantClaims, NoRevocations, ScopeRule, SigningKey};
+    use grant::{mint, GrantClaims, ScopeRule, SigningKey};
 
     const KEY: &str = "AaJjqsgdCNs5ZNQycUgeL_QbOX0xYMHMY7_8lj5ZJIs";
     const NOW: u64 = 1_780_000_000;
@@ -414,16 +433,12 @@ mod tests {
             (":path".into(), path.into()),
             (":authority".into(), "api.local".into()),
         ];
-        pairs.extend(
-            extra
-                .iter()
-                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
-        );
+        pairs.extend(extra.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())));
         HeaderMap::from_pairs(&pairs)
     }
 
     fn verdict(cfg: &FilterConfig, headers: &HeaderMap) -> Verdict {
-        evaluate(cfg, headers, &HOST, NOW, &NoRevocations).verdict
+        evaluate(cfg, headers, &HOST, NOW * 1000, &Live::default()).verdict
     }
 
     #[test]
@@ -432,13 +447,9 @@ mod tests {
         let t = token("alice", None);
         let h = request(
             "/v1/invoices/7",
-            &[
-                ("x-jit-grant", &t),
-                ("x-jit-subject", "mallory"),
-                ("x-jit-other", "1"),
-            ],
+            &[("x-jit-grant", &t), ("x-jit-subject", "mallory"), ("x-jit-other", "1")],
         );
-        let e = evaluate(&c, &h, &HOST, NOW, &NoRevocations);
+        let e = evaluate(&c, &h, &HOST, NOW * 1000, &Live::default());
         assert_eq!(e.verdict, Verdict::Grant(Outcome::Allowed));
         let Plan::Forward { remove, set } = plan(&c, &h, &e) else {
             panic!("denied")
@@ -465,19 +476,13 @@ mod tests {
     fn two_grants_are_malformed_never_first_wins() {
         let c = cfg(r#","accept_bearer":true"#);
         let t = token("alice", None);
-        let twice = request(
-            "/v1/invoices/7",
-            &[("x-jit-grant", &t), ("x-jit-grant", &t)],
-        );
+        let twice = request("/v1/invoices/7", &[("x-jit-grant", &t), ("x-jit-grant", &t)]);
         assert_eq!(verdict(&c, &twice), Verdict::Grant(Outcome::GrantMalformed));
         let bearer = format!("Bearer {t}");
-        let both = request(
-            "/v1/invoices/7",
-            &[("x-jit-grant", &t), ("authorization", &bearer)],
-        );
+        let both = request("/v1/invoices/7", &[("x-jit-grant", &t), ("authorization", &bearer)]);
         assert_eq!(verdict(&c, &both), Verdict::Grant(Outcome::GrantMalformed));
         let only_bearer = request("/v1/invoices/7", &[("authorization", &bearer)]);
-        let e = evaluate(&c, &only_bearer, &HOST, NOW, &NoRevocations);
+        let e = evaluate(&c, &only_bearer, &HOST, NOW * 1000, &Live::default());
         assert_eq!(e.verdict, Verdict::Grant(Outcome::Allowed));
         let Plan::Forward { remove, .. } = plan(&c, &only_bearer, &e) else {
             panic!()
@@ -491,10 +496,7 @@ mod tests {
         let t = token("alice", None);
         let bearer = format!("Bearer {t}");
         assert_eq!(
-            verdict(
-                &c,
-                &request("/v1/invoices/7", &[("authorization", &bearer)])
-            ),
+            verdict(&c, &request("/v1/invoices/7", &[("authorization", &bearer)])),
             Verdict::Grant(Outcome::GrantMissing)
         );
     }
@@ -505,10 +507,7 @@ mod tests {
         let t = token("alice", None);
         let h = request(
             "/v1/admin",
-            &[
-                ("x-jit-grant", &t),
-                ("x-envoy-original-path", "/v1/invoices/7"),
-            ],
+            &[("x-jit-grant", &t), ("x-envoy-original-path", "/v1/invoices/7")],
         );
         assert_eq!(verdict(&c, &h), Verdict::Grant(Outcome::RequestOutOfScope));
     }
@@ -517,10 +516,7 @@ mod tests {
     fn unmatched_requests_follow_the_policy() {
         let h = request("/other", &[]);
         assert_eq!(verdict(&cfg(""), &h), Verdict::NoResource);
-        assert_eq!(
-            verdict(&cfg(r#","unmatched":"allow""#), &h),
-            Verdict::Unprotected
-        );
+        assert_eq!(verdict(&cfg(r#","unmatched":"allow""#), &h), Verdict::Unprotected);
         // Path rules apply to every request, protected or not.
         assert_eq!(
             verdict(&cfg(r#","unmatched":"allow""#), &request("/a/../v1", &[])),
@@ -535,10 +531,7 @@ mod tests {
         assert_eq!(
             verdict(
                 &c,
-                &request(
-                    "/v1/invoices/7",
-                    &[("x-jit-grant", &t), ("x-user", "alice")]
-                )
+                &request("/v1/invoices/7", &[("x-jit-grant", &t), ("x-user", "alice")])
             ),
             Verdict::Grant(Outcome::Allowed)
         );
@@ -558,11 +551,7 @@ mod tests {
                 &c,
                 &request(
                     "/v1/invoices/7",
-                    &[
-                        ("x-jit-grant", &t),
-                        ("x-user", "alice"),
-                        ("x-user", "alice")
-                    ]
+                    &[("x-jit-grant", &t), ("x-user", "alice"), ("x-user", "alice")]
                 )
             ),
             Verdict::Grant(Outcome::IdentityMismatch)
@@ -579,7 +568,7 @@ mod tests {
             san: Some(b"spiffe://corp/alice".to_vec()),
         };
         assert_eq!(
-            evaluate(&c, &h, &host, NOW, &NoRevocations).verdict,
+            evaluate(&c, &h, &host, NOW * 1000, &Live::default()).verdict,
             Verdict::Grant(Outcome::Allowed)
         );
         assert_eq!(verdict(&c, &h), Verdict::Grant(Outcome::IdentityMismatch));
@@ -599,7 +588,7 @@ mod tests {
             san: None,
         };
         assert_eq!(
-            evaluate(&c, &h, &inside, NOW, &NoRevocations).verdict,
+            evaluate(&c, &h, &inside, NOW * 1000, &Live::default()).verdict,
             Verdict::Grant(Outcome::Allowed)
         );
     }
@@ -608,13 +597,8 @@ mod tests {
     fn deny_plan_has_status_body_and_challenge() {
         let c = cfg("");
         let h = request("/v1/invoices/7", &[]);
-        let e = evaluate(&c, &h, &HOST, NOW, &NoRevocations);
-        let Plan::Deny {
-            status,
-            headers,
-            body,
-        } = plan(&c, &h, &e)
-        else {
+        let e = evaluate(&c, &h, &HOST, NOW * 1000, &Live::default());
+        let Plan::Deny { status, headers, body } = plan(&c, &h, &e) else {
             panic!()
         };
         assert_eq!(status, 401);
@@ -627,7 +611,7 @@ mod tests {
         assert!(v["message"].as_str().unwrap().ends_with('.'));
 
         let h = request("/nowhere", &[]);
-        let e = evaluate(&c, &h, &HOST, NOW, &NoRevocations);
+        let e = evaluate(&c, &h, &HOST, NOW * 1000, &Live::default());
         let Plan::Deny { status, body, .. } = plan(&c, &h, &e) else {
             panic!()
         };
@@ -639,7 +623,7 @@ mod tests {
     fn dry_run_forwards_denied_requests_but_still_strips_spoofs() {
         let c = cfg(r#","mode":"dry-run""#);
         let h = request("/v1/invoices/7", &[("x-jit-subject", "mallory")]);
-        let e = evaluate(&c, &h, &HOST, NOW, &NoRevocations);
+        let e = evaluate(&c, &h, &HOST, NOW * 1000, &Live::default());
         assert_eq!(e.verdict, Verdict::Grant(Outcome::GrantMissing));
         assert_eq!(
             plan(&c, &h, &e),
@@ -674,14 +658,11 @@ mod tests {
                 (b"x-jit-grant", v),
                 (b"authorization", v),
             ]);
-            let e = evaluate(&c, &h, &HOST, NOW, &NoRevocations);
+            let e = evaluate(&c, &h, &HOST, NOW * 1000, &Live::default());
             assert!(!e.verdict.passes());
             let _ = plan(&c, &h, &e);
         }
         let no_pseudo = HeaderMap::from_pairs::<&[u8], &[u8]>(&[]);
-        assert_eq!(
-            verdict(&c, &no_pseudo),
-            Verdict::Grant(Outcome::PathRejected)
-        );
+        assert_eq!(verdict(&c, &no_pseudo), Verdict::Grant(Outcome::PathRejected));
     }
 }

@@ -126,6 +126,40 @@ pub struct FilterConfig {
     pub mode: Mode,
     /// Where to request access, shown in deny bodies.
     pub request_access_url: Option<String>,
+    /// The link to the control service, if any.
+    pub control: Option<ControlLink>,
+    /// Whether a request with no grant may be matched to a synced grant of
+    /// its caller's identity.
+    pub identity_aware: bool,
+}
+
+/// How the filter talks to the control service: never on the request path,
+/// only from the root context's tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlLink {
+    /// The Envoy cluster of the control service.
+    pub cluster: String,
+    /// The `:authority` to send.
+    pub authority: String,
+    /// The key proxies authenticate with (`Authorization: Bearer`).
+    pub ingest_key: String,
+    /// How often to poll revocations (and the grant set).
+    pub poll_interval_ms: u64,
+    /// Timeout of each call.
+    pub timeout_ms: u64,
+    /// Strict mode: deny (`revocations_stale`, 503) once the revocation
+    /// list is older than this. `None`: keep serving valid grants.
+    pub max_staleness_seconds: Option<u64>,
+    /// Whether decisions are reported.
+    pub report: bool,
+    /// Events per batch.
+    pub report_batch: usize,
+    /// Events held at most before new ones are dropped (and counted).
+    pub report_buffer: usize,
+    /// Longest wait before a partial batch is sent.
+    pub report_interval_ms: u64,
+    /// This proxy's name in reports.
+    pub proxy_id: String,
 }
 
 /// A parsed JSON value; strings decoded. Only used while loading.
@@ -292,11 +326,7 @@ fn root_name(path: &str) -> &str {
     }
 }
 
-fn choice<T: Copy>(
-    field: &str,
-    value: Option<String>,
-    options: &[(&str, T)],
-) -> Result<Option<T>, ConfigError> {
+fn choice<T: Copy>(field: &str, value: Option<String>, options: &[(&str, T)]) -> Result<Option<T>, ConfigError> {
     let Some(value) = value else { return Ok(None) };
     options
         .iter()
@@ -304,20 +334,14 @@ fn choice<T: Copy>(
         .map(|(_, t)| Some(*t))
         .ok_or_else(|| {
             let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-            ConfigError::new(
-                field,
-                format!("{value:?} is not one of {}", names.join(", ")),
-            )
+            ConfigError::new(field, format!("{value:?} is not one of {}", names.join(", ")))
         })
 }
 
 /// Parses and validates the plugin configuration.
 pub fn parse(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
     if bytes.len() > MAX_CONFIG_LEN {
-        return Err(ConfigError::new(
-            "(root)",
-            "configuration is larger than 256 KiB",
-        ));
+        return Err(ConfigError::new("(root)", "configuration is larger than 256 KiB"));
     }
     // The grant dialect's rules suit configuration too: one UTF-8 JSON
     // object, no duplicate names (which one would win?), bounded depth.
@@ -327,8 +351,7 @@ pub fn parse(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
             "must be one JSON object in UTF-8, with no repeated member names and at most 16 levels of nesting",
         )
     })?;
-    let value = read_value(&mut Cursor::new(bytes))
-        .ok_or_else(|| ConfigError::new("(root)", "is not readable"))?;
+    let value = read_value(&mut Cursor::new(bytes)).ok_or_else(|| ConfigError::new("(root)", "is not readable"))?;
     let mut root = Fields::new("", value)?;
     let issuer = root.required_string("issuer")?;
     let keys = match root.object("keys")? {
@@ -337,9 +360,7 @@ pub fn parse(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
     };
     let leeway = root.integer("leeway", grant::DEFAULT_LEEWAY)?;
     let max_ttl = root.integer("max_ttl", grant::DEFAULT_MAX_TTL)?;
-    let grant_header = root
-        .string("grant_header")?
-        .unwrap_or_else(|| "x-jit-grant".to_owned());
+    let grant_header = root.string("grant_header")?.unwrap_or_else(|| "x-jit-grant".to_owned());
     let accept_bearer = root.boolean("accept_bearer")?;
     let resources = root.array("resources")?;
     let unmatched = choice(
@@ -356,6 +377,8 @@ pub fn parse(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
     .unwrap_or_default();
     let identity = root.object("identity")?;
     let request_access_url = root.string("request_access_url")?;
+    let control = root.object("control")?.map(control_link).transpose()?;
+    let identity_aware = root.boolean("identity_aware")?;
     root.finish()?;
 
     let issuer = issuer.trim();
@@ -388,19 +411,14 @@ pub fn parse(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
         ));
     }
     let grant_header = grant_header.to_ascii_lowercase();
-    if !is_header_name(&grant_header)
-        || matches!(grant_header.as_str(), "authorization" | "host" | "cookie")
-    {
+    if !is_header_name(&grant_header) || matches!(grant_header.as_str(), "authorization" | "host" | "cookie") {
         return Err(ConfigError::new(
             "grant_header",
             "must be a header name other than authorization, host or cookie (use accept_bearer for Authorization)",
         ));
     }
     if resources.is_empty() {
-        return Err(ConfigError::new(
-            "resources",
-            "at least one resource is required",
-        ));
+        return Err(ConfigError::new("resources", "at least one resource is required"));
     }
     let mut parsed: Vec<Resource> = Vec::with_capacity(resources.len());
     for (i, r) in resources.into_iter().enumerate() {
@@ -441,20 +459,18 @@ pub fn parse(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
         let printable = url
             .bytes()
             .all(|b| (0x21..0x7F).contains(&b) && b != b'"' && b != b'\\');
-        if !(url.starts_with("http://") || url.starts_with("https://"))
-            || !printable
-            || url.len() > 2048
-        {
-            return Err(ConfigError::new(
-                "request_access_url",
-                "must be an http(s) URL",
-            ));
+        if !(url.starts_with("http://") || url.starts_with("https://")) || !printable || url.len() > 2048 {
+            return Err(ConfigError::new("request_access_url", "must be an http(s) URL"));
         }
     }
+    if identity_aware && (identity.is_none() || control.is_none()) {
+        return Err(ConfigError::new(
+            "identity_aware",
+            "needs an identity source (identity) and a control link (control) to sync grants from",
+        ));
+    }
     Ok(FilterConfig {
-        verifier: Verifier::new(issuer, key_set)
-            .with_leeway(leeway)
-            .with_max_ttl(max_ttl),
+        verifier: Verifier::new(issuer, key_set).with_leeway(leeway).with_max_ttl(max_ttl),
         grant_header,
         accept_bearer,
         resources: parsed,
@@ -462,6 +478,88 @@ pub fn parse(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
         identity,
         mode,
         request_access_url,
+        control,
+        identity_aware,
+    })
+}
+
+fn control_link(mut f: Fields) -> Result<ControlLink, ConfigError> {
+    let cluster = f.required_string("cluster")?;
+    let authority = f.string("authority")?.unwrap_or_else(|| cluster.clone());
+    let ingest_key = f.required_string("ingest_key")?;
+    let poll_interval_ms = f.integer("poll_interval_ms", 1000)?;
+    let timeout_ms = f.integer("timeout_ms", 2000)?;
+    let max_staleness_seconds = match f.integer("max_staleness_seconds", 0)? {
+        0 => None,
+        n => Some(n),
+    };
+    let report = match f.take("report") {
+        None => true,
+        Some(Value::Bool(b)) => b,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "control.report",
+                format!("must be true or false, not {}", other.kind()),
+            ))
+        }
+    };
+    let report_batch = f.integer("report_batch", 500)?;
+    let report_buffer = f.integer("report_buffer", 20_000)?;
+    let report_interval_ms = f.integer("report_interval_ms", 1000)?;
+    let proxy_id = f.string("proxy_id")?.unwrap_or_else(|| "envoy".to_owned());
+    f.finish()?;
+    let printable = |s: &str| !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| (0x21..0x7F).contains(&b));
+    if !printable(&cluster) {
+        return Err(ConfigError::new("control.cluster", "must name an Envoy cluster"));
+    }
+    if !printable(&authority) {
+        return Err(ConfigError::new("control.authority", "must be a host name"));
+    }
+    if ingest_key.len() < 16 || !printable(&ingest_key) {
+        return Err(ConfigError::new(
+            "control.ingest_key",
+            "must be at least 16 printable characters",
+        ));
+    }
+    if !(100..=60_000).contains(&poll_interval_ms) {
+        return Err(ConfigError::new("control.poll_interval_ms", "must be 100 to 60000"));
+    }
+    if !(100..=60_000).contains(&timeout_ms) {
+        return Err(ConfigError::new("control.timeout_ms", "must be 100 to 60000"));
+    }
+    if max_staleness_seconds.is_some_and(|s| s * 1000 < poll_interval_ms * 2) {
+        return Err(ConfigError::new(
+            "control.max_staleness_seconds",
+            "must allow at least two poll intervals",
+        ));
+    }
+    if report_batch == 0 || report_batch > 10_000 {
+        return Err(ConfigError::new("control.report_batch", "must be 1 to 10000"));
+    }
+    if report_buffer < report_batch || report_buffer > 1_000_000 {
+        return Err(ConfigError::new(
+            "control.report_buffer",
+            "must be at least report_batch and at most 1000000",
+        ));
+    }
+    if !(100..=60_000).contains(&report_interval_ms) {
+        return Err(ConfigError::new("control.report_interval_ms", "must be 100 to 60000"));
+    }
+    if !printable(&proxy_id) {
+        return Err(ConfigError::new("control.proxy_id", "must be printable"));
+    }
+    Ok(ControlLink {
+        cluster,
+        authority,
+        ingest_key,
+        poll_interval_ms,
+        timeout_ms,
+        max_staleness_seconds,
+        report,
+        report_batch: report_batch as usize,
+        report_buffer: report_buffer as usize,
+        report_interval_ms,
+        proxy_id,
     })
 }
 
@@ -479,10 +577,7 @@ fn resource(i: usize, value: Value, earlier: &[Resource]) -> Result<Resource, Co
         ));
     }
     if earlier.iter().any(|other| other.id == id) {
-        return Err(ConfigError::new(
-            field("id"),
-            format!("{id:?} is listed twice"),
-        ));
+        return Err(ConfigError::new(field("id"), format!("{id:?} is listed twice")));
     }
     let hosts = if hosts.is_empty() {
         vec![HostPattern::Any]
@@ -500,9 +595,7 @@ fn resource(i: usize, value: Value, earlier: &[Resource]) -> Result<Resource, Co
     };
     let trimmed = prefix.trim_end_matches('/');
     let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
-    if !prefix.starts_with('/')
-        || grant::path::check_request_path(trimmed.as_bytes()) != Ok(trimmed.as_bytes())
-    {
+    if !prefix.starts_with('/') || grant::path::check_request_path(trimmed.as_bytes()) != Ok(trimmed.as_bytes()) {
         return Err(ConfigError::new(
             field("path_prefix"),
             "must be a plain path starting with '/'",
@@ -519,9 +612,9 @@ fn resource(i: usize, value: Value, earlier: &[Resource]) -> Result<Resource, Co
 pub fn is_header_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn is_resource_id(id: &str) -> bool {
@@ -592,29 +685,17 @@ mod tests {
     fn errors_name_the_field() {
         assert_eq!(err(&with(r#","mode":"audit""#)).field, "mode");
         assert_eq!(err(&with(r#","leeway":"30""#)).field, "leeway");
+        assert_eq!(err(&with(r#","accept_bearer":"yes""#)).field, "accept_bearer");
         assert_eq!(
-            err(&with(r#","accept_bearer":"yes""#)).field,
-            "accept_bearer"
-        );
-        assert_eq!(
-            err(&with(
-                r#","identity":{"source":"header","name":"x-user","extra":1}"#
-            ))
-            .field,
+            err(&with(r#","identity":{"source":"header","name":"x-user","extra":1}"#)).field,
             "identity.extra"
         );
         assert_eq!(err(&with(r#","leeway":30,"leeway":0"#)).field, "(root)");
         assert_eq!(err(&with(r#","leeway":3600"#)).field, "leeway");
         assert_eq!(err(&with(r#","surprise":1"#)).field, "surprise");
+        assert_eq!(err(&with(r#","grant_header":"Authorization""#)).field, "grant_header");
         assert_eq!(
-            err(&with(r#","grant_header":"Authorization""#)).field,
-            "grant_header"
-        );
-        assert_eq!(
-            err(&with(
-                r#","identity":{"source":"header","name":"x-jit-subject"}"#
-            ))
-            .field,
+            err(&with(r#","identity":{"source":"header","name":"x-jit-subject"}"#)).field,
             "identity.name"
         );
         assert_eq!(
@@ -630,10 +711,7 @@ mod tests {
             "keys.../x"
         );
         assert_eq!(
-            err(&format!(
-                r#"{{"issuer":"i","keys":{{"k1":"{KEY}"}},"resources":[]}}"#
-            ))
-            .field,
+            err(&format!(r#"{{"issuer":"i","keys":{{"k1":"{KEY}"}},"resources":[]}}"#)).field,
             "resources"
         );
         assert_eq!(
@@ -644,11 +722,26 @@ mod tests {
             "resources[0].id"
         );
         assert_eq!(
-            err(&format!(r#"{{"issuer":"i","keys":{{"k1":"{KEY}"}},"resources":[{{"id":"a","path_prefix":"/a/../b"}}]}}"#)).field,
+            err(&format!(
+                r#"{{"issuer":"i","keys":{{"k1":"{KEY}"}},"resources":[{{"id":"a","path_prefix":"/a/../b"}}]}}"#
+            ))
+            .field,
             "resources[0].path_prefix"
         );
         assert_eq!(err(r#"{"keys":{},"resources":[]}"#).field, "issuer");
         assert_eq!(err("not json").field, "(root)");
+        assert_eq!(
+            err(&with(r#","control":{"cluster":"c","ingest_key":"short"}"#)).field,
+            "control.ingest_key"
+        );
+        assert_eq!(
+            err(&with(
+                r#","control":{"cluster":"c","ingest_key":"0123456789abcdef","poll_interval_ms":5}"#
+            ))
+            .field,
+            "control.poll_interval_ms"
+        );
+        assert_eq!(err(&with(r#","identity_aware":true"#)).field, "identity_aware");
         // Found by fuzzing (fuzz/artifacts/filter_config): an empty member
         // name gave an error naming no field.
         assert_eq!(err(&with(r#","":1"#)).field, r#""""#);

@@ -115,12 +115,7 @@ mod tests {
 
     #[test]
     fn decodes_non_utf8_names_and_values() {
-        let buf = serialize(&[
-            (b":path", b"/x"),
-            (b"x-\xff", b"\xfe\x00v"),
-            (b"a", b"1"),
-            (b"a", b"2"),
-        ]);
+        let buf = serialize(&[(b":path", b"/x"), (b"x-\xff", b"\xfe\x00v"), (b"a", b"1"), (b"a", b"2")]);
         let map = HeaderMap::from_serialized(buf).unwrap();
         assert_eq!(map.single(b":path"), Some(&b"/x"[..]));
         assert_eq!(map.single(b"x-\xff"), Some(&b"\xfe\x00v"[..]));
@@ -132,21 +127,12 @@ mod tests {
     fn truncated_or_lying_buffers_are_refused_without_panic() {
         let buf = serialize(&[(b"name", b"value")]);
         for cut in 1..buf.len() {
-            assert!(
-                HeaderMap::from_serialized(buf[..cut].to_vec()).is_none(),
-                "cut {cut}"
-            );
+            assert!(HeaderMap::from_serialized(buf[..cut].to_vec()).is_none(), "cut {cut}");
         }
         let mut lying = buf.clone();
         lying[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(HeaderMap::from_serialized(lying).is_none());
         assert!(HeaderMap::from_serialized(u32::MAX.to_le_bytes().to_vec()).is_none());
-        assert_eq!(
-            HeaderMap::from_serialized(Vec::new())
-                .unwrap()
-                .iter()
-                .count(),
-            0
-        );
+        assert_eq!(HeaderMap::from_serialized(Vec::new()).unwrap().iter().count(), 0);
     }
 }

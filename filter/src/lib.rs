@@ -10,21 +10,19 @@
 //! - [`plugin`]: the proxy-wasm contexts that connect the above to the host.
 #![cfg_attr(
     not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
 )]
 
 pub mod check;
 pub mod config;
 pub mod headers;
 mod hostmap;
+mod jsonw;
 pub mod metrics;
 pub mod plugin;
+pub mod report;
 pub mod route;
+pub mod sync;
 
 /// The module's entry point, called by the host once the VM starts.
 #[cfg(target_arch = "wasm32")]

@@ -10,8 +10,8 @@ use grant::Outcome;
 use crate::check::Verdict;
 
 /// Number of distinct decision codes: the spec's outcomes plus the
-/// filter's `no_resource` and `unprotected`.
-pub const CODES: usize = Outcome::ALL.len() + 2;
+/// filter's `no_resource`, `unprotected` and `revocations_stale`.
+pub const CODES: usize = Outcome::ALL.len() + 3;
 
 /// Position of a verdict in the per-code tables.
 pub fn code_index(verdict: Verdict) -> usize {
@@ -19,15 +19,17 @@ pub fn code_index(verdict: Verdict) -> usize {
         Verdict::Grant(o) => Outcome::ALL.iter().position(|x| *x == o).unwrap_or(0),
         Verdict::NoResource => Outcome::ALL.len(),
         Verdict::Unprotected => Outcome::ALL.len() + 1,
+        Verdict::RevocationsStale => Outcome::ALL.len() + 2,
     }
 }
 
 /// Every decision code, in table order.
 pub fn codes() -> impl Iterator<Item = &'static str> {
-    Outcome::ALL
-        .iter()
-        .map(|o| o.code())
-        .chain([Verdict::NoResource.code(), Verdict::Unprotected.code()])
+    Outcome::ALL.iter().map(|o| o.code()).chain([
+        Verdict::NoResource.code(),
+        Verdict::Unprotected.code(),
+        Verdict::RevocationsStale.code(),
+    ])
 }
 
 /// The metric names to define, in table order: per code, then per resource
@@ -37,8 +39,39 @@ pub fn names(resource_ids: &[String]) -> Vec<String> {
     for id in resource_ids {
         names.extend(codes().map(|c| format!("jitgate.resource.{id}.{c}")));
     }
-    names.push("jitgate.dry_run.would_deny".to_owned());
+    names.extend(GAUGES.iter().map(|g| (*g).to_owned()));
     names
+}
+
+/// Counters and gauges about the control link, after the decision counters
+/// (the dry-run counter comes last).
+pub const GAUGES: [&str; 6] = [
+    "jitgate.revocations.staleness_ms",
+    "jitgate.revocations.entries",
+    "jitgate.sync.failures",
+    "jitgate.reports.delivered",
+    "jitgate.reports.dropped",
+    "jitgate.dry_run.would_deny",
+];
+
+/// Which of [`GAUGES`] an id refers to.
+#[derive(Debug, Clone, Copy)]
+pub enum Gauge {
+    /// Age of the revocation list (gauge).
+    StalenessMs = 0,
+    /// Revocations held (gauge).
+    Revocations = 1,
+    /// Failed polls (counter).
+    SyncFailures = 2,
+    /// Reported decisions acknowledged (counter).
+    ReportsDelivered = 3,
+    /// Reported decisions dropped because the buffer was full (counter).
+    ReportsDropped = 4,
+}
+
+/// Whether a metric of [`GAUGES`] is a gauge (else a counter).
+pub fn is_gauge(name: &str) -> bool {
+    matches!(name, "jitgate.revocations.staleness_ms" | "jitgate.revocations.entries")
 }
 
 /// Metric ids as the host assigned them, laid out as [`names`] lists them.
@@ -68,6 +101,12 @@ impl MetricIds {
             .flatten()
             .filter_map(|i| self.ids.get(i).copied())
     }
+
+    /// The id of one of the link metrics.
+    pub fn link(&self, which: Gauge) -> Option<u32> {
+        let at = self.ids.len().checked_sub(GAUGES.len())? + which as usize;
+        self.ids.get(at).copied()
+    }
 }
 
 #[cfg(test)]
@@ -77,7 +116,7 @@ mod tests {
     #[test]
     fn ids_line_up_with_names() {
         let names = names(&["a".into(), "b".into()]);
-        assert_eq!(names.len(), CODES * 3 + 1);
+        assert_eq!(names.len(), CODES * 3 + GAUGES.len());
         let ids = MetricIds::new((0..names.len() as u32).collect());
         let picked: Vec<_> = ids
             .for_decision(Verdict::Grant(Outcome::GrantExpired), Some(1), true)

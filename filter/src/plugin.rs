@@ -1,48 +1,398 @@
 //! The proxy-wasm glue: root and HTTP contexts that move data between the
-//! host and [`crate::check`]. No decision is made here.
+//! host and the pure modules. No decision is made here.
+//!
+//! The root context (one per worker VM) loads the configuration and, when a
+//! control link is configured, ticks every 100 ms: it copies the shared
+//! revocation snapshot into this worker's memory, polls the control service
+//! when the snapshot is due (one worker at a time, claimed through shared
+//! data), and sends decision reports. HTTP contexts only read that memory
+//! and append to the report buffer.
 
+use core::cell::RefCell;
 use core::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
-use grant::NoRevocations;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 
 use crate::check::{self, Plan, RequestHost, Verdict};
-use crate::config::{self, FilterConfig, Mode};
+use crate::config::{self, ControlLink, FilterConfig, Mode};
 use crate::hostmap;
-use crate::metrics::{self, MetricIds};
+use crate::metrics::{self, Gauge, MetricIds};
+use crate::report::{Event, Reporter};
+use crate::sync::{self, GrantIndex, Live, Snapshot};
 
-/// Configuration and metric ids shared by every request of one VM.
+/// How often the root context wakes up when a control link is configured.
+const TICK: Duration = Duration::from_millis(100);
+
+/// How often a stale revocation list is warned about in the log.
+const WARN_EVERY_MS: u64 = 10_000;
+
+/// What one poll call was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Revocations,
+    Grants,
+}
+
+/// State of the control link kept by the root context.
+#[derive(Default)]
+struct Link {
+    calls: Vec<(u32, Call)>,
+    seen_cas: Option<u32>,
+    grants_cursor: String,
+    last_warning_ms: u64,
+    reported_delivered: u64,
+    reported_dropped: u64,
+}
+
+/// Configuration, metric ids and synced state shared by every request of
+/// one VM (one worker).
 struct Active {
     cfg: FilterConfig,
     metrics: MetricIds,
+    live: RefCell<Live>,
+    reporter: Option<RefCell<Reporter>>,
 }
 
-/// The root context: loads the configuration.
+/// The root context.
 #[derive(Default)]
 pub struct Root {
     active: Option<Rc<Active>>,
+    link: Link,
 }
 
 fn log(level: LogLevel, message: &str) {
     let _ = hostcalls::log(level, message);
 }
 
-impl Context for Root {}
+fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn snapshot_key(link: &ControlLink) -> String {
+    format!("jitgate/{}/snapshot", link.cluster)
+}
+
+fn claim_key(link: &ControlLink) -> String {
+    format!("jitgate/{}/claim", link.cluster)
+}
+
+impl Root {
+    fn control(&self) -> Option<(&Rc<Active>, &ControlLink)> {
+        let active = self.active.as_ref()?;
+        Some((active, active.cfg.control.as_ref()?))
+    }
+
+    /// Copies the shared snapshot into this worker's memory if it changed.
+    fn refresh_from_shared(&mut self, now_ms: u64) {
+        let Some((active, link)) = self.control() else {
+            return;
+        };
+        let Ok((Some(bytes), cas)) = hostcalls::get_shared_data(&snapshot_key(link)) else {
+            return;
+        };
+        if cas.is_some() && cas == self.link.seen_cas {
+            return;
+        }
+        let Some(snapshot) = Snapshot::decode(&bytes) else {
+            return;
+        };
+        let active = Rc::clone(active);
+        let mut live = active.live.borrow_mut();
+        live.revoked = snapshot.revoked;
+        live.revoked.prune(now_ms / 1000, active.cfg.verifier.leeway());
+        live.synced_at_ms = snapshot.synced_at_ms;
+        if active.cfg.identity_aware && snapshot.grants_cursor != self.link.grants_cursor {
+            let (index, rejected) = GrantIndex::build(&active.cfg.verifier, &snapshot.grants, now_ms / 1000);
+            if rejected > 0 {
+                log(
+                    LogLevel::Warn,
+                    &format!("jitgate: {rejected} synced grants failed verification and are ignored"),
+                );
+            }
+            live.grants = index;
+            self.link.grants_cursor = snapshot.grants_cursor;
+        }
+        self.link.seen_cas = cas;
+    }
+
+    /// Claims the next poll for this worker if it is due and nobody else
+    /// holds the claim.
+    fn claim_poll(&self, now_ms: u64) -> bool {
+        let Some((active, link)) = self.control() else {
+            return false;
+        };
+        if !self.link.calls.is_empty() {
+            return false;
+        }
+        let due = active
+            .live
+            .borrow()
+            .synced_at_ms
+            .is_none_or(|t| now_ms.saturating_sub(t) >= link.poll_interval_ms);
+        if !due {
+            return false;
+        }
+        let key = claim_key(link);
+        let (current, cas) = hostcalls::get_shared_data(&key).unwrap_or((None, None));
+        let held_until = current
+            .and_then(|b| b.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()))
+            .map_or(0, u64::from_le_bytes);
+        if held_until > now_ms {
+            return false;
+        }
+        let until = now_ms.saturating_add(link.timeout_ms).to_le_bytes();
+        // With a CAS of an absent key two workers can both win once; two
+        // polls are harmless.
+        hostcalls::set_shared_data(&key, Some(&until), cas).is_ok()
+    }
+
+    fn dispatch_get(&self, link: &ControlLink, path: &str) -> Result<u32, Status> {
+        let auth = format!("Bearer {}", link.ingest_key);
+        hostcalls::dispatch_http_call(
+            &link.cluster,
+            vec![
+                (":method", "GET"),
+                (":path", path),
+                (":authority", &link.authority),
+                ("authorization", &auth),
+                ("accept", "application/json"),
+            ],
+            None,
+            vec![],
+            Duration::from_millis(link.timeout_ms),
+        )
+    }
+
+    fn poll(&mut self, now_ms: u64) {
+        if !self.claim_poll(now_ms) {
+            return;
+        }
+        let Some((active, link)) = self.control() else {
+            return;
+        };
+        let (cursor, grants_cursor) = {
+            let snapshot = hostcalls::get_shared_data(&snapshot_key(link))
+                .ok()
+                .and_then(|(b, _)| b)
+                .and_then(|b| Snapshot::decode(&b))
+                .unwrap_or_default();
+            (snapshot.cursor, snapshot.grants_cursor)
+        };
+        let mut calls = Vec::new();
+        let path = format!("/v1/revocations?since={}", query_escape(&cursor));
+        match self.dispatch_get(link, &path) {
+            Ok(token) => calls.push((token, Call::Revocations)),
+            Err(status) => self.sync_failed(now_ms, &format!("cannot call cluster {}: {status:?}", link.cluster)),
+        }
+        if active.cfg.identity_aware {
+            let path = format!("/v1/proxy/grants?since={}", query_escape(&grants_cursor));
+            if let Ok(token) = self.dispatch_get(link, &path) {
+                calls.push((token, Call::Grants));
+            }
+        }
+        self.link.calls = calls;
+    }
+
+    fn sync_failed(&self, now_ms: u64, why: &str) {
+        let Some((active, _)) = self.control() else {
+            return;
+        };
+        if let Some(id) = active.metrics.link(Gauge::SyncFailures) {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+        log(
+            LogLevel::Debug,
+            &format!("jitgate: revocation sync failed at {now_ms}: {why}"),
+        );
+    }
+
+    /// Applies a poll response to the shared snapshot (compare-and-swap,
+    /// retried) so every worker picks it up on its next tick.
+    fn apply(&mut self, call: Call, body: &[u8], now_ms: u64) -> Result<(), sync::SyncError> {
+        let Some((active, link)) = self.control() else {
+            return Ok(());
+        };
+        let key = snapshot_key(link);
+        let leeway = active.cfg.verifier.leeway();
+        let parsed_revocations = match call {
+            Call::Revocations => Some(sync::parse_revocations(body)?),
+            Call::Grants => None,
+        };
+        let parsed_grants = match call {
+            Call::Grants => Some(sync::parse_grants(body)?),
+            Call::Revocations => None,
+        };
+        for _ in 0..8 {
+            let (bytes, cas) = hostcalls::get_shared_data(&key).unwrap_or((None, None));
+            let mut snapshot = bytes.and_then(|b| Snapshot::decode(&b)).unwrap_or_default();
+            if let Some((cursor, entries)) = &parsed_revocations {
+                snapshot.revoked.merge(entries.iter().cloned())?;
+                snapshot.revoked.prune(now_ms / 1000, leeway);
+                snapshot.cursor.clone_from(cursor);
+                snapshot.synced_at_ms = Some(now_ms);
+            }
+            if let Some((cursor, grants)) = &parsed_grants {
+                snapshot.grants.clone_from(grants);
+                snapshot.grants_cursor.clone_from(cursor);
+            }
+            match hostcalls::set_shared_data(&key, Some(&snapshot.encode()), cas) {
+                Ok(()) => return Ok(()),
+                Err(Status::CasMismatch) => continue,
+                Err(_) => return Err(sync::SyncError("shared data refused the snapshot")),
+            }
+        }
+        Err(sync::SyncError("shared data kept changing"))
+    }
+
+    fn report(&mut self, now_ms: u64) {
+        let Some(active) = self.active.clone() else {
+            return;
+        };
+        let Some(link) = active.cfg.control.as_ref() else {
+            return;
+        };
+        let Some(reporter) = &active.reporter else {
+            return;
+        };
+        let mut reporter = reporter.borrow_mut();
+        if let Some(body) = reporter.next_batch(now_ms, &link.proxy_id) {
+            let auth = format!("Bearer {}", link.ingest_key);
+            let sent = hostcalls::dispatch_http_call(
+                &link.cluster,
+                vec![
+                    (":method", "POST"),
+                    (":path", "/v1/audit/events"),
+                    (":authority", &link.authority),
+                    ("authorization", &auth),
+                    ("content-type", "application/json"),
+                ],
+                Some(&body),
+                vec![],
+                Duration::from_millis(link.timeout_ms),
+            );
+            match sent {
+                Ok(token) => reporter.dispatched(token),
+                Err(_) => reporter.failed(now_ms),
+            }
+        }
+        for (which, total, seen) in [
+            (
+                Gauge::ReportsDelivered,
+                reporter.delivered,
+                &mut self.link.reported_delivered,
+            ),
+            (Gauge::ReportsDropped, reporter.dropped, &mut self.link.reported_dropped),
+        ] {
+            if total > *seen {
+                if let Some(id) = active.metrics.link(which) {
+                    let _ = hostcalls::increment_metric(id, i64::try_from(total - *seen).unwrap_or(i64::MAX));
+                }
+                *seen = total;
+            }
+        }
+    }
+
+    fn observe(&mut self, now_ms: u64) {
+        let Some(active) = self.active.clone() else {
+            return;
+        };
+        let Some(link) = active.cfg.control.as_ref() else {
+            return;
+        };
+        let live = active.live.borrow();
+        let staleness = live.synced_at_ms.map_or(u64::MAX, |t| now_ms.saturating_sub(t));
+        if let Some(id) = active.metrics.link(Gauge::StalenessMs) {
+            let _ = hostcalls::record_metric(id, staleness.min(i64::MAX as u64));
+        }
+        if let Some(id) = active.metrics.link(Gauge::Revocations) {
+            let _ = hostcalls::record_metric(id, live.revoked.len() as u64);
+        }
+        let limit = link.poll_interval_ms.saturating_mul(3);
+        if staleness > limit && now_ms.saturating_sub(self.link.last_warning_ms) >= WARN_EVERY_MS {
+            let age = if staleness == u64::MAX {
+                "never synced".to_owned()
+            } else {
+                format!("{} ms old", staleness)
+            };
+            log(
+                LogLevel::Warn,
+                &format!(
+                    "jitgate: revocation list is {age} (control cluster {}); valid grants keep working{}",
+                    link.cluster,
+                    if link.max_staleness_seconds.is_some() {
+                        " until max_staleness_seconds"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+            self.link.last_warning_ms = now_ms;
+        }
+    }
+}
+
+/// Escapes a cursor for a query string (cursors are opaque).
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Context for Root {
+    fn on_http_call_response(&mut self, token_id: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        let now = now_ms();
+        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten();
+        let ok = status.as_deref() == Some("200") || status.as_deref() == Some("202");
+        let body = || {
+            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                .ok()
+                .flatten()
+        };
+
+        if let Some(at) = self.link.calls.iter().position(|(t, _)| *t == token_id) {
+            let (_, call) = self.link.calls.swap_remove(at);
+            let result = match (ok, body()) {
+                (true, Some(body)) => self.apply(call, &body, now),
+                _ => Err(sync::SyncError("control service answered with an error")),
+            };
+            match result {
+                Ok(()) => self.refresh_from_shared(now),
+                Err(e) => self.sync_failed(now, &format!("{:?} {}", status, e.0)),
+            }
+            return;
+        }
+        if let Some(active) = &self.active {
+            if let Some(reporter) = &active.reporter {
+                let mut reporter = reporter.borrow_mut();
+                if reporter.owns(token_id) {
+                    reporter.finished(ok, now);
+                }
+            }
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let bytes = hostcalls::get_buffer(
-            proxy_wasm::types::BufferType::PluginConfiguration,
-            0,
-            usize::MAX,
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         let cfg = match config::parse(&bytes) {
             Ok(cfg) => cfg,
             Err(e) => {
@@ -52,26 +402,30 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let ids: Result<Vec<u32>, _> = metrics::names(
-            &cfg.resources
-                .iter()
-                .map(|r| r.id.clone())
-                .collect::<Vec<_>>(),
-        )
-        .iter()
-        .map(|name| hostcalls::define_metric(MetricType::Counter, name))
-        .collect();
+        let ids: Result<Vec<u32>, _> = metrics::names(&cfg.resources.iter().map(|r| r.id.clone()).collect::<Vec<_>>())
+            .iter()
+            .map(|name| {
+                let kind = if metrics::is_gauge(name) {
+                    MetricType::Gauge
+                } else {
+                    MetricType::Counter
+                };
+                hostcalls::define_metric(kind, name)
+            })
+            .collect();
         let Ok(ids) = ids else {
-            log(
-                LogLevel::Critical,
-                "jitgate: the host refused to define metrics",
-            );
+            log(LogLevel::Critical, "jitgate: the host refused to define metrics");
             return false;
         };
+        let reporter = cfg
+            .control
+            .as_ref()
+            .filter(|c| c.report)
+            .map(|c| RefCell::new(Reporter::new(c.report_buffer, c.report_batch, c.report_interval_ms)));
         log(
             LogLevel::Info,
             &format!(
-                "jitgate: configured issuer={} keys={} resources={} mode={}",
+                "jitgate: configured issuer={} keys={} resources={} mode={} control={}",
                 cfg.verifier.issuer(),
                 cfg.verifier.keys().kids().collect::<Vec<_>>().join(","),
                 cfg.resources.len(),
@@ -80,18 +434,38 @@ impl RootContext for Root {
                 } else {
                     "dry-run"
                 },
+                cfg.control.as_ref().map_or("none", |c| c.cluster.as_str()),
             ),
         );
+        let has_control = cfg.control.is_some();
         self.active = Some(Rc::new(Active {
             cfg,
             metrics: MetricIds::new(ids),
+            live: RefCell::new(Live::default()),
+            reporter,
         }));
+        self.link = Link::default();
+        if has_control {
+            // A new worker starts from what the others already synced, so it
+            // enforces the current list before its first request.
+            self.refresh_from_shared(now_ms());
+            let _ = hostcalls::set_tick_period(TICK);
+        }
         true
+    }
+
+    fn on_tick(&mut self) {
+        let now = now_ms();
+        self.refresh_from_shared(now);
+        self.poll(now);
+        self.report(now);
+        self.observe(now);
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Request {
             active: self.active.clone(),
+            pending: None,
         }))
     }
 
@@ -103,15 +477,15 @@ impl RootContext for Root {
 /// One HTTP request.
 struct Request {
     active: Option<Rc<Active>>,
+    /// The decision report, waiting for the response status.
+    pending: Option<(String, Option<u16>)>,
 }
 
 impl Context for Request {}
 
 impl RequestHost for Request {
     fn source_address(&self) -> Option<IpAddr> {
-        let raw = hostcalls::get_property(vec!["source", "address"])
-            .ok()
-            .flatten()?;
+        let raw = hostcalls::get_property(vec!["source", "address"]).ok().flatten()?;
         let text = core::str::from_utf8(&raw).ok()?;
         text.parse::<SocketAddr>()
             .map(|s| s.ip())
@@ -132,80 +506,99 @@ impl Request {
         let _ = hostcalls::send_http_response(u32::from(status), headers, Some(body.as_bytes()));
         Action::Pause
     }
+
+    fn unavailable(&self) -> Action {
+        let json = [
+            ("content-type", "application/json".to_owned()),
+            ("cache-control", "no-store".to_owned()),
+        ];
+        self.respond(
+            503,
+            &json,
+            r#"{"error":"gateway_unavailable","message":"The access gateway cannot check this request.","resource":null}"#,
+        )
+    }
 }
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let unavailable = |this: &Self| {
-            let json = [
-                ("content-type", "application/json".to_owned()),
-                ("cache-control", "no-store".to_owned()),
-            ];
-            this.respond(503, &json, r#"{"error":"gateway_unavailable","message":"The access gateway cannot check this request.","resource":null}"#)
-        };
         let Some(active) = self.active.clone() else {
-            return unavailable(self);
+            return self.unavailable();
         };
         let Some(headers) = hostmap::request_headers() else {
-            return unavailable(self);
+            return self.unavailable();
         };
-        let now = hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs());
-
-        let eval = check::evaluate(&active.cfg, &headers, self, now, &NoRevocations);
+        let now = now_ms();
+        let eval = check::evaluate(&active.cfg, &headers, self, now, &active.live.borrow());
         let denied = !eval.verdict.passes();
         let dry_run_denied = denied && active.cfg.mode == Mode::DryRun;
-        for id in active
-            .metrics
-            .for_decision(eval.verdict, eval.resource, dry_run_denied)
-        {
+        for id in active.metrics.for_decision(eval.verdict, eval.resource, dry_run_denied) {
             let _ = hostcalls::increment_metric(id, 1);
         }
-        if denied
-            && matches!(
-                hostcalls::get_log_level(),
-                Ok(LogLevel::Trace | LogLevel::Debug)
-            )
-        {
+        if denied && matches!(hostcalls::get_log_level(), Ok(LogLevel::Trace | LogLevel::Debug)) {
             log(
                 LogLevel::Debug,
-                &describe(
-                    &active.cfg,
-                    &eval.verdict,
-                    eval.resource,
-                    eval.grant.as_ref(),
-                ),
+                &describe(&active.cfg, &eval.verdict, eval.resource, eval.grant.as_ref()),
             );
         }
+        let plan = check::plan(&active.cfg, &headers, &eval);
+        if active.reporter.is_some() {
+            let client = self.source_address().map(|ip| ip.to_string());
+            let g = eval.grant.as_ref();
+            let event = Event {
+                time_ms: now,
+                outcome: eval.verdict.code(),
+                resource: eval
+                    .resource
+                    .and_then(|i| active.cfg.resources.get(i))
+                    .map(|r| r.id.as_str()),
+                grant_id: g.map(|g| g.jti()),
+                subject: g.map(|g| g.sub()),
+                access_request_id: g.and_then(|g| g.req()),
+                method: headers.single(b":method").unwrap_or(&[]),
+                path: headers.single(b":path").unwrap_or(&[]),
+                client: client.as_deref(),
+                request_id: headers.single(b"x-request-id"),
+            };
+            let status = match &plan {
+                Plan::Deny { status, .. } => Some(*status),
+                Plan::Forward { .. } => None,
+            };
+            self.pending = Some((event.open_json(), status));
+        }
 
-        match check::plan(&active.cfg, &headers, &eval) {
+        match plan {
             Plan::Forward { remove, set } => {
                 for name in &remove {
                     if let Ok(name) = core::str::from_utf8(name) {
-                        let _ = hostcalls::set_map_value_bytes(
-                            proxy_wasm::types::MapType::HttpRequestHeaders,
-                            name,
-                            None,
-                        );
+                        let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, None);
                     }
                 }
                 for (name, value) in &set {
-                    let _ = hostcalls::set_map_value_bytes(
-                        proxy_wasm::types::MapType::HttpRequestHeaders,
-                        name,
-                        Some(value),
-                    );
+                    let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, Some(value));
                 }
                 Action::Continue
             }
-            Plan::Deny {
-                status,
-                headers,
-                body,
-            } => self.respond(status, &headers, &body),
+            Plan::Deny { status, headers, body } => self.respond(status, &headers, &body),
         }
+    }
+
+    fn on_log(&mut self) {
+        let Some((open, status)) = self.pending.take() else {
+            return;
+        };
+        let Some(reporter) = self.active.as_ref().and_then(|a| a.reporter.as_ref()) else {
+            return;
+        };
+        // The upstream's status for forwarded requests (0 if none came).
+        let status = status.unwrap_or_else(|| {
+            hostcalls::get_property(vec!["response", "code"])
+                .ok()
+                .flatten()
+                .and_then(|b| b.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()))
+                .map_or(0, |b| u16::try_from(u64::from_le_bytes(b)).unwrap_or(0))
+        });
+        reporter.borrow_mut().record(&open, status);
     }
 }
 

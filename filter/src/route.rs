@@ -11,10 +11,9 @@ use crate::config::{HostPattern, Resource};
 /// The index of the first resource that `authority` and `path` belong to.
 pub fn route(resources: &[Resource], authority: &[u8], path: &[u8]) -> Option<usize> {
     let host = normalize_host(authority);
-    resources.iter().position(|r| {
-        r.hosts.iter().any(|h| host_matches(h, host))
-            && prefix_matches(r.path_prefix.as_bytes(), path)
-    })
+    resources
+        .iter()
+        .position(|r| r.hosts.iter().any(|h| host_matches(h, host)) && prefix_matches(r.path_prefix.as_bytes(), path))
 }
 
 /// Host without port and trailing dot. Lower-casing happens in
@@ -99,16 +98,8 @@ mod tests {
     #[test]
     fn first_matching_resource_wins() {
         let rs = vec![
-            res(
-                "pay",
-                vec![HostPattern::Exact("pay.example.com".into())],
-                "/v1",
-            ),
-            res(
-                "wild",
-                vec![HostPattern::Suffix(".example.com".into())],
-                "/",
-            ),
+            res("pay", vec![HostPattern::Exact("pay.example.com".into())], "/v1"),
+            res("wild", vec![HostPattern::Suffix(".example.com".into())], "/"),
             res("any", vec![HostPattern::Any], "/admin"),
         ];
         assert_eq!(route(&rs, b"pay.example.com", b"/v1/x"), Some(0));

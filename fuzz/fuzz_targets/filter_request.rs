@@ -23,7 +23,7 @@ const CONFIG: &str = r#"{"issuer":"jit-control","keys":{"k1":"AaJjqsgdCNs5ZNQycU
 fuzz_target!(|data: &[u8]| {
     let cfg = jitgate_filter::config::parse(CONFIG.as_bytes()).unwrap();
     let Some(headers) = HeaderMap::from_serialized(data.to_vec()) else { return };
-    let eval = evaluate(&cfg, &headers, &NoHost, 1_780_000_000, &grant::NoRevocations);
+    let eval = evaluate(&cfg, &headers, &NoHost, 1_780_000_000_000, &jitgate_filter::sync::Live::default());
     let passes = eval.verdict.passes();
     match plan(&cfg, &headers, &eval) {
         Plan::Forward { .. } => assert!(passes),

@@ -88,10 +88,7 @@ pub struct Decision {
 
 impl Decision {
     fn deny(outcome: Outcome) -> Self {
-        Decision {
-            outcome,
-            grant: None,
-        }
+        Decision { outcome, grant: None }
     }
 }
 

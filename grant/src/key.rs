@@ -87,8 +87,7 @@ impl SigningKey {
                 len: secret.len(),
             });
         }
-        let mac =
-            HmacSha256::new_from_slice(secret).map_err(|_| KeyError::InvalidKid(kid.to_owned()))?;
+        let mac = HmacSha256::new_from_slice(secret).map_err(|_| KeyError::InvalidKid(kid.to_owned()))?;
         Ok(SigningKey {
             kid: kid.to_owned(),
             mac,
@@ -195,10 +194,7 @@ mod tests {
     fn duplicate_kids_are_refused() {
         let mut set = KeySet::new();
         set.insert("k1", &[1; 32]).unwrap();
-        assert_eq!(
-            set.insert("k1", &[2; 32]),
-            Err(KeyError::DuplicateKid("k1".into()))
-        );
+        assert_eq!(set.insert("k1", &[2; 32]), Err(KeyError::DuplicateKid("k1".into())));
     }
 
     #[test]

@@ -87,11 +87,7 @@ impl GrantClaims {
         if self.aud.is_empty() {
             return Err(MintError::BadString("aud"));
         }
-        if [self.iat, self.nbf, self.exp]
-            .iter()
-            .any(|&t| t > MAX_SAFE_INTEGER)
-            || self.exp <= self.nbf
-        {
+        if [self.iat, self.nbf, self.exp].iter().any(|&t| t > MAX_SAFE_INTEGER) || self.exp <= self.nbf {
             return Err(MintError::BadTimes);
         }
         if self.scope.is_empty() || self.scope.len() > MAX_RULES {
@@ -179,9 +175,7 @@ fn push_json_str(out: &mut String, s: &str) {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            c if u32::from(c) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\u{:04x}", u32::from(c)))
-            }
+            c if u32::from(c) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\u{:04x}", u32::from(c))),
             c => out.push(c),
         }
     }

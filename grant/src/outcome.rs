@@ -113,33 +113,19 @@ impl Outcome {
     /// A sentence for people, used in deny bodies and CLI output.
     pub const fn message(self) -> &'static str {
         match self {
-            Outcome::PathRejected => {
-                "The request path is not in a form that can be checked safely."
-            }
-            Outcome::GrantMissing => {
-                "This API needs a just-in-time access grant and none was sent."
-            }
+            Outcome::PathRejected => "The request path is not in a form that can be checked safely.",
+            Outcome::GrantMissing => "This API needs a just-in-time access grant and none was sent.",
             Outcome::GrantMalformed => "The access grant is not a well-formed grant token.",
-            Outcome::GrantUnsupported => {
-                "The access grant uses an algorithm or type that is not accepted."
-            }
-            Outcome::GrantUnknownKey => {
-                "The access grant was signed with a key this gateway does not know."
-            }
+            Outcome::GrantUnsupported => "The access grant uses an algorithm or type that is not accepted.",
+            Outcome::GrantUnknownKey => "The access grant was signed with a key this gateway does not know.",
             Outcome::GrantBadSignature => "The access grant's signature does not match.",
-            Outcome::GrantWrongIssuer => {
-                "The access grant was issued by someone this gateway does not trust."
-            }
+            Outcome::GrantWrongIssuer => "The access grant was issued by someone this gateway does not trust.",
             Outcome::GrantNotYetValid => "The access grant is not valid yet.",
             Outcome::GrantExpired => "The access grant has expired.",
-            Outcome::GrantTtlTooLong => {
-                "The access grant's lifetime is longer than this gateway allows."
-            }
+            Outcome::GrantTtlTooLong => "The access grant's lifetime is longer than this gateway allows.",
             Outcome::GrantWrongAudience => "The access grant is for a different API.",
             Outcome::GrantRevoked => "The access grant has been revoked.",
-            Outcome::SourceNotAllowed => {
-                "The access grant does not allow requests from this address."
-            }
+            Outcome::SourceNotAllowed => "The access grant does not allow requests from this address.",
             Outcome::IdentityMismatch => "The access grant was issued to someone else.",
             Outcome::RequestOutOfScope => "The access grant does not cover this method and path.",
             Outcome::Allowed => "Access allowed.",

@@ -95,12 +95,7 @@ mod tests {
             b"/v1/a#b",
             b"/v1/a\0b",
         ] {
-            assert_eq!(
-                check_request_path(p),
-                Err(()),
-                "{:?}",
-                String::from_utf8_lossy(p)
-            );
+            assert_eq!(check_request_path(p), Err(()), "{:?}", String::from_utf8_lossy(p));
         }
     }
 

@@ -46,25 +46,20 @@ impl ScopeRule {
 
     /// Whether this rule allows `method` on `path` (path already checked).
     pub fn allows(&self, method: &[u8], path: &[u8]) -> bool {
-        self.methods
-            .iter()
-            .any(|m| method_matches(m.as_bytes(), method))
-            && self
-                .paths
-                .iter()
-                .any(|p| pattern_matches(p.as_bytes(), path))
+        self.methods.iter().any(|m| method_matches(m.as_bytes(), method))
+            && self.paths.iter().any(|p| pattern_matches(p.as_bytes(), path))
     }
 
     /// Whether everything `inner` allows, this rule allows too.
     pub fn covers(&self, inner: &ScopeRule) -> bool {
-        inner.methods.iter().all(|im| {
-            self.methods
-                .iter()
-                .any(|om| om == "*" || (om == im && im != "*"))
-        }) && inner
-            .paths
+        inner
+            .methods
             .iter()
-            .all(|ip| self.paths.iter().any(|op| pattern_covers(op, ip)))
+            .all(|im| self.methods.iter().any(|om| om == "*" || (om == im && im != "*")))
+            && inner
+                .paths
+                .iter()
+                .all(|ip| self.paths.iter().any(|op| pattern_covers(op, ip)))
     }
 }
 

@@ -52,18 +52,12 @@ pub fn split(token: &[u8]) -> Result<Parts<'_>, Outcome> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(Outcome::GrantMalformed);
     }
-    let mut dots = token
-        .iter()
-        .enumerate()
-        .filter(|(_, &b)| b == b'.')
-        .map(|(i, _)| i);
+    let mut dots = token.iter().enumerate().filter(|(_, &b)| b == b'.').map(|(i, _)| i);
     let (Some(first), Some(second), None) = (dots.next(), dots.next(), dots.next()) else {
         return Err(Outcome::GrantMalformed);
     };
     let header = token.get(..first).ok_or(Outcome::GrantMalformed)?;
-    let claims = token
-        .get(first + 1..second)
-        .ok_or(Outcome::GrantMalformed)?;
+    let claims = token.get(first + 1..second).ok_or(Outcome::GrantMalformed)?;
     let signature = token.get(second + 1..).ok_or(Outcome::GrantMalformed)?;
     let signing_input = token.get(..second).ok_or(Outcome::GrantMalformed)?;
     if ![header, claims, signature].iter().all(|p| is_base64url(p)) {
@@ -79,9 +73,7 @@ pub fn split(token: &[u8]) -> Result<Parts<'_>, Outcome> {
 
 /// Decodes one part into `out`, returning the decoded bytes.
 pub fn decode_part<'b>(part: &[u8], out: &'b mut [u8; MAX_PART_LEN]) -> Result<&'b [u8], Outcome> {
-    let n = BASE64URL
-        .decode_slice(part, out)
-        .map_err(|_| Outcome::GrantMalformed)?;
+    let n = BASE64URL.decode_slice(part, out).map_err(|_| Outcome::GrantMalformed)?;
     out.get(..n).ok_or(Outcome::GrantMalformed)
 }
 
@@ -99,9 +91,7 @@ pub fn select_key<'k>(header: &[u8], keys: &'k KeySet) -> Result<&'k SigningKey,
         let value = cursor.token().ok_or(Outcome::GrantMalformed)?;
         match value {
             Token::Str(v) if json::raw_eq_str(name, "alg") => alg_ok = json::raw_eq_str(v, "HS256"),
-            Token::Str(v) if json::raw_eq_str(name, "typ") => {
-                typ_ok = json::raw_eq_str(v, "jit-grant+jwt")
-            }
+            Token::Str(v) if json::raw_eq_str(name, "typ") => typ_ok = json::raw_eq_str(v, "jit-grant+jwt"),
             Token::Str(v) if json::raw_eq_str(name, "kid") => kid = Some(v),
             _ if json::raw_eq_str(name, "crit") => crit = true,
             _ => {}
@@ -171,10 +161,7 @@ mod tests {
         assert_eq!(split(b"a+.b.c").err(), Some(Outcome::GrantMalformed));
         assert_eq!(split(b"a/.b.c").err(), Some(Outcome::GrantMalformed));
         assert_eq!(split(b"a .b.c").err(), Some(Outcome::GrantMalformed));
-        assert_eq!(
-            split(&[b'a'; MAX_TOKEN_LEN + 1]).err(),
-            Some(Outcome::GrantMalformed)
-        );
+        assert_eq!(split(&[b'a'; MAX_TOKEN_LEN + 1]).err(), Some(Outcome::GrantMalformed));
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! strings hold; invalid claims are refused at minting.
 
 use grant::{
-    decide, mint, GrantClaims, Identity, KeySet, MintError, NoRevocations, Outcome, Request,
-    ScopeRule, SigningKey, Verifier,
+    decide, mint, GrantClaims, Identity, KeySet, MintError, NoRevocations, Outcome, Request, ScopeRule, SigningKey,
+    Verifier,
 };
 
 fn claims() -> GrantClaims {
@@ -61,23 +61,11 @@ fn minted_grant_allows_only_its_scope() {
     let key = SigningKey::new("k1", &[9; 32]).unwrap();
     let token = mint(&claims(), &key).unwrap();
     let v = verifier(&key);
-    let check = |m, p| {
-        decide(
-            &v,
-            Some(token.as_bytes()),
-            &request(m, p),
-            1_200,
-            &NoRevocations,
-        )
-        .outcome
-    };
+    let check = |m, p| decide(&v, Some(token.as_bytes()), &request(m, p), 1_200, &NoRevocations).outcome;
     assert_eq!(check("GET", "/v1/invoices/7"), Outcome::Allowed);
     assert_eq!(check("HEAD", "/v1/reports"), Outcome::Allowed);
     assert_eq!(check("POST", "/v1/refunds?x=1"), Outcome::Allowed);
-    assert_eq!(
-        check("DELETE", "/v1/invoices/7"),
-        Outcome::RequestOutOfScope
-    );
+    assert_eq!(check("DELETE", "/v1/invoices/7"), Outcome::RequestOutOfScope);
     assert_eq!(check("GET", "/v1/refunds"), Outcome::RequestOutOfScope);
     assert_eq!(check("GET", "/v1/invoices/%2e%2e"), Outcome::PathRejected);
 }
@@ -143,10 +131,7 @@ fn verification_never_panics_on_truncations_and_bit_flips() {
         for bit in 0..8 {
             flipped[i] ^= 1 << bit;
             assert_ne!(
-                v.verify(&flipped, 1_200)
-                    .map(|g| g.jti().to_owned())
-                    .ok()
-                    .as_deref(),
+                v.verify(&flipped, 1_200).map(|g| g.jti().to_owned()).ok().as_deref(),
                 Some("tampered")
             );
             flipped[i] ^= 1 << bit;

@@ -85,10 +85,7 @@ fn every_spec_vector_gives_its_expected_outcome() {
             case.expect
         );
         if decision.outcome.code() != case.expect {
-            failures.push(format!(
-                "{}: got {}, want {}",
-                case.name, decision.outcome, case.expect
-            ));
+            failures.push(format!("{}: got {}, want {}", case.name, decision.outcome, case.expect));
         }
     }
     assert!(

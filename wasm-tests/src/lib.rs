@@ -160,13 +160,14 @@ impl Digest {
 /// Random request paths built from segments that exercise the path rules.
 pub fn random_path(rng: &mut Rng) -> String {
     const SEGMENTS: &[&str] = &[
-        "v1", "invoices", "reports", "INV-9", "a", "", ".", "..", "..;x", "%2e", "%2F", "%41",
-        "%5c", "%00", "a;b", "~", "*", "**", "é", "a b", "?", "#", "\\", "x?y=/..",
+        "v1", "invoices", "reports", "INV-9", "a", "", ".", "..", "..;x", "%2e", "%2F", "%41", "%5c", "%00", "a;b",
+        "~", "*", "**", "é", "a b", "?", "#", "\\", "x?y=/..",
     ];
     let mut path = String::new();
     for _ in 0..rng.below(6) {
         path.push('/');
-        path.push_str(*rng.pick(SEGMENTS));
+        let segment: &str = rng.pick(SEGMENTS);
+        path.push_str(segment);
     }
     if path.is_empty() || rng.below(10) == 0 {
         path.push('/');
@@ -176,13 +177,12 @@ pub fn random_path(rng: &mut Rng) -> String {
 
 /// Random patterns, valid or not.
 pub fn random_pattern(rng: &mut Rng) -> String {
-    const SEGMENTS: &[&str] = &[
-        "v1", "invoices", "reports", "INV-9", "a", "*", "**", "", "a*",
-    ];
+    const SEGMENTS: &[&str] = &["v1", "invoices", "reports", "INV-9", "a", "*", "**", "", "a*"];
     let mut p = String::new();
     for _ in 0..=rng.below(4) {
         p.push('/');
-        p.push_str(*rng.pick(SEGMENTS));
+        let segment: &str = rng.pick(SEGMENTS);
+        p.push_str(segment);
     }
     p
 }

@@ -81,15 +81,9 @@ fn hostile_inputs_are_refused_quickly_and_safely() {
     let verifier = verifier(&v);
     let now = 1_780_000_000;
     let huge = vec![b'a'; 1 << 20];
-    assert_eq!(
-        verifier.verify(&huge, now).unwrap_err(),
-        Outcome::GrantMalformed
-    );
+    assert_eq!(verifier.verify(&huge, now).unwrap_err(), Outcome::GrantMalformed);
     let dots = vec![b'.'; 4096];
-    assert_eq!(
-        verifier.verify(&dots, now).unwrap_err(),
-        Outcome::GrantMalformed
-    );
+    assert_eq!(verifier.verify(&dots, now).unwrap_err(), Outcome::GrantMalformed);
     assert_eq!(
         verifier.verify(&[0xff; 4000], now).unwrap_err(),
         Outcome::GrantMalformed

@@ -15,8 +15,7 @@ fn every_spec_vector_gives_its_expected_outcome() {
         .iter()
         .filter_map(|case| {
             let got = decide_case(&verifier, case);
-            (got.code() != case.expect)
-                .then(|| format!("{}: got {got}, want {}", case.name, case.expect))
+            (got.code() != case.expect).then(|| format!("{}: got {got}, want {}", case.name, case.expect))
         })
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
