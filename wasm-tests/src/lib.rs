@@ -166,7 +166,7 @@ pub fn random_path(rng: &mut Rng) -> String {
     let mut path = String::new();
     for _ in 0..rng.below(6) {
         path.push('/');
-        let segment: &str = rng.pick(SEGMENTS);
+        let segment: &&str = rng.pick(SEGMENTS);
         path.push_str(segment);
     }
     if path.is_empty() || rng.below(10) == 0 {
@@ -181,7 +181,7 @@ pub fn random_pattern(rng: &mut Rng) -> String {
     let mut p = String::new();
     for _ in 0..=rng.below(4) {
         p.push('/');
-        let segment: &str = rng.pick(SEGMENTS);
+        let segment: &&str = rng.pick(SEGMENTS);
         p.push_str(segment);
     }
     p
