@@ -15,9 +15,9 @@
 pub const MAX_DEPTH: usize = 16;
 
 /// Most member names that can be open at once across nested objects. A token
-/// is at most 4096 bytes, so its claims are at most 3072 bytes and no valid
-/// text can hold more members than this; the bound only keeps the duplicate
-/// check on the stack.
+/// is at most 4096 bytes, so its claims are at most 3072 bytes and cannot
+/// hold more members than this; the bound keeps the duplicate check (which
+/// is quadratic per object) cheap on any other input.
 const MAX_OPEN_KEYS: usize = 768;
 
 /// Largest integer allowed for `iat`, `nbf` and `exp`: 2^53 - 1.
@@ -41,8 +41,7 @@ pub fn validate_object(input: &[u8]) -> Result<()> {
     let mut v = Validator {
         s: input,
         pos: 0,
-        keys: [(0, 0); MAX_OPEN_KEYS],
-        open_keys: 0,
+        keys: Vec::with_capacity(16),
     };
     v.skip_ws();
     if v.peek() != Some(b'{') {
@@ -61,8 +60,7 @@ struct Validator<'a> {
     pos: usize,
     /// Raw spans (start, end) of member names of the objects currently open,
     /// innermost last.
-    keys: [(u32, u32); MAX_OPEN_KEYS],
-    open_keys: usize,
+    keys: Vec<(u32, u32)>,
 }
 
 impl Validator<'_> {
@@ -118,7 +116,7 @@ impl Validator<'_> {
             return Err(Malformed);
         }
         self.expect(b'{')?;
-        let first_key = self.open_keys;
+        let first_key = self.keys.len();
         self.skip_ws();
         if self.peek() == Some(b'}') {
             self.pos += 1;
@@ -127,15 +125,16 @@ impl Validator<'_> {
         loop {
             self.skip_ws();
             let key = self.string()?;
-            for &(start, end) in self.keys.get(first_key..self.open_keys).ok_or(Malformed)? {
+            for &(start, end) in self.keys.get(first_key..).ok_or(Malformed)? {
                 let other = self.s.get(start as usize..end as usize).ok_or(Malformed)?;
                 if raw_eq(other, key_raw(self.s, key)?) {
                     return Err(Malformed);
                 }
             }
-            let slot = self.keys.get_mut(self.open_keys).ok_or(Malformed)?;
-            *slot = key;
-            self.open_keys += 1;
+            if self.keys.len() >= MAX_OPEN_KEYS {
+                return Err(Malformed);
+            }
+            self.keys.push(key);
             self.skip_ws();
             self.expect(b':')?;
             self.skip_ws();
@@ -147,7 +146,7 @@ impl Validator<'_> {
                 _ => return Err(Malformed),
             }
         }
-        self.open_keys = first_key;
+        self.keys.truncate(first_key);
         Ok(())
     }
 
@@ -179,6 +178,12 @@ impl Validator<'_> {
         self.expect(b'"')?;
         let start = self.pos;
         loop {
+            // Plain runs are the common case: skip them in one pass.
+            let rest = self.s.get(self.pos..).ok_or(Malformed)?;
+            self.pos += rest
+                .iter()
+                .take_while(|&&b| b >= 0x20 && b != b'"' && b != b'\\')
+                .count();
             match self.bump().ok_or(Malformed)? {
                 b'"' => break,
                 b'\\' => match self.bump().ok_or(Malformed)? {

@@ -71,10 +71,22 @@ pub fn split(token: &[u8]) -> Result<Parts<'_>, Outcome> {
     })
 }
 
-/// Decodes one part into `out`, returning the decoded bytes.
-pub fn decode_part<'b>(part: &[u8], out: &'b mut [u8; MAX_PART_LEN]) -> Result<&'b [u8], Outcome> {
+/// Decodes one part into `out` (at least [`decoded_len`] bytes long),
+/// returning the decoded bytes.
+pub fn decode_part<'b>(part: &[u8], out: &'b mut [u8]) -> Result<&'b [u8], Outcome> {
     let n = BASE64URL.decode_slice(part, out).map_err(|_| Outcome::GrantMalformed)?;
     out.get(..n).ok_or(Outcome::GrantMalformed)
+}
+
+/// Room needed to decode a part of `len` characters.
+pub fn decoded_len(len: usize) -> usize {
+    len.div_ceil(4) * 3
+}
+
+/// Whether a part in the base64url alphabet can be decoded at all: unpadded
+/// base64 never leaves a single character in the last group.
+pub fn is_decodable(part: &[u8]) -> bool {
+    part.len() % 4 != 1
 }
 
 /// Reads a decoded header: checks `alg`, `typ` and `crit`, then finds the
@@ -136,7 +148,7 @@ pub struct Unverified {
 /// Decodes a token without verifying it.
 pub fn decode_unverified(token: &str) -> Result<Unverified, Outcome> {
     let parts = split(token.trim().as_bytes())?;
-    let mut buf = [0u8; MAX_PART_LEN];
+    let mut buf = vec![0u8; MAX_PART_LEN];
     let header_json = String::from_utf8_lossy(decode_part(parts.header, &mut buf)?).into_owned();
     let claims_json = String::from_utf8_lossy(decode_part(parts.claims, &mut buf)?).into_owned();
     let signature_len = decode_part(parts.signature, &mut buf)?.len();

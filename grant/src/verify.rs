@@ -15,7 +15,7 @@ use crate::cidr::Cidr;
 use crate::json::{self, Chars, Cursor, Token};
 use crate::key::KeySet;
 use crate::scope::{self, MAX_RULES};
-use crate::token::{self, MAX_PART_LEN};
+use crate::token;
 use crate::Outcome;
 
 /// Allowed clock skew in seconds when none is configured.
@@ -88,12 +88,35 @@ impl Verifier {
     /// request and are checked by [`crate::decide`].
     pub fn verify(&self, token: &[u8], now: u64) -> Result<VerifiedGrant, Outcome> {
         let parts = token::split(token)?;
-        let mut header_buf = [0u8; MAX_PART_LEN];
-        let mut claims_buf = [0u8; MAX_PART_LEN];
-        let mut sig_buf = [0u8; MAX_PART_LEN];
-        let header = token::decode_part(parts.header, &mut header_buf)?;
+        // Form first (every part must decode), then the header; the claims
+        // are only read once the MAC has been checked.
+        if ![parts.header, parts.claims, parts.signature]
+            .iter()
+            .all(|p| token::is_decodable(p))
+        {
+            return Err(Outcome::GrantMalformed);
+        }
+        // Headers are small; a stack buffer covers every sensible one.
+        let mut small = [0u8; 384];
+        let mut large = Vec::new();
+        let header_room = token::decoded_len(parts.header.len());
+        let header_buf: &mut [u8] = if header_room <= small.len() {
+            &mut small
+        } else {
+            large.resize(header_room, 0);
+            &mut large
+        };
+        let header = token::decode_part(parts.header, header_buf)?;
+        let mut claims_buf = vec![0u8; token::decoded_len(parts.claims.len())];
         let claims = token::decode_part(parts.claims, &mut claims_buf)?;
-        let signature = token::decode_part(parts.signature, &mut sig_buf)?;
+        // A MAC is 32 bytes: anything longer cannot match, and is refused as
+        // a bad signature (it decodes, so it is well-formed).
+        let mut sig_buf = [0u8; 48];
+        let signature: &[u8] = if parts.signature.len() <= 64 {
+            token::decode_part(parts.signature, &mut sig_buf)?
+        } else {
+            &[]
+        };
 
         let key = token::select_key(header, &self.keys)?;
         let mut mac = key.mac();
@@ -363,33 +386,44 @@ fn read_claims(claims: &[u8]) -> Result<RawClaims<'_>, Outcome> {
     let mut raw = RawClaims::default();
     while let Some(name) = c.next_key() {
         let value = c.token().ok_or(MALFORMED)?;
-        let is = |n: &str| json::raw_eq_str(name, n);
-        if is("iss") {
-            raw.iss = Some(string(value)?);
-        } else if is("sub") {
-            raw.sub = Some(string(value)?);
-        } else if is("aud") {
-            raw.aud = Some(string(value)?);
-        } else if is("jti") {
-            raw.jti = Some(string(value)?);
-        } else if is("req") {
-            raw.req = Some(string(value)?);
-        } else if is("iat") {
-            raw.iat = Some(time(value)?);
-        } else if is("nbf") {
-            raw.nbf = Some(time(value)?);
-        } else if is("exp") {
-            raw.exp = Some(time(value)?);
-        } else if is("scope") || is("src") {
-            if value != Token::Array {
-                return Err(MALFORMED);
+        // Names are nearly always plain; decode only the rare escaped one.
+        let mut decoded = [0u8; 8];
+        let name: &[u8] = if name.contains(&b'\\') {
+            let mut len = 0;
+            for ch in json::Chars::new(name) {
+                match (decoded.get_mut(len), u8::try_from(u32::from(ch))) {
+                    (Some(slot), Ok(b)) => *slot = b,
+                    _ => {
+                        len = 0;
+                        break;
+                    }
+                }
+                len += 1;
             }
-            let pos = Some(c.position());
-            if is("scope") {
-                raw.scope = pos;
-            } else {
-                raw.src = pos;
+            decoded.get(..len).unwrap_or(&[])
+        } else {
+            name
+        };
+        match name {
+            b"iss" => raw.iss = Some(string(value)?),
+            b"sub" => raw.sub = Some(string(value)?),
+            b"aud" => raw.aud = Some(string(value)?),
+            b"jti" => raw.jti = Some(string(value)?),
+            b"req" => raw.req = Some(string(value)?),
+            b"iat" => raw.iat = Some(time(value)?),
+            b"nbf" => raw.nbf = Some(time(value)?),
+            b"exp" => raw.exp = Some(time(value)?),
+            b"scope" | b"src" => {
+                if value != Token::Array {
+                    return Err(MALFORMED);
+                }
+                if name == b"scope" {
+                    raw.scope = Some(c.position());
+                } else {
+                    raw.src = Some(c.position());
+                }
             }
+            _ => {}
         }
         c.skip_rest(value).ok_or(MALFORMED)?;
     }
