@@ -35,11 +35,23 @@ pub fn check_request_path(raw: &[u8]) -> Result<&[u8], ()> {
         }
         // `..;x` is `..` to servlet containers, which drop path parameters.
         let before_params = segment.split(|&b| b == b';').next().unwrap_or(segment);
-        if is_dot_segment(segment) || is_dot_segment(before_params) {
+        if is_dot_segment(segment) || is_dot_segment(before_params) || is_dot_segment(before_encoded_semicolon(segment))
+        {
             return Err(());
         }
     }
     Ok(path)
+}
+
+/// The part of a segment before an encoded `;` (`%3B`). Envoy forwards
+/// `..%3B` untouched and a servlet upstream decodes it to `..;`, which it
+/// reads as `..`: the spec's `..;` rule must cover the encoded form too.
+fn before_encoded_semicolon(segment: &[u8]) -> &[u8] {
+    let at = segment
+        .windows(3)
+        .position(|w| matches!(w, [b'%', b'3', b'b' | b'B']))
+        .unwrap_or(segment.len());
+    segment.get(..at).unwrap_or(segment)
 }
 
 fn is_dot_segment(s: &[u8]) -> bool {
@@ -84,6 +96,8 @@ mod tests {
             b"/v1/../x",
             b"/..",
             b"/v1/..;a=b/x",
+            b"/v1/..%3bx/y",
+            b"/v1/.%3B",
             b"/v1/.;x",
             b"/v1/%2e%2e/x",
             b"/v1/%2E",
