@@ -1,0 +1,203 @@
+//! Endpoints for proxies, authenticated by the ingest key: the revocation
+//! list, the active grant set, and batches of decisions for the audit log.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use utoipa::ToSchema;
+
+use super::{ApiJson, AppState};
+use crate::audit::{self, Entry};
+use crate::error::ApiError;
+use crate::grants::{self, GrantSet, RevocationList};
+
+/// Most decisions in one batch.
+pub const MAX_EVENTS: usize = 20_000;
+
+fn ingest_key_ok(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let expected = app.cfg.ingest_key.as_bytes();
+    // Constant-time comparison (length aside).
+    let same = presented.len() == expected.len()
+        && presented.bytes().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+    if same {
+        Ok(())
+    } else {
+        app.metrics.auth_failures.inc();
+        Err(ApiError::Unauthenticated(
+            "ingest_key_invalid",
+            "send Authorization: Bearer <ingest key>".into(),
+        ))
+    }
+}
+
+/// `?since=` of the sync endpoints.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct Since {
+    /// The cursor of the previous answer.
+    pub since: Option<String>,
+}
+
+/// Revocations since a cursor.
+#[utoipa::path(get, path = "/v1/revocations", params(Since), responses((status = 200, body = RevocationList)))]
+pub async fn revocations(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<Since>,
+) -> Result<Json<RevocationList>, ApiError> {
+    ingest_key_ok(&app, &headers)?;
+    Ok(Json(
+        grants::revocations(&app, q.since.as_deref().filter(|s| !s.is_empty())).await?,
+    ))
+}
+
+/// The active grant set (identity-aware proxies).
+#[utoipa::path(get, path = "/v1/proxy/grants", params(Since), responses((status = 200, body = GrantSet)))]
+pub async fn grant_set(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<GrantSet>, ApiError> {
+    ingest_key_ok(&app, &headers)?;
+    Ok(Json(grants::active_set(&app).await?))
+}
+
+/// One decision as a proxy reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProxyEvent {
+    /// When (ms).
+    pub time_ms: i64,
+    /// Decision code.
+    pub outcome: String,
+    /// Resource.
+    pub resource: Option<String>,
+    /// Grant id.
+    pub grant_id: Option<String>,
+    /// Grant subject.
+    pub subject: Option<String>,
+    /// Access request id.
+    pub access_request_id: Option<String>,
+    /// Method.
+    pub method: String,
+    /// Path without query.
+    pub path: String,
+    /// Status returned.
+    pub status: u16,
+    /// Client address.
+    pub client: Option<String>,
+    /// The proxy's request id.
+    pub request_id: Option<String>,
+}
+
+/// `POST /v1/audit/events`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IngestBatch {
+    /// The reporting proxy.
+    pub proxy: String,
+    /// Its decisions.
+    pub events: Vec<ProxyEvent>,
+}
+
+/// What was recorded.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct IngestResult {
+    /// Events written.
+    pub accepted: usize,
+    /// Last audit seq written.
+    pub last_seq: i64,
+}
+
+fn bounded(field: &'static str, s: &str, max: usize) -> Result<(), ApiError> {
+    if s.len() > max {
+        return Err(ApiError::Invalid(
+            "event_invalid",
+            format!("{field} is longer than {max} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes a batch of decisions to the audit log, each linked to its grant
+/// and access request. Acknowledged only once committed.
+#[utoipa::path(post, path = "/v1/audit/events", request_body = IngestBatch,
+    responses((status = 202, body = IngestResult), (status = 401, body = super::Problem)))]
+pub async fn ingest(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(batch): ApiJson<IngestBatch>,
+) -> Result<(StatusCode, Json<IngestResult>), ApiError> {
+    ingest_key_ok(&app, &headers)?;
+    bounded("proxy", &batch.proxy, 128)?;
+    if batch.events.len() > MAX_EVENTS {
+        return Err(ApiError::Invalid(
+            "batch_too_large",
+            format!("send at most {MAX_EVENTS} events per batch"),
+        ));
+    }
+    for e in &batch.events {
+        bounded("outcome", &e.outcome, 64)?;
+        bounded("method", &e.method, 32)?;
+        bounded("path", &e.path, 4096)?;
+        for v in [
+            &e.resource,
+            &e.grant_id,
+            &e.subject,
+            &e.access_request_id,
+            &e.client,
+            &e.request_id,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            bounded("field", v, 512)?;
+        }
+    }
+    // Link decisions that name a grant but not its request.
+    let mut conn = app.db.pool.acquire().await?;
+    let mut request_of: HashMap<String, String> = HashMap::new();
+    for e in batch.events.iter().filter(|e| e.access_request_id.is_none()) {
+        if let Some(g) = &e.grant_id {
+            if !request_of.contains_key(g) {
+                if let Some(row) = sqlx::query("SELECT request_id FROM grants WHERE id = $1")
+                    .bind(g.clone())
+                    .fetch_optional(&mut *conn)
+                    .await?
+                {
+                    request_of.insert(g.clone(), row.try_get("request_id")?);
+                }
+            }
+        }
+    }
+    drop(conn);
+    let actor = format!("proxy:{}", batch.proxy);
+    let entries: Vec<Entry> = batch
+        .events
+        .iter()
+        .map(|e| Entry {
+            actor: actor.clone(),
+            action: "proxy.decision".into(),
+            resource: e.resource.clone(),
+            request_id: e
+                .access_request_id
+                .clone()
+                .or_else(|| e.grant_id.as_ref().and_then(|g| request_of.get(g).cloned())),
+            grant_id: e.grant_id.clone(),
+            channel: Some("proxy".into()),
+            details: serde_json::to_value(e).unwrap_or_default(),
+        })
+        .collect();
+    let last_seq = audit::append_alone(&app.db, app.clock.now_ms(), &entries).await?;
+    app.metrics.proxy_events.add(entries.len() as u64);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(IngestResult {
+            accepted: entries.len(),
+            last_seq,
+        }),
+    ))
+}

@@ -1,0 +1,339 @@
+//! The audit log: append-only and hash-chained.
+//!
+//! Each record stores the hash of the one before it, and its own hash over
+//! that and a canonical encoding of its fields, so editing or deleting any
+//! record breaks the chain from there on. Records are appended in the same
+//! transaction as the change they describe; appends are serialized by
+//! locking the chain head row, so replicas sharing one PostgreSQL never
+//! fork the chain.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use sqlx::{AnyConnection, Row};
+use utoipa::ToSchema;
+
+use crate::store::Db;
+
+/// One record to append.
+#[derive(Debug, Clone, Default)]
+pub struct Entry {
+    /// Who acted (user id, `proxy:<id>`, `system`, `anonymous`).
+    pub actor: String,
+    /// What happened (`request.created`, `vote.approve`, `grant.issued`, ...).
+    pub action: String,
+    /// The resource concerned.
+    pub resource: Option<String>,
+    /// The access request concerned.
+    pub request_id: Option<String>,
+    /// The grant concerned.
+    pub grant_id: Option<String>,
+    /// The channel (`api`, `slack`, `webhook`, `proxy`, `auto`).
+    pub channel: Option<String>,
+    /// Everything else: reason, comment, duration, scope, outcome...
+    pub details: Value,
+}
+
+/// A stored record.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Record {
+    /// Position in the chain, from 1.
+    pub seq: i64,
+    /// Milliseconds since the epoch.
+    pub at: i64,
+    /// Who acted.
+    pub actor: String,
+    /// What happened.
+    pub action: String,
+    /// Resource.
+    pub resource: Option<String>,
+    /// Access request.
+    pub request_id: Option<String>,
+    /// Grant.
+    pub grant_id: Option<String>,
+    /// Channel.
+    pub channel: Option<String>,
+    /// Details.
+    #[schema(value_type = Object)]
+    pub details: Value,
+    /// Hash of the previous record.
+    pub prev_hash: String,
+    /// This record's hash.
+    pub hash: String,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The record's hash: SHA-256 over the previous hash and a JSON array of
+/// the fields (an unambiguous encoding).
+fn record_hash(prev_hash: &str, seq: i64, at: i64, e: &RecordFields<'_>) -> String {
+    let canonical = json!([
+        seq,
+        at,
+        e.actor,
+        e.action,
+        e.resource,
+        e.request_id,
+        e.grant_id,
+        e.channel,
+        e.details
+    ]);
+    let mut h = Sha256::new();
+    h.update(prev_hash.as_bytes());
+    h.update(b"\n");
+    h.update(canonical.to_string().as_bytes());
+    hex(&h.finalize())
+}
+
+struct RecordFields<'a> {
+    actor: &'a str,
+    action: &'a str,
+    resource: Option<&'a str>,
+    request_id: Option<&'a str>,
+    grant_id: Option<&'a str>,
+    channel: Option<&'a str>,
+    details: &'a str,
+}
+
+/// Appends records inside the caller's transaction; returns the last seq.
+pub async fn append(conn: &mut AnyConnection, at: i64, entries: &[Entry]) -> Result<i64, sqlx::Error> {
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    let n = entries.len() as i64;
+    // Locks the head row until commit: appends are serialized everywhere.
+    let head = sqlx::query("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
+        .bind(n)
+        .fetch_one(&mut *conn)
+        .await?;
+    let last_seq: i64 = head.try_get("seq")?;
+    let mut prev: String = head.try_get("hash")?;
+    let first = last_seq - n + 1;
+    const COLUMNS: usize = 11;
+    const CHUNK: usize = 400;
+    let details: Vec<String> = entries.iter().map(|e| e.details.to_string()).collect();
+    let mut rows = Vec::with_capacity(entries.len());
+    for (i, (e, d)) in entries.iter().zip(&details).enumerate() {
+        let seq = first + i as i64;
+        let fields = RecordFields {
+            actor: &e.actor,
+            action: &e.action,
+            resource: e.resource.as_deref(),
+            request_id: e.request_id.as_deref(),
+            grant_id: e.grant_id.as_deref(),
+            channel: e.channel.as_deref(),
+            details: d,
+        };
+        let hash = record_hash(&prev, seq, at, &fields);
+        rows.push((seq, prev.clone(), hash.clone()));
+        prev = hash;
+    }
+    for (chunk_index, chunk) in entries.chunks(CHUNK).enumerate() {
+        let mut sql = String::from(
+            "INSERT INTO audit_log (seq, at, actor, action, resource, request_id, grant_id, channel, details, prev_hash, hash) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push('(');
+            for c in 0..COLUMNS {
+                if c > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!("${}", i * COLUMNS + c + 1));
+            }
+            sql.push(')');
+        }
+        let mut q = sqlx::query(&sql);
+        for (i, e) in chunk.iter().enumerate() {
+            let k = chunk_index * CHUNK + i;
+            let (seq, prev_hash, hash) = &rows[k];
+            q = q
+                .bind(*seq)
+                .bind(at)
+                .bind(e.actor.clone())
+                .bind(e.action.clone())
+                .bind(e.resource.clone())
+                .bind(e.request_id.clone())
+                .bind(e.grant_id.clone())
+                .bind(e.channel.clone())
+                .bind(details[k].clone())
+                .bind(prev_hash.clone())
+                .bind(hash.clone());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+        .bind(prev)
+        .execute(&mut *conn)
+        .await?;
+    Ok(last_seq)
+}
+
+/// Appends in a transaction of its own (for events that change nothing
+/// else, such as refused requests and authentication failures).
+pub async fn append_alone(db: &Db, at: i64, entries: &[Entry]) -> Result<i64, sqlx::Error> {
+    let mut tx = db.pool.begin().await?;
+    let seq = append(&mut tx, at, entries).await?;
+    tx.commit().await?;
+    Ok(seq)
+}
+
+/// The result of checking the whole chain.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Verification {
+    /// Whether every link holds.
+    pub ok: bool,
+    /// Records checked.
+    pub records: i64,
+    /// The first broken link, if any.
+    pub first_broken: Option<BrokenLink>,
+}
+
+/// Where and why the chain breaks.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BrokenLink {
+    /// The sequence number where the chain breaks.
+    pub seq: i64,
+    /// What is wrong there.
+    pub reason: String,
+}
+
+fn row_to_record(row: &sqlx::any::AnyRow) -> Result<Record, sqlx::Error> {
+    let details: String = row.try_get("details")?;
+    Ok(Record {
+        seq: row.try_get("seq")?,
+        at: row.try_get("at")?,
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        resource: row.try_get("resource")?,
+        request_id: row.try_get("request_id")?,
+        grant_id: row.try_get("grant_id")?,
+        channel: row.try_get("channel")?,
+        details: serde_json::from_str(&details).unwrap_or(Value::String(details)),
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+const SELECT: &str =
+    "SELECT seq, at, actor, action, resource, request_id, grant_id, channel, details, prev_hash, hash FROM audit_log";
+
+/// Checks every link, in pages, and the head against the last record.
+pub async fn verify(db: &Db) -> Result<Verification, sqlx::Error> {
+    let mut expected_seq = 1i64;
+    let mut prev = "0".repeat(64);
+    let mut checked = 0i64;
+    let broken = |seq: i64, reason: &str| Verification {
+        ok: false,
+        records: 0,
+        first_broken: Some(BrokenLink {
+            seq,
+            reason: reason.to_owned(),
+        }),
+    };
+    loop {
+        let rows = sqlx::query(&format!("{SELECT} WHERE seq >= $1 ORDER BY seq LIMIT 5000"))
+            .bind(expected_seq)
+            .fetch_all(&db.pool)
+            .await?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in &rows {
+            let r = row_to_record(row)?;
+            let raw_details: String = row.try_get("details")?;
+            if r.seq != expected_seq {
+                return Ok(with_count(broken(expected_seq, "record missing (deleted?)"), checked));
+            }
+            if r.prev_hash != prev {
+                return Ok(with_count(broken(r.seq, "previous-hash link does not match"), checked));
+            }
+            let fields = RecordFields {
+                actor: &r.actor,
+                action: &r.action,
+                resource: r.resource.as_deref(),
+                request_id: r.request_id.as_deref(),
+                grant_id: r.grant_id.as_deref(),
+                channel: r.channel.as_deref(),
+                details: &raw_details,
+            };
+            if record_hash(&prev, r.seq, r.at, &fields) != r.hash {
+                return Ok(with_count(
+                    broken(r.seq, "record content does not match its hash (edited?)"),
+                    checked,
+                ));
+            }
+            prev = r.hash;
+            expected_seq += 1;
+            checked += 1;
+        }
+    }
+    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_one(&db.pool)
+        .await?;
+    let (head_seq, head_hash): (i64, String) = (head.try_get("seq")?, head.try_get("hash")?);
+    if head_seq != checked || head_hash != prev {
+        return Ok(with_count(
+            broken(checked + 1, "records after this point are missing (truncated?)"),
+            checked,
+        ));
+    }
+    Ok(Verification {
+        ok: true,
+        records: checked,
+        first_broken: None,
+    })
+}
+
+fn with_count(mut v: Verification, checked: i64) -> Verification {
+    v.records = checked;
+    v
+}
+
+/// Filters for reading the log.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+pub struct Query {
+    /// Only records about this access request.
+    pub request_id: Option<String>,
+    /// Only records about this grant.
+    pub grant_id: Option<String>,
+    /// Only records about this resource.
+    pub resource: Option<String>,
+    /// Only records by this actor.
+    pub actor: Option<String>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only records after this seq.
+    pub after: Option<i64>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<i64>,
+}
+
+/// Reads records matching the filters, oldest first.
+pub async fn query(db: &Db, q: &Query) -> Result<Vec<Record>, sqlx::Error> {
+    let mut sql = format!("{SELECT} WHERE seq > $1");
+    let mut binds: Vec<String> = Vec::new();
+    for (column, value) in [
+        ("request_id", &q.request_id),
+        ("grant_id", &q.grant_id),
+        ("resource", &q.resource),
+        ("actor", &q.actor),
+        ("action", &q.action),
+    ] {
+        if let Some(v) = value {
+            binds.push(v.clone());
+            sql.push_str(&format!(" AND {column} = ${}", binds.len() + 1));
+        }
+    }
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    sql.push_str(&format!(" ORDER BY seq LIMIT {limit}"));
+    let mut query = sqlx::query(&sql).bind(q.after.unwrap_or(0));
+    for b in binds {
+        query = query.bind(b);
+    }
+    query.fetch_all(&db.pool).await?.iter().map(row_to_record).collect()
+}

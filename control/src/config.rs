@@ -1,0 +1,596 @@
+//! The service configuration: one TOML file, validated once at start into
+//! typed values, with errors that name the field.
+//!
+//! Every secret can be given inline (development), through an environment
+//! variable (`*_env`) or a file (`*_file`), so production secrets stay out
+//! of the file.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use grant::scope::ScopeRule;
+use grant::{KeySet, SigningKey};
+use serde::Deserialize;
+
+/// A configuration error naming the field.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration field `{field}`: {message}")]
+pub struct ConfigError {
+    /// Dotted path of the field.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// A secret given inline, by environment variable, or by file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    /// The secret itself (development only).
+    pub value: Option<String>,
+    /// Name of an environment variable holding it.
+    pub env: Option<String>,
+    /// Path of a file holding it (trailing whitespace trimmed).
+    pub file: Option<PathBuf>,
+}
+
+impl SecretSource {
+    fn resolve(&self, field: &str) -> Result<String, ConfigError> {
+        let sources = [self.value.is_some(), self.env.is_some(), self.file.is_some()];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            return Err(err(field, "give exactly one of value, env, file"));
+        }
+        if let Some(v) = &self.value {
+            return Ok(v.clone());
+        }
+        if let Some(name) = &self.env {
+            return std::env::var(name).map_err(|_| err(field, format!("environment variable {name} is not set")));
+        }
+        let path = self.file.as_deref().unwrap_or(Path::new(""));
+        std::fs::read_to_string(path)
+            .map(|s| s.trim_end().to_owned())
+            .map_err(|e| err(field, format!("cannot read {}: {e}", path.display())))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    issuer: String,
+    #[serde(default = "default_database_url")]
+    database_url: String,
+    #[serde(default = "default_listen")]
+    listen: String,
+    #[serde(default = "default_max_body")]
+    max_body_bytes: usize,
+    #[serde(default = "default_pending_timeout")]
+    pending_timeout_seconds: u64,
+    grants: RawGrants,
+    keys: Vec<RawKey>,
+    auth: RawAuth,
+    ingest_key: SecretSource,
+    resources: Vec<RawResource>,
+}
+
+fn default_database_url() -> String {
+    "sqlite://jitgate.db".to_owned()
+}
+fn default_listen() -> String {
+    "127.0.0.1:8080".to_owned()
+}
+fn default_max_body() -> usize {
+    64 * 1024
+}
+fn default_pending_timeout() -> u64 {
+    24 * 3600
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGrants {
+    #[serde(default = "default_min_ttl")]
+    min_ttl_seconds: u64,
+    #[serde(default = "default_max_ttl")]
+    max_ttl_seconds: u64,
+}
+
+fn default_min_ttl() -> u64 {
+    60
+}
+fn default_max_ttl() -> u64 {
+    grant::DEFAULT_MAX_TTL
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    kid: String,
+    secret: SecretSource,
+    #[serde(default)]
+    active: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    issuer: String,
+    audience: String,
+    #[serde(default = "default_auth_leeway")]
+    leeway_seconds: u64,
+    #[serde(default = "default_user_claim")]
+    user_claim: String,
+    #[serde(default = "default_email_claim")]
+    email_claim: String,
+    #[serde(default = "default_groups_claim")]
+    groups_claim: String,
+    hs256_secret: Option<SecretSource>,
+    jwks_file: Option<PathBuf>,
+    #[serde(default)]
+    admin_groups: Vec<String>,
+    #[serde(default)]
+    auditor_groups: Vec<String>,
+}
+
+fn default_auth_leeway() -> u64 {
+    5
+}
+fn default_user_claim() -> String {
+    "sub".to_owned()
+}
+fn default_email_claim() -> String {
+    "email".to_owned()
+}
+fn default_groups_claim() -> String {
+    "groups".to_owned()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    methods: Vec<String>,
+    paths: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAutoApprove {
+    name: String,
+    #[serde(default)]
+    methods: Vec<String>,
+    max_duration_seconds: u64,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBreakGlass {
+    groups: Vec<String>,
+    max_duration_seconds: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResource {
+    id: String,
+    #[serde(default)]
+    description: String,
+    scope: Vec<RawRule>,
+    max_duration_seconds: u64,
+    requesters: Vec<String>,
+    approvers: Vec<String>,
+    #[serde(default = "one")]
+    approvals_required: u32,
+    #[serde(default)]
+    auto_approve: Vec<RawAutoApprove>,
+    break_glass: Option<RawBreakGlass>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// How API callers' bearer JWTs are verified.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Expected `iss`.
+    pub issuer: String,
+    /// Expected `aud`.
+    pub audience: String,
+    /// Allowed clock skew, seconds (kept small on purpose).
+    pub leeway_seconds: u64,
+    /// Claim with the user id.
+    pub user_claim: String,
+    /// Claim with the email.
+    pub email_claim: String,
+    /// Claim with the groups.
+    pub groups_claim: String,
+    /// HS256 secret (development).
+    pub hs256_secret: Option<Vec<u8>>,
+    /// JWKS document (production: RS256/ES256 public keys).
+    pub jwks: Option<jsonwebtoken::jwk::JwkSet>,
+    /// Groups whose members may revoke anything and read every request.
+    pub admin_groups: BTreeSet<String>,
+    /// Groups whose members may read the audit log.
+    pub auditor_groups: BTreeSet<String>,
+}
+
+/// An auto-approve rule.
+#[derive(Debug, Clone)]
+pub struct AutoApprove {
+    /// Its name, recorded with the approval.
+    pub name: String,
+    /// Methods allowed (every requested method must be one of them).
+    pub methods: BTreeSet<String>,
+    /// Longest duration it approves.
+    pub max_duration_seconds: u64,
+    /// Requester groups it applies to (empty: any requester).
+    pub groups: BTreeSet<String>,
+}
+
+/// Emergency access for a resource.
+#[derive(Debug, Clone)]
+pub struct BreakGlass {
+    /// Who may use it.
+    pub groups: BTreeSet<String>,
+    /// Longest emergency grant.
+    pub max_duration_seconds: u64,
+}
+
+/// One protected API and its policy.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    /// Id (the grants' `aud`).
+    pub id: String,
+    /// What it is, for people.
+    pub description: String,
+    /// What may be requested.
+    pub scope: Vec<ScopeRule>,
+    /// Longest grant.
+    pub max_duration_seconds: u64,
+    /// Groups that may request.
+    pub requesters: BTreeSet<String>,
+    /// Groups that may approve.
+    pub approvers: BTreeSet<String>,
+    /// Distinct approvals needed.
+    pub approvals_required: u32,
+    /// Auto-approve rules.
+    pub auto_approve: Vec<AutoApprove>,
+    /// Break-glass policy.
+    pub break_glass: Option<BreakGlass>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The grants' `iss`.
+    pub issuer: String,
+    /// Database URL (`sqlite://...` or `postgres://...`).
+    pub database_url: String,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Largest request body accepted on ordinary endpoints.
+    pub max_body_bytes: usize,
+    /// How long a request may stay pending.
+    pub pending_timeout_seconds: u64,
+    /// Shortest grant.
+    pub min_ttl_seconds: u64,
+    /// Longest grant (proxies' `max_ttl` must be at least this).
+    pub max_ttl_seconds: u64,
+    /// The key that mints.
+    pub signing_key: SigningKey,
+    /// Every configured key.
+    pub keys: KeySet,
+    /// Caller authentication.
+    pub auth: AuthConfig,
+    /// The key proxies present.
+    pub ingest_key: String,
+    /// The protected resources.
+    pub resources: Vec<Resource>,
+}
+
+impl Config {
+    /// Reads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| err("(file)", format!("{}: {e}", path.display())))?;
+        Config::parse(&text)
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let field = e.message().split('`').nth(1).unwrap_or("(file)").to_owned();
+            err(field, e.message().trim().to_owned())
+        })?;
+        raw.validate()
+    }
+
+    /// A resource by id.
+    pub fn resource(&self, id: &str) -> Option<&Resource> {
+        self.resources.iter().find(|r| r.id == id)
+    }
+}
+
+fn groups(field: &str, list: Vec<String>, allow_empty: bool) -> Result<BTreeSet<String>, ConfigError> {
+    if list.is_empty() && !allow_empty {
+        return Err(err(field, "list at least one group"));
+    }
+    if let Some(g) = list.iter().find(|g| g.trim().is_empty()) {
+        return Err(err(field, format!("group name {g:?} is empty")));
+    }
+    Ok(list.into_iter().collect())
+}
+
+impl RawConfig {
+    fn validate(self) -> Result<Config, ConfigError> {
+        if self.issuer.trim().is_empty() {
+            return Err(err("issuer", "must not be empty"));
+        }
+        let database_url = if self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres") {
+            self.database_url
+        } else {
+            return Err(err("database_url", "must start with sqlite: or postgres://"));
+        };
+        let listen = self.listen.parse().map_err(|_| err("listen", "must be host:port"))?;
+        if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
+            return Err(err("max_body_bytes", "must be 1 KiB to 16 MiB"));
+        }
+        if !(60..=30 * 24 * 3600).contains(&self.pending_timeout_seconds) {
+            return Err(err("pending_timeout_seconds", "must be 60 s to 30 days"));
+        }
+        let (min_ttl, max_ttl) = (self.grants.min_ttl_seconds, self.grants.max_ttl_seconds);
+        if min_ttl == 0 || min_ttl > max_ttl || max_ttl > 7 * 24 * 3600 {
+            return Err(err(
+                "grants.max_ttl_seconds",
+                "need 0 < min_ttl_seconds <= max_ttl_seconds <= 7 days",
+            ));
+        }
+
+        if self.keys.is_empty() {
+            return Err(err("keys", "configure at least one signing key"));
+        }
+        let mut keys = KeySet::new();
+        let mut active = None;
+        for (i, k) in self.keys.iter().enumerate() {
+            let field = format!("keys[{i}]");
+            let secret = k.secret.resolve(&format!("{field}.secret"))?;
+            let key = SigningKey::from_base64url(&k.kid, &secret).map_err(|e| err(&field, e.to_string()))?;
+            keys.add(key.clone()).map_err(|e| err(&field, e.to_string()))?;
+            if k.active {
+                if active.is_some() {
+                    return Err(err(format!("{field}.active"), "only one key may be active"));
+                }
+                active = Some(key);
+            }
+        }
+        let signing_key = active.ok_or_else(|| err("keys", "mark one key active = true (the one that mints)"))?;
+
+        let a = self.auth;
+        if a.issuer.is_empty() {
+            return Err(err("auth.issuer", "must not be empty"));
+        }
+        if a.audience.is_empty() {
+            return Err(err("auth.audience", "must not be empty"));
+        }
+        if a.leeway_seconds > 60 {
+            return Err(err("auth.leeway_seconds", "keep it small: at most 60"));
+        }
+        let hs256_secret = a
+            .hs256_secret
+            .as_ref()
+            .map(|s| s.resolve("auth.hs256_secret"))
+            .transpose()?
+            .map(String::into_bytes);
+        if hs256_secret.as_ref().is_some_and(|s| s.len() < 32) {
+            return Err(err("auth.hs256_secret", "must be at least 32 bytes"));
+        }
+        let jwks = match &a.jwks_file {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| err("auth.jwks_file", format!("cannot read {}: {e}", path.display())))?;
+                let set: jsonwebtoken::jwk::JwkSet =
+                    serde_json::from_str(&text).map_err(|e| err("auth.jwks_file", e.to_string()))?;
+                for (i, key) in set.keys.iter().enumerate() {
+                    if key.common.key_id.is_none() {
+                        return Err(err(format!("auth.jwks_file.keys[{i}].kid"), "every key needs a kid"));
+                    }
+                    match key.common.key_algorithm {
+                        Some(jsonwebtoken::jwk::KeyAlgorithm::RS256 | jsonwebtoken::jwk::KeyAlgorithm::ES256) => {}
+                        _ => {
+                            return Err(err(
+                                format!("auth.jwks_file.keys[{i}].alg"),
+                                "pin the algorithm per key: RS256 or ES256",
+                            ))
+                        }
+                    }
+                }
+                Some(set)
+            }
+        };
+        if hs256_secret.is_none() && jwks.is_none() {
+            return Err(err(
+                "auth",
+                "configure hs256_secret (development) or jwks_file (production)",
+            ));
+        }
+        let auth = AuthConfig {
+            issuer: a.issuer,
+            audience: a.audience,
+            leeway_seconds: a.leeway_seconds,
+            user_claim: a.user_claim,
+            email_claim: a.email_claim,
+            groups_claim: a.groups_claim,
+            hs256_secret,
+            jwks,
+            admin_groups: groups("auth.admin_groups", a.admin_groups, true)?,
+            auditor_groups: groups("auth.auditor_groups", a.auditor_groups, true)?,
+        };
+
+        let ingest_key = self.ingest_key.resolve("ingest_key")?;
+        if ingest_key.len() < 16 {
+            return Err(err("ingest_key", "must be at least 16 characters"));
+        }
+
+        if self.resources.is_empty() {
+            return Err(err("resources", "configure at least one resource"));
+        }
+        let mut resources: Vec<Resource> = Vec::new();
+        for (i, r) in self.resources.into_iter().enumerate() {
+            let f = |name: &str| format!("resources[{i}].{name}");
+            let valid_id = !r.id.is_empty()
+                && r.id.len() <= 128
+                && r.id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            if !valid_id {
+                return Err(err(f("id"), "must be 1 to 128 characters of A-Z a-z 0-9 . _ -"));
+            }
+            if resources.iter().any(|o| o.id == r.id) {
+                return Err(err(f("id"), format!("{:?} is listed twice", r.id)));
+            }
+            if r.scope.is_empty() {
+                return Err(err(f("scope"), "list what may be requested"));
+            }
+            let scope: Vec<ScopeRule> = r
+                .scope
+                .into_iter()
+                .map(|rule| ScopeRule {
+                    methods: rule.methods,
+                    paths: rule.paths,
+                })
+                .collect();
+            for (j, rule) in scope.iter().enumerate() {
+                rule.validate()
+                    .map_err(|e| err(format!("resources[{i}].scope[{j}]"), e.to_string()))?;
+            }
+            if r.max_duration_seconds < min_ttl || r.max_duration_seconds > max_ttl {
+                return Err(err(
+                    f("max_duration_seconds"),
+                    "must be within the grants' min and max TTL",
+                ));
+            }
+            let approvers = groups(&f("approvers"), r.approvers, false)?;
+            if r.approvals_required == 0 || r.approvals_required > 10 {
+                return Err(err(f("approvals_required"), "must be 1 to 10"));
+            }
+            let mut auto = Vec::new();
+            for (j, rule) in r.auto_approve.into_iter().enumerate() {
+                let af = format!("resources[{i}].auto_approve[{j}]");
+                for m in &rule.methods {
+                    grant::scope::validate_method(m).map_err(|e| err(format!("{af}.methods"), e.to_string()))?;
+                }
+                if rule.max_duration_seconds == 0 || rule.max_duration_seconds > r.max_duration_seconds {
+                    return Err(err(
+                        format!("{af}.max_duration_seconds"),
+                        "must be within the resource's maximum",
+                    ));
+                }
+                auto.push(AutoApprove {
+                    name: rule.name,
+                    methods: rule.methods.into_iter().collect(),
+                    max_duration_seconds: rule.max_duration_seconds,
+                    groups: groups(&format!("{af}.groups"), rule.groups, true)?,
+                });
+            }
+            let break_glass = match r.break_glass {
+                None => None,
+                Some(bg) => {
+                    if bg.max_duration_seconds == 0 || bg.max_duration_seconds > r.max_duration_seconds {
+                        return Err(err(
+                            f("break_glass.max_duration_seconds"),
+                            "must be within the resource's maximum",
+                        ));
+                    }
+                    Some(BreakGlass {
+                        groups: groups(&f("break_glass.groups"), bg.groups, false)?,
+                        max_duration_seconds: bg.max_duration_seconds,
+                    })
+                }
+            };
+            resources.push(Resource {
+                id: r.id,
+                description: r.description,
+                scope,
+                max_duration_seconds: r.max_duration_seconds,
+                requesters: groups(&f("requesters"), r.requesters, false)?,
+                approvers,
+                approvals_required: r.approvals_required,
+                auto_approve: auto,
+                break_glass,
+            });
+        }
+
+        Ok(Config {
+            issuer: self.issuer,
+            database_url,
+            listen,
+            max_body_bytes: self.max_body_bytes,
+            pending_timeout_seconds: self.pending_timeout_seconds,
+            min_ttl_seconds: min_ttl,
+            max_ttl_seconds: max_ttl,
+            signing_key,
+            keys,
+            auth,
+            ingest_key,
+            resources,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const DEV: &str = include_str!("../examples/jitgate.toml");
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let c = Config::parse(DEV).unwrap();
+        assert_eq!(c.signing_key.kid(), "k2");
+        assert_eq!(c.keys.len(), 2);
+        assert!(c.resource("payments-api").is_some());
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let bad = DEV.replace("approvals_required = 1", "approvals_required = 0");
+        assert_eq!(
+            Config::parse(&bad).unwrap_err().field,
+            "resources[0].approvals_required"
+        );
+        let bad = DEV.replace("issuer = \"jit-control\"", "issuer = \"jit-control\"\nsurprise = 1");
+        assert_eq!(Config::parse(&bad).unwrap_err().field, "surprise");
+        let bad = DEV.replace("listen = \"127.0.0.1:8080\"", "listen = \"nowhere\"");
+        assert_eq!(Config::parse(&bad).unwrap_err().field, "listen");
+        let bad = DEV.replace("active = true", "active = false");
+        assert_eq!(Config::parse(&bad).unwrap_err().field, "keys");
+    }
+
+    #[test]
+    fn secrets_come_from_env_or_file() {
+        let bad = DEV.replace(
+            "ingest_key = { value = \"dev-ingest-key-0123456789\" }",
+            "ingest_key = { env = \"JITGATE_TEST_MISSING_VAR\" }",
+        );
+        let e = Config::parse(&bad).unwrap_err();
+        assert_eq!(e.field, "ingest_key");
+        assert!(e.message.contains("JITGATE_TEST_MISSING_VAR"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ingest");
+        std::fs::write(&path, "file-ingest-key-0123456789\n").unwrap();
+        let good = DEV.replace(
+            "ingest_key = { value = \"dev-ingest-key-0123456789\" }",
+            &format!("ingest_key = {{ file = {:?} }}", path.display().to_string()),
+        );
+        assert_eq!(Config::parse(&good).unwrap().ingest_key, "file-ingest-key-0123456789");
+    }
+}

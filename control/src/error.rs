@@ -1,0 +1,131 @@
+//! The one error type of the API: every failure has a stable machine code
+//! and becomes an RFC 9457 problem document.
+//!
+//! Client errors say what was wrong; server errors log the cause and return
+//! a generic document, never SQL or internal text.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An API failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No or invalid credentials.
+    #[error("{1}")]
+    Unauthenticated(&'static str, String),
+    /// Authenticated but not allowed.
+    #[error("{1}")]
+    Forbidden(&'static str, String),
+    /// Not found (also used for things the caller may not see, so that ids
+    /// of other people's requests cannot be probed).
+    #[error("{1}")]
+    NotFound(&'static str, String),
+    /// The state does not allow this transition.
+    #[error("{1}")]
+    Conflict(&'static str, String),
+    /// The input is well-formed but breaks a rule.
+    #[error("{1}")]
+    Invalid(&'static str, String),
+    /// The input is not well-formed (JSON, types, missing fields).
+    #[error("{1}")]
+    BadRequest(&'static str, String),
+    /// The body is larger than allowed.
+    #[error("the request body is larger than this endpoint accepts (max_body_bytes; 8 MiB for decision batches)")]
+    PayloadTooLarge,
+    /// The body is not JSON.
+    #[error("send application/json")]
+    UnsupportedMediaType,
+    /// Something failed on our side.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+    /// The database is unavailable.
+    #[error("the service is temporarily unavailable")]
+    Unavailable(#[source] anyhow::Error),
+}
+
+/// The stable code of a response, kept in its extensions so the audit
+/// layer can record failures.
+#[derive(Debug, Clone)]
+pub struct ErrorCode(pub &'static str);
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthenticated(..) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(..) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(..) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(..) => StatusCode::CONFLICT,
+            ApiError::Invalid(..) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadRequest(..) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthenticated(c, _)
+            | ApiError::Forbidden(c, _)
+            | ApiError::NotFound(c, _)
+            | ApiError::Conflict(c, _)
+            | ApiError::Invalid(c, _)
+            | ApiError::BadRequest(c, _) => c,
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::Internal(_) => "internal_error",
+            ApiError::Unavailable(_) => "service_unavailable",
+        }
+    }
+
+    /// A request that does not exist or that the caller may not see.
+    pub fn request_not_found() -> ApiError {
+        ApiError::NotFound("request_not_found", "no such access request".into())
+    }
+
+    /// Wraps a database error: unavailability is 503, anything else 500.
+    pub fn db(e: sqlx::Error) -> ApiError {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => ApiError::Unavailable(e.into()),
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::db(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let detail = match &self {
+            ApiError::Internal(cause) | ApiError::Unavailable(cause) => {
+                tracing::error!(code = self.code(), error = ?cause, "request failed");
+                self.to_string()
+            }
+            _ => self.to_string(),
+        };
+        let body = json!({
+            "type": format!("https://jitgate.dev/problems/{}", self.code()),
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "status": status.as_u16(),
+            "code": self.code(),
+            "detail": detail,
+        });
+        let mut response = (
+            status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body.to_string(),
+        )
+            .into_response();
+        response.extensions_mut().insert(ErrorCode(self.code()));
+        response
+    }
+}

@@ -1,0 +1,108 @@
+//! The jitgate control service: access requests, approval policies, grant
+//! issuance, revocation and a tamper-evident audit log, behind a JSON API.
+//!
+//! - [`config`]: the TOML configuration, validated at start;
+//! - [`store`]: the database (SQLite or PostgreSQL) and its migrations;
+//! - [`auth`]: who is calling (bearer JWTs);
+//! - [`policy`]: who may do what (pure);
+//! - [`requests`]: the access-request workflow;
+//! - [`grants`]: minting, revocation and what proxies sync;
+//! - [`audit`]: the hash-chained log;
+//! - [`api`]: HTTP handlers, thin, over the modules above;
+//! - [`cli`]: the `jitgate` command's subcommands.
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod grants;
+pub mod metrics;
+pub mod policy;
+pub mod requests;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::Authenticator;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store::Db;
+
+/// Everything a request handler needs, shared through axum `State`.
+pub struct App {
+    /// Configuration.
+    pub cfg: Config,
+    /// Database.
+    pub db: Db,
+    /// Caller authentication.
+    pub auth: Authenticator,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Counters.
+    pub metrics: Metrics,
+}
+
+impl App {
+    /// Connects to (and migrates) the database and prepares the keys.
+    pub async fn new(cfg: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<App>> {
+        let db = Db::connect(&cfg.database_url).await?;
+        let auth = Authenticator::new(&cfg.auth)?;
+        Ok(Arc::new(App {
+            cfg,
+            db,
+            auth,
+            clock,
+            metrics: Metrics::default(),
+        }))
+    }
+}
+
+/// Serves the API on `listener` until the process is asked to stop, with
+/// the background sweeper (timeouts, expiry records) running beside it.
+pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    let sweeper = tokio::spawn(sweep(Arc::clone(&app)));
+    let result = axum::serve(listener, api::router(app))
+        .with_graceful_shutdown(shutdown())
+        .await;
+    sweeper.abort();
+    result
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Records what time alone changes: timed-out requests, expired grants.
+/// Safe on several replicas (each record is claimed with a conditional
+/// update).
+async fn sweep(app: Arc<App>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        if let Err(e) = requests::sweep_timeouts(&app).await {
+            tracing::warn!(error = %e, "timeout sweep failed");
+        }
+        if let Err(e) = grants::sweep_expiries(&app).await {
+            tracing::warn!(error = %e, "expiry sweep failed");
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Who may do what, decided on the server from the configuration alone:
+//! what may be requested, who may approve, which auto-approve rule or
+//! break-glass policy applies. Pure functions, no I/O.
+
+use grant::scope::ScopeRule;
+
+use crate::auth::Principal;
+use crate::config::{AutoApprove, Config, Resource};
+use crate::error::ApiError;
+
+/// Longest reason accepted.
+pub const MAX_REASON: usize = 2000;
+/// Longest ticket reference accepted.
+pub const MAX_TICKET: usize = 200;
+/// Longest comment accepted.
+pub const MAX_COMMENT: usize = 2000;
+/// Most source blocks in a request.
+pub const MAX_SOURCES: usize = 16;
+
+fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::Invalid(code, message.into())
+}
+
+/// A resource by id, or `unknown_resource`.
+pub fn resource<'c>(cfg: &'c Config, id: &str) -> Result<&'c Resource, ApiError> {
+    cfg.resource(id)
+        .ok_or_else(|| invalid("unknown_resource", format!("no resource {id:?} is configured")))
+}
+
+/// Checks free text: required, bounded, no control characters but newline
+/// and tab.
+pub fn text(field: &'static str, code: &'static str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.trim().is_empty() {
+        return Err(invalid(code, format!("{field} is required")));
+    }
+    if value.len() > max {
+        return Err(invalid(code, format!("{field} is longer than {max} bytes")));
+    }
+    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(invalid(code, format!("{field} contains control characters")));
+    }
+    Ok(())
+}
+
+/// Checks a requested scope: valid rules, each within the resource's
+/// requestable scope.
+pub fn requested_scope(resource: &Resource, scope: &[ScopeRule]) -> Result<(), ApiError> {
+    if scope.is_empty() || scope.len() > grant::scope::MAX_RULES {
+        return Err(invalid("scope_invalid", "request 1 to 32 scope rules"));
+    }
+    for rule in scope {
+        rule.validate().map_err(|e| invalid("scope_invalid", e.to_string()))?;
+        // Each method and path must be covered by one requestable rule
+        // together: GET on /a plus POST on /b must not yield POST on /a.
+        for method in &rule.methods {
+            for path in &rule.paths {
+                let single = ScopeRule {
+                    methods: vec![method.clone()],
+                    paths: vec![path.clone()],
+                };
+                if !resource.scope.iter().any(|allowed| allowed.covers(&single)) {
+                    return Err(invalid(
+                        "scope_not_allowed",
+                        format!("{method} {path} is not within what {} allows to request", resource.id),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks the duration against the resource and the grant bounds.
+pub fn duration(cfg: &Config, max: u64, seconds: u64) -> Result<(), ApiError> {
+    if seconds < cfg.min_ttl_seconds || seconds > max {
+        return Err(invalid(
+            "duration_out_of_range",
+            format!("duration_seconds must be {} to {max}", cfg.min_ttl_seconds),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks source address blocks.
+pub fn sources(list: &[String]) -> Result<(), ApiError> {
+    if list.is_empty() || list.len() > MAX_SOURCES {
+        return Err(invalid(
+            "source_cidrs_invalid",
+            "give 1 to 16 CIDR blocks, or omit source_cidrs",
+        ));
+    }
+    if let Some(bad) = list.iter().find(|c| grant::cidr::Cidr::parse(c).is_none()) {
+        return Err(invalid("source_cidrs_invalid", format!("{bad:?} is not a CIDR block")));
+    }
+    Ok(())
+}
+
+/// Whether the caller may request access to the resource.
+pub fn can_request(resource: &Resource, p: &Principal) -> bool {
+    p.in_any(&resource.requesters)
+}
+
+/// Whether the caller may approve or deny requests for the resource.
+pub fn can_approve(resource: &Resource, p: &Principal) -> bool {
+    p.in_any(&resource.approvers)
+}
+
+/// The auto-approve rule that applies, if any.
+pub fn auto_approval<'r>(
+    resource: &'r Resource,
+    p: &Principal,
+    scope: &[ScopeRule],
+    seconds: u64,
+) -> Option<&'r AutoApprove> {
+    resource.auto_approve.iter().find(|rule| {
+        seconds <= rule.max_duration_seconds
+            && (rule.groups.is_empty() || p.in_any(&rule.groups))
+            && scope.iter().all(|r| r.methods.iter().all(|m| rule.methods.contains(m)))
+    })
+}
+
+/// Checks a break-glass request: allowed for this resource and caller, and
+/// short enough.
+pub fn break_glass(resource: &Resource, p: &Principal, seconds: u64) -> Result<(), ApiError> {
+    let Some(bg) = &resource.break_glass else {
+        return Err(ApiError::Forbidden(
+            "break_glass_not_allowed",
+            format!("{} has no break-glass access", resource.id),
+        ));
+    };
+    if !p.in_any(&bg.groups) {
+        return Err(ApiError::Forbidden(
+            "break_glass_not_allowed",
+            "you are not in a break-glass group".into(),
+        ));
+    }
+    if seconds > bg.max_duration_seconds {
+        return Err(invalid(
+            "duration_out_of_range",
+            format!("break-glass access lasts at most {} s", bg.max_duration_seconds),
+        ));
+    }
+    Ok(())
+}
