@@ -238,7 +238,7 @@ pub async fn verify(db: &Db) -> Result<Verification, sqlx::Error> {
     loop {
         let rows = sqlx::query(&format!("{SELECT} WHERE seq >= $1 ORDER BY seq LIMIT 5000"))
             .bind(expected_seq)
-            .fetch_all(&db.pool)
+            .fetch_all(&db.read)
             .await?;
         if rows.is_empty() {
             break;
@@ -335,5 +335,5 @@ pub async fn query(db: &Db, q: &Query) -> Result<Vec<Record>, sqlx::Error> {
     for b in binds {
         query = query.bind(b);
     }
-    query.fetch_all(&db.pool).await?.iter().map(row_to_record).collect()
+    query.fetch_all(&db.read).await?.iter().map(row_to_record).collect()
 }

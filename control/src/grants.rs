@@ -288,7 +288,7 @@ pub async fn revocations(app: &App, since: Option<&str>) -> Result<RevocationLis
     )
     .bind(since - OVERLAP_MS)
     .bind(now / 1000)
-    .fetch_all(&app.db.pool)
+    .fetch_all(&app.db.read)
     .await?;
     let revoked = rows
         .iter()
@@ -319,7 +319,7 @@ pub async fn active_set(app: &App) -> Result<GrantSet, ApiError> {
     let now = app.clock.now_s();
     let rows = sqlx::query("SELECT id, token FROM grants WHERE revoked_at IS NULL AND expires_at_s > $1 ORDER BY id")
         .bind(now)
-        .fetch_all(&app.db.pool)
+        .fetch_all(&app.db.read)
         .await?;
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();

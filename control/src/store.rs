@@ -22,11 +22,16 @@ pub enum Backend {
     Postgres,
 }
 
-/// The connection pool.
+/// The connection pools.
 #[derive(Debug, Clone)]
 pub struct Db {
-    /// The pool.
+    /// Writes (and reads inside write transactions).
     pub pool: AnyPool,
+    /// Reads that need no transaction: proxy sync, audit queries. On
+    /// SQLite a separate pool, so a proxy's revocation poll never waits
+    /// behind a burst of writes (WAL lets readers run beside the writer);
+    /// on PostgreSQL the same pool.
+    pub read: AnyPool,
     /// The backend.
     pub backend: Backend,
 }
@@ -64,19 +69,37 @@ impl Db {
                             Ok(())
                         })
                     })
-                    .connect_with(options)
+                    .connect_with(options.clone())
                     .await?
             }
             Backend::Postgres => {
                 AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(5))
-                    .connect_with(options)
+                    .connect_with(options.clone())
                     .await?
             }
         };
-        let db = Db { pool, backend };
+        let mut db = Db {
+            read: pool.clone(),
+            pool,
+            backend,
+        };
         db.migrate().await?;
+        if backend == Backend::Sqlite {
+            db.read = AnyPoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(Duration::from_secs(30))
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        conn.execute("PRAGMA query_only = ON").await?;
+                        Ok(())
+                    })
+                })
+                .connect_with(options)
+                .await?;
+        }
         Ok(db)
     }
 

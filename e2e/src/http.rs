@@ -38,12 +38,47 @@ impl Response {
 /// Sends raw request bytes and reads one response (the request should ask
 /// for `connection: close`).
 pub fn send_raw(port: u16, request: &[u8]) -> Response {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect {port}: {e}"));
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        // Nothing listening: status 0, as for a reset connection.
+        return Response {
+            status: 0,
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+    };
     stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
     stream.write_all(request).unwrap_or_else(|e| panic!("write: {e}"));
+    // Read until the response is complete rather than until the server
+    // closes: Envoy delays closing after a local reply (delayed_close_timeout)
+    // and waiting for it would add a second to every denied request.
     let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if response_complete(&raw) {
+            break;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    }
     parse(&raw)
+}
+
+fn response_complete(raw: &[u8]) -> bool {
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let body = &raw[split + 4..];
+    if head.contains("transfer-encoding: chunked") {
+        return body.ends_with(b"0\r\n\r\n");
+    }
+    match head.lines().find_map(|l| l.strip_prefix("content-length:")) {
+        Some(len) => len.trim().parse::<usize>().is_ok_and(|n| body.len() >= n),
+        // No length: the body ends when the server closes.
+        None => head.starts_with("http/1.1 204") || head.starts_with("http/1.1 304"),
+    }
 }
 
 /// A GET (or other method) with extra headers, as raw bytes.
@@ -60,6 +95,26 @@ pub fn request(port: u16, method: &str, target: &str, headers: &[(&str, &[u8])])
     }
     req.extend_from_slice(b"\r\n");
     send_raw(port, &req)
+}
+
+/// A request with a JSON body (or none) and extra headers.
+pub fn call(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Option<&serde_json::Value>,
+) -> Response {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n");
+    for (name, value) in headers {
+        req.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() {
+        req.push_str("content-type: application/json\r\n");
+    }
+    req.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
+    send_raw(port, req.as_bytes())
 }
 
 /// A GET with a grant in `x-jit-grant`.

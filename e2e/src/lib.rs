@@ -7,6 +7,7 @@
 //! template the demo uses, so the tests exercise the documented
 //! configuration.
 
+pub mod control;
 pub mod envoy;
 pub mod http;
 pub mod upstream;

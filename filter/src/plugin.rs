@@ -153,6 +153,14 @@ impl Root {
         hostcalls::set_shared_data(&key, Some(&until), cas).is_ok()
     }
 
+    /// Lets the next due poll go to any worker (the claim only guards
+    /// against two polls in flight at once).
+    fn release_claim(&self) {
+        if let Some((_, link)) = self.control() {
+            let _ = hostcalls::set_shared_data(&claim_key(link), Some(&0u64.to_le_bytes()), None);
+        }
+    }
+
     fn dispatch_get(&self, link: &ControlLink, path: &str) -> Result<u32, Status> {
         let auth = format!("Bearer {}", link.ingest_key);
         hostcalls::dispatch_http_call(
@@ -366,6 +374,9 @@ impl Context for Root {
 
         if let Some(at) = self.link.calls.iter().position(|(t, _)| *t == token_id) {
             let (_, call) = self.link.calls.swap_remove(at);
+            if self.link.calls.is_empty() {
+                self.release_claim();
+            }
             let result = match (ok, body()) {
                 (true, Some(body)) => self.apply(call, &body, now),
                 _ => Err(sync::SyncError("control service answered with an error")),

@@ -1,0 +1,260 @@
+//! The loop between proxy and control: real Envoy with the filter, the real
+//! control service, and the promises between them: revocation within two
+//! polls at every worker, decisions in the audit log, work without the
+//! control service, identity-aware access and expiry.
+
+use std::time::{Duration, Instant};
+
+use jitgate_e2e::control::Control;
+use jitgate_e2e::envoy::{Envoy, EnvoyOptions};
+use jitgate_e2e::http::{get_with_grant, request};
+use jitgate_e2e::upstream::Upstream;
+use serde_json::{json, Value};
+
+/// These tests measure time (revocation within two polls, buffered
+/// delivery); run them one at a time so they do not starve each other of
+/// the machine's two cores.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn read_scope() -> Value {
+    json!([{"methods": ["GET", "HEAD"], "paths": ["/v1/invoices/*"]}])
+}
+
+fn start_envoy(control: &Control, upstream: &Upstream, extra: &str, control_extra: &str, workers: u32) -> Envoy {
+    let control_extra = if control_extra.contains("report_interval_ms") {
+        control_extra.to_owned()
+    } else {
+        format!(r#"{control_extra},"report_interval_ms":200"#)
+    };
+    let mut options = EnvoyOptions::new(control.filter_config(extra, &control_extra), upstream.port);
+    options.control_port = control.port;
+    options.concurrency = workers;
+    Envoy::start(options)
+}
+
+/// Waits until `check` holds, or panics after `limit`.
+fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return start.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what}: not within {limit:?}");
+}
+
+fn actions(records: &[Value]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| {
+            let a = r["action"].as_str().unwrap_or_default();
+            match r["details"]["outcome"].as_str() {
+                Some(o) => format!("{a}:{o}"),
+                None => a.to_owned(),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn the_seed_flow_is_enforced_and_audited_end_to_end() {
+    let _serial = serial();
+    let control = Control::start(|c| c);
+    let upstream = Upstream::start();
+    let envoy = start_envoy(&control, &upstream, "", "", 2);
+
+    let (request_id, grant_id, token) = control.approved_grant("alice", "bob", read_scope(), 600);
+    // Each step waits until its record is in the log, so the log's order
+    // is the order of the steps (workers report independently).
+    let logged = |n: usize| {
+        eventually(Duration::from_secs(5), "the decision reaches the audit log", || {
+            control.audit_for(&request_id).len() >= n
+        });
+    };
+    let ok = get_with_grant(envoy.port, "/v1/invoices/INV-9", &token);
+    assert_eq!(ok.status, 200);
+    assert_eq!(
+        upstream.last().unwrap().header("x-jit-request-id").as_deref(),
+        Some(request_id.as_str())
+    );
+    logged(5);
+    let out = request(
+        envoy.port,
+        "POST",
+        "/v1/invoices/INV-9",
+        &[("x-jit-grant", token.as_bytes())],
+    );
+    assert_eq!((out.status, out.error_code().as_str()), (403, "request_out_of_scope"));
+    logged(6);
+    control.revoke("bob", &grant_id);
+    // Two poll intervals: every worker has the revocation (measured in
+    // revocation_is_enforced_at_every_worker_within_two_poll_intervals).
+    std::thread::sleep(Duration::from_millis(2000));
+    let denied = get_with_grant(envoy.port, "/v1/invoices/INV-9", &token);
+    assert_eq!((denied.status, denied.error_code().as_str()), (403, "grant_revoked"));
+    let want = [
+        "request.created",
+        "vote.approve",
+        "grant.issued",
+        "grant.token_fetched",
+        "proxy.decision:allowed",
+        "proxy.decision:request_out_of_scope",
+        "grant.revoked",
+        "proxy.decision:grant_revoked",
+    ];
+    logged(want.len());
+    let got = actions(&control.audit_for(&request_id));
+    assert_eq!(got[..want.len()], want, "{got:?}");
+    let records = control.audit_for(&request_id);
+    let first_allowed = records.iter().find(|r| r["details"]["outcome"] == "allowed").unwrap();
+    assert_eq!(first_allowed["grant_id"], grant_id.as_str());
+    assert_eq!(first_allowed["actor"], "proxy:envoy-e2e");
+    assert_eq!(first_allowed["details"]["path"], "/v1/invoices/INV-9");
+    let verify = control.as_user("ada", "GET", "/v1/audit/verify", None).json();
+    assert_eq!(verify["ok"], true, "{verify}");
+}
+
+#[test]
+fn revocation_is_enforced_at_every_worker_within_two_poll_intervals() {
+    let _serial = serial();
+    let control = Control::start(|c| c);
+    let upstream = Upstream::start();
+    let envoy = start_envoy(&control, &upstream, "", "", 2);
+    let poll = Duration::from_millis(1000);
+    let rounds = std::env::var("JITGATE_REVOCATION_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let mut latencies = Vec::new();
+    for _ in 0..rounds {
+        let (_, grant_id, token) = control.approved_grant("alice", "bob", read_scope(), 600);
+        assert_eq!(get_with_grant(envoy.port, "/v1/invoices/1", &token).status, 200);
+        control.revoke("bob", &grant_id);
+        let revoked_at = Instant::now();
+        // Enforced once a run of requests on fresh connections (spread over
+        // both workers) is all denied.
+        eventually(poll * 2, "revocation at every worker", || {
+            (0..16).all(|_| get_with_grant(envoy.port, "/v1/invoices/1", &token).error_code() == "grant_revoked")
+        });
+        latencies.push(revoked_at.elapsed());
+    }
+    latencies.sort();
+    let median = latencies[latencies.len() / 2];
+    let worst = latencies[latencies.len() - 1];
+    println!("revoke-to-enforced over {rounds} revocations, 2 workers, 1 s poll: median {median:?}, worst {worst:?}");
+    assert!(worst <= poll * 2);
+}
+
+#[test]
+fn without_the_control_service_valid_grants_work_and_decisions_wait() {
+    let _serial = serial();
+    let mut control = Control::start(|c| c);
+    let upstream = Upstream::start();
+    let envoy = start_envoy(&control, &upstream, "", "", 1);
+    let (request_id, _grant_id, token) = control.approved_grant("alice", "bob", read_scope(), 600);
+    control.kill();
+    for _ in 0..20 {
+        assert_eq!(get_with_grant(envoy.port, "/v1/invoices/1", &token).status, 200);
+    }
+    eventually(Duration::from_secs(5), "the proxy notices", || {
+        envoy.stat("wasmcustom.jitgate.sync.failures") > 0
+    });
+    control.restart();
+    eventually(
+        Duration::from_secs(40),
+        "buffered decisions arrive after the restart",
+        || {
+            control
+                .audit_for(&request_id)
+                .iter()
+                .filter(|r| r["details"]["outcome"] == "allowed")
+                .count()
+                == 20
+        },
+    );
+    assert_eq!(envoy.stat("wasmcustom.jitgate.reports.dropped"), 0);
+}
+
+#[test]
+fn a_full_report_buffer_drops_and_counts_instead_of_blocking() {
+    let _serial = serial();
+    let mut control = Control::start(|c| c);
+    let upstream = Upstream::start();
+    let envoy = start_envoy(&control, &upstream, "", r#","report_batch":5,"report_buffer":5"#, 1);
+    let (_, _, token) = control.approved_grant("alice", "bob", read_scope(), 600);
+    control.kill();
+    let started = Instant::now();
+    for _ in 0..12 {
+        assert_eq!(get_with_grant(envoy.port, "/v1/invoices/1", &token).status, 200);
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "requests are not slowed");
+    eventually(Duration::from_secs(5), "drops are counted", || {
+        envoy.stat("wasmcustom.jitgate.reports.dropped") >= 7
+    });
+}
+
+#[test]
+fn strict_mode_denies_once_the_revocation_list_is_too_old() {
+    let _serial = serial();
+    let mut control = Control::start(|c| c);
+    let upstream = Upstream::start();
+    let envoy = start_envoy(&control, &upstream, "", r#","max_staleness_seconds":2"#, 1);
+    let (_, _, token) = control.approved_grant("alice", "bob", read_scope(), 600);
+    eventually(Duration::from_secs(3), "first sync", || {
+        get_with_grant(envoy.port, "/v1/invoices/1", &token).status == 200
+    });
+    control.kill();
+    eventually(Duration::from_secs(6), "strict mode denies", || {
+        let r = get_with_grant(envoy.port, "/v1/invoices/1", &token);
+        r.status == 503 && r.error_code() == "revocations_stale"
+    });
+}
+
+#[test]
+fn identity_aware_mode_allows_the_bound_identity_without_a_token() {
+    let _serial = serial();
+    let control = Control::start(|c| c);
+    let upstream = Upstream::start();
+    let envoy = start_envoy(
+        &control,
+        &upstream,
+        r#","identity":{"source":"header","name":"x-user"},"identity_aware":true"#,
+        "",
+        2,
+    );
+    let (_, grant_id, _token) = control.approved_grant("alice", "bob", read_scope(), 600);
+    let as_user = |user: &str| request(envoy.port, "GET", "/v1/invoices/1", &[("x-user", user.as_bytes())]);
+    eventually(Duration::from_secs(3), "the grant set reaches the proxy", || {
+        as_user("alice").status == 200
+    });
+    assert_eq!(
+        upstream.last().unwrap().header("x-jit-subject").as_deref(),
+        Some("alice")
+    );
+    assert_ne!(as_user("bob").status, 200, "another identity is denied");
+    let out = request(envoy.port, "POST", "/v1/invoices/1", &[("x-user", b"alice")]);
+    assert_eq!(out.error_code(), "request_out_of_scope");
+    control.revoke("bob", &grant_id);
+    eventually(Duration::from_secs(3), "revocation ends identity-bound access", || {
+        as_user("alice").status != 200
+    });
+}
+
+#[test]
+fn a_short_grant_is_denied_once_expired_without_asking_the_control_service() {
+    let _serial = serial();
+    let mut control = Control::start(|c| c.replace("min_ttl_seconds = 60", "min_ttl_seconds = 1"));
+    let upstream = Upstream::start();
+    let envoy = start_envoy(&control, &upstream, r#","leeway":0"#, "", 1);
+    let (_, _, token) = control.approved_grant("alice", "bob", read_scope(), 3);
+    assert_eq!(get_with_grant(envoy.port, "/v1/invoices/1", &token).status, 200);
+    control.kill();
+    eventually(Duration::from_secs(6), "expiry", || {
+        get_with_grant(envoy.port, "/v1/invoices/1", &token).error_code() == "grant_expired"
+    });
+}
