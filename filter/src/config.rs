@@ -32,9 +32,26 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        // Names come from the configuration itself: escape control
+        // characters so the error stays one log line.
+        let one_line = |s: String| {
+            if s.chars().any(char::is_control) {
+                s.chars()
+                    .map(|c| {
+                        if c.is_control() {
+                            c.escape_default().to_string()
+                        } else {
+                            c.to_string()
+                        }
+                    })
+                    .collect()
+            } else {
+                s
+            }
+        };
         ConfigError {
-            field: field.into(),
-            message: message.into(),
+            field: one_line(field.into()),
+            message: one_line(message.into()),
         }
     }
 }
@@ -745,6 +762,10 @@ mod tests {
         // Found by fuzzing (fuzz/artifacts/filter_config): an empty member
         // name gave an error naming no field.
         assert_eq!(err(&with(r#","":1"#)).field, r#""""#);
+        // Found by fuzzing: a kid with an escaped newline broke the one-line
+        // error into two log lines.
+        let e = err(r#"{"issuer":"i","keys":{"k\n1":"x"},"resources":[{"id":"a"}]}"#);
+        assert!(!e.to_string().contains('\n'), "{e}");
         assert_eq!(err("").field, "(root)");
     }
 
