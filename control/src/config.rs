@@ -78,6 +78,125 @@ struct RawConfig {
     auth: RawAuth,
     ingest_key: SecretSource,
     resources: Vec<RawResource>,
+    #[serde(default)]
+    notify: RawNotify,
+    #[serde(default)]
+    integrations: RawIntegrations,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    #[serde(default = "default_expiring_soon")]
+    expiring_soon_seconds: u64,
+    #[serde(default)]
+    targets: Vec<RawTarget>,
+}
+
+fn default_expiring_soon() -> u64 {
+    300
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    name: String,
+    kind: TargetKind,
+    url: String,
+    secret: Option<SecretSource>,
+    #[serde(default)]
+    events: Vec<String>,
+    #[serde(default)]
+    resources: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIntegrations {
+    slack_signing_secret: Option<SecretSource>,
+    callback_secret: Option<SecretSource>,
+    #[serde(default)]
+    users: Vec<RawChatUser>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChatUser {
+    chat_id: String,
+    user: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+/// What kind of notification target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    /// A generic JSON webhook, signed.
+    Webhook,
+    /// A Slack-compatible incoming webhook with Approve / Deny buttons.
+    Slack,
+}
+
+/// Events a target can receive.
+pub const EVENTS: [&str; 6] = [
+    "request.created",
+    "request.approved",
+    "request.denied",
+    "grant.revoked",
+    "grant.expiring_soon",
+    "grant.expired",
+];
+
+/// A notification target.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Its name (shown in delivery state).
+    pub name: String,
+    /// Its kind.
+    pub kind: TargetKind,
+    /// Where to POST.
+    pub url: String,
+    /// Signing secret (webhooks).
+    pub secret: Option<Vec<u8>>,
+    /// Events it receives (empty: all).
+    pub events: BTreeSet<String>,
+    /// Resources it covers (empty: all).
+    pub resources: BTreeSet<String>,
+}
+
+impl Target {
+    /// Whether this target wants an event about a resource.
+    pub fn wants(&self, event: &str, resource: &str) -> bool {
+        (self.events.is_empty() || self.events.contains(event))
+            && (self.resources.is_empty() || self.resources.contains(resource))
+    }
+}
+
+/// A chat or ticket-tool identity mapped to a jitgate user.
+#[derive(Debug, Clone)]
+pub struct ChatUser {
+    /// Slack user id, or the actor name a callback tool sends.
+    pub chat_id: String,
+    /// The jitgate user id.
+    pub user: String,
+    /// Email.
+    pub email: Option<String>,
+    /// Groups (approver groups matter here).
+    pub groups: BTreeSet<String>,
+}
+
+/// Inbound approval channels.
+#[derive(Debug, Clone, Default)]
+pub struct Integrations {
+    /// Slack's signing secret (enables `/v1/integrations/slack/actions`).
+    pub slack_signing_secret: Option<Vec<u8>>,
+    /// Secret of the generic signed callback (enables `/v1/integrations/callback`).
+    pub callback_secret: Option<Vec<u8>>,
+    /// Identity mapping.
+    pub users: Vec<ChatUser>,
 }
 
 fn default_database_url() -> String {
@@ -295,6 +414,12 @@ pub struct Config {
     pub ingest_key: String,
     /// The protected resources.
     pub resources: Vec<Resource>,
+    /// Notification targets.
+    pub targets: Vec<Target>,
+    /// Lead time of `grant.expiring_soon`.
+    pub expiring_soon_seconds: u64,
+    /// Inbound approval channels.
+    pub integrations: Integrations,
 }
 
 impl Config {
@@ -529,7 +654,75 @@ impl RawConfig {
             });
         }
 
+        let mut targets: Vec<Target> = Vec::new();
+        for (i, t) in self.notify.targets.into_iter().enumerate() {
+            let f = |name: &str| format!("notify.targets[{i}].{name}");
+            if t.name.is_empty() || targets.iter().any(|o| o.name == t.name) {
+                return Err(err(f("name"), "give each target a distinct name"));
+            }
+            if !(t.url.starts_with("http://") || t.url.starts_with("https://")) {
+                return Err(err(f("url"), "must be an http(s) URL"));
+            }
+            if let Some(e) = t.events.iter().find(|e| !EVENTS.contains(&e.as_str())) {
+                return Err(err(f("events"), format!("{e:?} is not one of {}", EVENTS.join(", "))));
+            }
+            if let Some(r) = t.resources.iter().find(|r| !resources.iter().any(|x| &x.id == *r)) {
+                return Err(err(f("resources"), format!("{r:?} is not a configured resource")));
+            }
+            let secret = t
+                .secret
+                .as_ref()
+                .map(|s| s.resolve(&f("secret")))
+                .transpose()?
+                .map(String::into_bytes);
+            if t.kind == TargetKind::Webhook && secret.as_ref().is_none_or(|s| s.len() < 16) {
+                return Err(err(
+                    f("secret"),
+                    "webhooks are signed: give a secret of at least 16 bytes",
+                ));
+            }
+            targets.push(Target {
+                name: t.name,
+                kind: t.kind,
+                url: t.url,
+                secret,
+                events: t.events.into_iter().collect(),
+                resources: t.resources.into_iter().collect(),
+            });
+        }
+        let resolve = |s: &Option<SecretSource>, field: &str| -> Result<Option<Vec<u8>>, ConfigError> {
+            let v = s
+                .as_ref()
+                .map(|s| s.resolve(field))
+                .transpose()?
+                .map(String::into_bytes);
+            if v.as_ref().is_some_and(|v| v.len() < 16) {
+                return Err(err(field, "must be at least 16 bytes"));
+            }
+            Ok(v)
+        };
+        let integrations = Integrations {
+            slack_signing_secret: resolve(
+                &self.integrations.slack_signing_secret,
+                "integrations.slack_signing_secret",
+            )?,
+            callback_secret: resolve(&self.integrations.callback_secret, "integrations.callback_secret")?,
+            users: self
+                .integrations
+                .users
+                .into_iter()
+                .map(|u| ChatUser {
+                    chat_id: u.chat_id,
+                    user: u.user,
+                    email: u.email,
+                    groups: u.groups.into_iter().collect(),
+                })
+                .collect(),
+        };
         Ok(Config {
+            targets,
+            expiring_soon_seconds: self.notify.expiring_soon_seconds,
+            integrations,
             issuer: self.issuer,
             database_url,
             listen,

@@ -13,7 +13,7 @@ use crate::auth::Principal;
 use crate::clock::new_id;
 use crate::error::ApiError;
 use crate::requests::{self, RequestRow};
-use crate::{policy, App};
+use crate::{notify, policy, App};
 
 /// A grant as the API shows it (never the token).
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -199,6 +199,17 @@ pub async fn revoke(app: &App, p: &Principal, grant_id: &str, input: Revoke) -> 
         }
         if let Some(e) = revoke_for_request(&mut tx, &request_id, p, &input.reason, now).await? {
             audit::append(&mut tx, now, &[e]).await?;
+            if let Some(row) = requests::load(&mut tx, &request_id).await? {
+                notify::enqueue(
+                    app,
+                    &mut tx,
+                    "grant.revoked",
+                    &row,
+                    json!({"by": p.id, "reason": input.reason}),
+                    now,
+                )
+                .await?;
+            }
             app.metrics.grants_revoked.inc();
         }
     }
@@ -363,7 +374,45 @@ pub async fn sweep_expiries(app: &App) -> Result<usize, sqlx::Error> {
                 details: json!({"subject": subject}),
             };
             audit::append(&mut tx, now, &[e]).await?;
+            let request_id: String = r.try_get("request_id")?;
+            if let Some(row) = requests::load(&mut tx, &request_id).await? {
+                notify::enqueue(app, &mut tx, "grant.expired", &row, json!({}), now).await?;
+            }
             n += 1;
+        }
+        tx.commit().await?;
+    }
+    Ok(n)
+}
+
+/// Announces grants that expire within the configured lead time, once.
+pub async fn sweep_expiring_soon(app: &App) -> Result<usize, sqlx::Error> {
+    if app.cfg.targets.is_empty() {
+        return Ok(0);
+    }
+    let now = app.clock.now_ms();
+    let horizon = now / 1000 + app.cfg.expiring_soon_seconds as i64;
+    let rows = sqlx::query(
+        "SELECT id, request_id FROM grants WHERE expires_at_s <= $1 AND expires_at_s > $2 AND revoked_at IS NULL          AND expiring_notified = 0 LIMIT 200",
+    )
+    .bind(horizon)
+    .bind(now / 1000)
+    .fetch_all(&app.db.pool)
+    .await?;
+    let mut n = 0;
+    for r in &rows {
+        let id: String = r.try_get("id")?;
+        let request_id: String = r.try_get("request_id")?;
+        let mut tx = app.db.pool.begin().await?;
+        let claimed = sqlx::query("UPDATE grants SET expiring_notified = 1 WHERE id = $1 AND expiring_notified = 0")
+            .bind(id.clone())
+            .execute(&mut *tx)
+            .await?;
+        if claimed.rows_affected() == 1 {
+            if let Some(row) = requests::load(&mut tx, &request_id).await? {
+                notify::enqueue(app, &mut tx, "grant.expiring_soon", &row, json!({"grant_id": id}), now).await?;
+                n += 1;
+            }
         }
         tx.commit().await?;
     }

@@ -8,6 +8,7 @@
 //! - [`requests`]: the access-request workflow;
 //! - [`grants`]: minting, revocation and what proxies sync;
 //! - [`audit`]: the hash-chained log;
+//! - [`notify`]: the outbox and its sender (webhooks, Slack);
 //! - [`api`]: HTTP handlers, thin, over the modules above;
 //! - [`cli`]: the `jitgate` command's subcommands.
 
@@ -20,6 +21,7 @@ pub mod config;
 pub mod error;
 pub mod grants;
 pub mod metrics;
+pub mod notify;
 pub mod policy;
 pub mod requests;
 pub mod store;
@@ -63,13 +65,16 @@ impl App {
 }
 
 /// Serves the API on `listener` until the process is asked to stop, with
-/// the background sweeper (timeouts, expiry records) running beside it.
+/// the background sweeper (timeouts, expiry records) and the notification
+/// sender running beside it.
 pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
     let sweeper = tokio::spawn(sweep(Arc::clone(&app)));
+    let sender = tokio::spawn(notify::run(Arc::clone(&app)));
     let result = axum::serve(listener, api::router(app))
         .with_graceful_shutdown(shutdown())
         .await;
     sweeper.abort();
+    sender.abort();
     result
 }
 
@@ -103,6 +108,9 @@ async fn sweep(app: Arc<App>) {
         }
         if let Err(e) = grants::sweep_expiries(&app).await {
             tracing::warn!(error = %e, "expiry sweep failed");
+        }
+        if let Err(e) = grants::sweep_expiring_soon(&app).await {
+            tracing::warn!(error = %e, "expiring-soon sweep failed");
         }
     }
 }

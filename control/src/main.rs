@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use control::cli::{self, grant_check};
+use control::cli::{self, client, grant_check};
 use control::clock::{Clock, SystemClock};
 use control::config::Config;
 use control::App;
@@ -36,6 +36,81 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Ask for access: `jitgate request payments-api --method GET --path '/v1/invoices/*' --for 30m --reason "..."`.
+    Request {
+        /// The resource id.
+        resource: String,
+        /// Methods (repeatable).
+        #[arg(long = "method", required = true)]
+        methods: Vec<String>,
+        /// Path patterns (repeatable).
+        #[arg(long = "path", required = true)]
+        paths: Vec<String>,
+        /// How long: 30m, 1h, 900s.
+        #[arg(long = "for")]
+        duration: String,
+        /// Why (required).
+        #[arg(long)]
+        reason: String,
+        /// Ticket reference.
+        #[arg(long)]
+        ticket: Option<String>,
+        /// Wait for the decision and print the grant.
+        #[arg(long)]
+        wait: bool,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List requests you may see.
+    Requests {
+        /// Only pending ones.
+        #[arg(long)]
+        pending: bool,
+        /// Only your own.
+        #[arg(long)]
+        mine: bool,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a request.
+    Approve {
+        /// Request id.
+        id: String,
+        /// Comment.
+        #[arg(short = 'm', long)]
+        comment: Option<String>,
+    },
+    /// Deny a request.
+    Deny {
+        /// Request id.
+        id: String,
+        /// Comment.
+        #[arg(short = 'm', long)]
+        comment: Option<String>,
+    },
+    /// Revoke a grant.
+    Revoke {
+        /// Grant id.
+        grant: String,
+        /// Why.
+        #[arg(long, default_value = "revoked from the command line")]
+        reason: String,
+    },
+    /// Print the grant of an approved request (for `curl -H "x-jit-grant: $(jitgate token ID)"`).
+    Token {
+        /// Request id.
+        id: String,
+        /// Print `export JITGATE_GRANT=...` instead.
+        #[arg(long)]
+        env: bool,
+    },
+    /// Read the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Mint a development bearer token from the config's HS256 secret.
     DevToken {
         /// The configuration file.
@@ -54,6 +129,23 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl: i64,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// The latest records (and, with --follow, new ones as they come).
+    Tail {
+        /// How many.
+        #[arg(short = 'n', default_value_t = 20)]
+        lines: i64,
+        /// Keep printing new records.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Every record as JSON lines.
+    Export,
+    /// Check the hash chain.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -81,8 +173,19 @@ enum KeysCommand {
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    // Errors are one sentence (with its causes on the same line) and a
+    // non-zero exit, never a backtrace.
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config } => serve(config),
         Command::Grant {
@@ -108,6 +211,65 @@ fn main() -> anyhow::Result<()> {
             print!("{}", cli::generate_key(kid)?);
             Ok(())
         }
+        Command::Request {
+            resource,
+            methods,
+            paths,
+            duration,
+            reason,
+            ticket,
+            wait,
+            json,
+        } => {
+            let ask = client::Ask {
+                resource,
+                methods,
+                paths,
+                seconds: client::parse_duration(&duration)?,
+                reason,
+                ticket,
+            };
+            println!("{}", client::request(&api()?, ask, wait, json)?);
+            Ok(())
+        }
+        Command::Requests { pending, mine, json } => {
+            let mut q = vec![];
+            if pending {
+                q.push("state=pending");
+            }
+            if mine {
+                q.push("mine=true");
+            }
+            let list = api()?.call(reqwest::Method::GET, &format!("/v1/requests?{}", q.join("&")), None)?;
+            print!(
+                "{}",
+                if json {
+                    format!("{list}\n")
+                } else {
+                    client::table(&list)
+                }
+            );
+            Ok(())
+        }
+        Command::Approve { id, comment } => decide(&id, "approve", comment),
+        Command::Deny { id, comment } => decide(&id, "deny", comment),
+        Command::Revoke { grant, reason } => {
+            let body = serde_json::json!({"reason": reason});
+            let g = api()?.call(reqwest::Method::POST, &format!("/v1/grants/{grant}/revoke"), Some(body))?;
+            println!("revoked {}", g["id"].as_str().unwrap_or(&grant));
+            Ok(())
+        }
+        Command::Token { id, env } => {
+            let t = api()?.call(reqwest::Method::GET, &format!("/v1/requests/{id}/grant"), None)?;
+            let token = t["token"].as_str().unwrap_or_default();
+            if env {
+                println!("export JITGATE_GRANT={token}");
+            } else {
+                println!("{token}");
+            }
+            Ok(())
+        }
+        Command::Audit { command } => audit(command),
         Command::DevToken {
             config,
             sub,
@@ -141,4 +303,72 @@ fn serve(config: PathBuf) -> anyhow::Result<()> {
         control::serve(app, listener).await?;
         Ok(())
     })
+}
+
+fn api() -> anyhow::Result<client::Client> {
+    client::Client::new(client::Profile::load()?)
+}
+
+fn decide(id: &str, decision: &str, comment: Option<String>) -> anyhow::Result<()> {
+    let body = serde_json::json!({"comment": comment});
+    let r = api()?.call(
+        reqwest::Method::POST,
+        &format!("/v1/requests/{id}/{decision}"),
+        Some(body),
+    )?;
+    println!("{id}\t{}", r["state"].as_str().unwrap_or(""));
+    Ok(())
+}
+
+fn audit(command: AuditCommand) -> anyhow::Result<()> {
+    let api = api()?;
+    match command {
+        AuditCommand::Verify => {
+            let v = api.call(reqwest::Method::GET, "/v1/audit/verify", None)?;
+            if v["ok"] == true {
+                println!("ok: {} records, chain intact", v["records"]);
+                Ok(())
+            } else {
+                let reason = v["first_broken"]["reason"].as_str().unwrap_or("");
+                anyhow::bail!("chain broken at seq {}: {reason}", v["first_broken"]["seq"])
+            }
+        }
+        AuditCommand::Export => {
+            let mut after = 0;
+            loop {
+                let page = api.call(
+                    reqwest::Method::GET,
+                    &format!("/v1/audit?after={after}&limit=1000"),
+                    None,
+                )?;
+                let records = page.as_array().cloned().unwrap_or_default();
+                for r in &records {
+                    println!("{r}");
+                }
+                match records.last() {
+                    Some(last) if records.len() == 1000 => after = last["seq"].as_i64().unwrap_or(after),
+                    _ => return Ok(()),
+                }
+            }
+        }
+        AuditCommand::Tail { lines, follow } => {
+            let head = api.call(reqwest::Method::GET, "/v1/audit/verify", None)?;
+            let mut after = (head["records"].as_i64().unwrap_or(0) - lines).max(0);
+            loop {
+                let page = api.call(
+                    reqwest::Method::GET,
+                    &format!("/v1/audit?after={after}&limit=1000"),
+                    None,
+                )?;
+                print!("{}", client::audit_lines(&page));
+                if let Some(last) = page.as_array().and_then(|a| a.last()) {
+                    after = last["seq"].as_i64().unwrap_or(after);
+                }
+                if !follow {
+                    return Ok(());
+                }
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
+    }
 }

@@ -44,6 +44,10 @@ pub struct Metrics {
     pub client_errors: Counter,
     /// Responses with a 5xx status.
     pub server_errors: Counter,
+    /// Notifications delivered.
+    pub notifications_delivered: Counter,
+    /// Notification attempts that failed (each is retried).
+    pub notifications_failed: Counter,
 }
 
 impl Metrics {
@@ -83,6 +87,16 @@ impl Metrics {
                 "jitgate_http_server_errors_total",
                 "Responses with a 5xx status.",
                 &self.server_errors,
+            ),
+            (
+                "jitgate_notifications_delivered_total",
+                "Notifications delivered.",
+                &self.notifications_delivered,
+            ),
+            (
+                "jitgate_notification_failures_total",
+                "Notification attempts that failed.",
+                &self.notifications_failed,
             ),
         ] {
             out.push_str(&format!(

@@ -15,7 +15,7 @@ use crate::auth::Principal;
 use crate::clock::new_id;
 use crate::error::ApiError;
 use crate::grants::{self, GrantView};
-use crate::{policy, App};
+use crate::{notify, policy, App};
 
 /// A scope rule as the API carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -227,7 +227,7 @@ async fn lock(conn: &mut AnyConnection, id: &str) -> Result<Option<RequestRow>, 
         .transpose()
 }
 
-async fn load(conn: &mut AnyConnection, id: &str) -> Result<Option<RequestRow>, sqlx::Error> {
+pub(crate) async fn load(conn: &mut AnyConnection, id: &str) -> Result<Option<RequestRow>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM access_requests WHERE id = $1");
     sqlx::query(&sql)
         .bind(id)
@@ -398,6 +398,18 @@ pub async fn create(app: &App, p: &Principal, input: NewRequest) -> Result<Acces
         entries.extend(approve_now(app, &mut tx, &row, p, now).await?);
     }
     audit::append(&mut tx, now, &entries).await?;
+    notify::enqueue(app, &mut tx, "request.created", &row, json!({}), now).await?;
+    if input.break_glass || auto.is_some() {
+        notify::enqueue(
+            app,
+            &mut tx,
+            "request.approved",
+            &row,
+            json!({"auto_rule": row.auto_rule}),
+            now,
+        )
+        .await?;
+    }
     let id = row.id.clone();
     let stored = load(&mut tx, &id).await?.ok_or_else(ApiError::request_not_found)?;
     let out = view(app, &mut tx, stored).await?;
@@ -560,6 +572,15 @@ pub async fn vote(
         let approvals = existing.iter().filter(|v| v.decision == "approve").count() as i64 + 1;
         if approvals >= row.approvals_required {
             entries.extend(approve_now(app, &mut tx, &row, p, now).await?);
+            notify::enqueue(
+                app,
+                &mut tx,
+                "request.approved",
+                &row,
+                json!({"approver": p.id, "comment": comment}),
+                now,
+            )
+            .await?;
             app.metrics.grants_issued.inc();
         }
     } else {
@@ -569,6 +590,15 @@ pub async fn vote(
             .execute(&mut *tx)
             .await?;
         entries.push(entry(p, "request.denied", &row, channel, json!({"comment": comment})));
+        notify::enqueue(
+            app,
+            &mut tx,
+            "request.denied",
+            &row,
+            json!({"approver": p.id, "comment": comment}),
+            now,
+        )
+        .await?;
     }
     audit::append(&mut tx, now, &entries).await?;
     let row = load(&mut tx, id).await?.ok_or_else(ApiError::request_not_found)?;

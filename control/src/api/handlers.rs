@@ -113,6 +113,17 @@ pub async fn fetch_grant(
     Ok(Json(grants::fetch_token(&app, &p, &id).await?))
 }
 
+/// Notification deliveries about a request (visible to whoever sees it).
+#[utoipa::path(get, path = "/v1/requests/{id}/deliveries", responses((status = 200, body = [crate::notify::Delivery])))]
+pub async fn deliveries(
+    State(app): State<AppState>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<crate::notify::Delivery>>, ApiError> {
+    requests::get(&app, &p, &id).await?;
+    Ok(Json(crate::notify::deliveries(&app, &id).await?))
+}
+
 /// Revoke a grant (approvers of its resource, admins, or its holder).
 #[utoipa::path(post, path = "/v1/grants/{id}/revoke", request_body = Revoke,
     responses((status = 200, body = GrantView), (status = 404, body = super::Problem)))]

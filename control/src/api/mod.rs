@@ -2,6 +2,7 @@
 //! refused calls. Handlers are thin; the work is in the domain modules.
 
 mod handlers;
+mod integrations;
 mod proxy;
 
 use std::sync::Arc;
@@ -109,6 +110,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/requests/{id}/extend", post(handlers::extend))
         .route("/v1/requests/{id}/review", post(handlers::review))
         .route("/v1/requests/{id}/grant", get(handlers::fetch_grant))
+        .route("/v1/requests/{id}/deliveries", get(handlers::deliveries))
         .route("/v1/grants/{id}/revoke", post(handlers::revoke_grant))
         .route("/v1/audit", get(handlers::audit_query))
         .route("/v1/audit/verify", get(handlers::audit_verify))
@@ -120,9 +122,14 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/proxy/grants", get(proxy::grant_set))
         .route("/v1/audit/events", post(proxy::ingest))
         .layer(DefaultBodyLimit::max(MAX_INGEST_BODY));
+    let integrations = Router::new()
+        .route("/v1/integrations/slack/actions", post(integrations::slack_actions))
+        .route("/v1/integrations/callback", post(integrations::callback))
+        .layer(DefaultBodyLimit::max(app.cfg.max_body_bytes));
     Router::new()
         .merge(user_api)
         .merge(proxy_api)
+        .merge(integrations)
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics))

@@ -1,0 +1,296 @@
+//! Approvals from where people work: Slack's interactive buttons and a
+//! generic signed callback for other chat or ticket tools. Both verify a
+//! signature over the raw body with a 5-minute replay window, refuse a
+//! signature seen before, map the sender to a configured jitgate identity,
+//! and then vote exactly as the API does (same policy, same checks). Every
+//! refusal is audited with its channel.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::AppState;
+use crate::audit::{self, Entry};
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::notify::{hex_hmac, same_signature};
+use crate::requests;
+
+/// Oldest signed timestamp accepted.
+pub const REPLAY_WINDOW_S: i64 = 300;
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn refused(code: &'static str, message: &str) -> ApiError {
+    ApiError::Unauthenticated(code, message.to_owned())
+}
+
+async fn audit_refusal(app: &AppState, channel: &str, actor: &str, code: &str, request_id: Option<&str>) {
+    let e = Entry {
+        actor: actor.to_owned(),
+        action: "integration.refused".into(),
+        request_id: request_id.map(str::to_owned),
+        channel: Some(channel.to_owned()),
+        details: json!({"code": code}),
+        ..Entry::default()
+    };
+    if let Err(err) = audit::append_alone(&app.db, app.clock.now_ms(), &[e]).await {
+        tracing::error!(error = %err, "could not audit a refused integration call");
+    }
+}
+
+/// Records a signature as used; false if it was seen before (a replay).
+async fn first_use(app: &AppState, signature: &str) -> Result<bool, ApiError> {
+    let now = app.clock.now_ms();
+    let mut tx = app.db.pool.begin().await?;
+    sqlx::query("DELETE FROM inbound_signatures WHERE seen_at < $1")
+        .bind(now - 2 * REPLAY_WINDOW_S * 1000)
+        .execute(&mut *tx)
+        .await?;
+    let fresh = sqlx::query("INSERT INTO inbound_signatures (signature, seen_at) VALUES ($1, $2)")
+        .bind(signature.to_owned())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .is_ok();
+    if fresh {
+        tx.commit().await?;
+    }
+    Ok(fresh)
+}
+
+fn principal_for(app: &AppState, chat_id: &str) -> Option<Principal> {
+    app.cfg
+        .integrations
+        .users
+        .iter()
+        .find(|u| u.chat_id == chat_id)
+        .map(|u| Principal {
+            id: u.user.clone(),
+            email: u.email.clone(),
+            groups: u.groups.clone(),
+        })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                if let Some(v) = hex {
+                    out.push(v);
+                    i += 2;
+                } else {
+                    out.push(b'%');
+                }
+            }
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Slack's `v0` request signature: `v0=` + hex HMAC-SHA256 of
+/// `v0:<timestamp>:<raw body>` under the signing secret.
+pub fn slack_signature_ok(
+    secret: &[u8],
+    timestamp: &str,
+    body: &[u8],
+    signature: &str,
+    now_s: i64,
+) -> Result<(), &'static str> {
+    let ts: i64 = timestamp.parse().map_err(|_| "slack_timestamp_invalid")?;
+    if (now_s - ts).abs() > REPLAY_WINDOW_S {
+        return Err("slack_replay_window");
+    }
+    let expected = format!("v0={}", hex_hmac(secret, &[b"v0:", timestamp.as_bytes(), b":", body]));
+    if same_signature(&expected, signature) {
+        Ok(())
+    } else {
+        Err("slack_signature_invalid")
+    }
+}
+
+/// Slack interactivity: the Approve / Deny buttons of a request message.
+#[utoipa::path(post, path = "/v1/integrations/slack/actions", request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, body = Object), (status = 401, body = super::Problem), (status = 403, body = super::Problem)))]
+pub async fn slack_actions(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let Some(secret) = app.cfg.integrations.slack_signing_secret.clone() else {
+        return Err(ApiError::NotFound("not_found", "Slack is not configured".into()));
+    };
+    let ts = header(&headers, "x-slack-request-timestamp").unwrap_or_default();
+    let sig = header(&headers, "x-slack-signature").unwrap_or_default();
+    if let Err(code) = slack_signature_ok(&secret, ts, &body, sig, app.clock.now_s()) {
+        audit_refusal(&app, "slack", "anonymous", code, None).await;
+        return Err(refused(code, "the Slack signature is missing, wrong or too old"));
+    }
+    if !first_use(&app, sig).await? {
+        audit_refusal(&app, "slack", "anonymous", "slack_replayed", None).await;
+        return Err(ApiError::Conflict(
+            "slack_replayed",
+            "this Slack request was already processed".into(),
+        ));
+    }
+    let text = std::str::from_utf8(&body).unwrap_or_default();
+    let payload = text
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("payload="))
+        .map(percent_decode)
+        .and_then(|p| serde_json::from_str::<Value>(&p).ok())
+        .ok_or_else(|| ApiError::BadRequest("slack_payload_invalid", "no interactive payload".into()))?;
+    let slack_user = payload["user"]["id"].as_str().unwrap_or_default().to_owned();
+    let action = &payload["actions"][0];
+    let request_id = action["value"].as_str().unwrap_or_default().to_owned();
+    let approve = match action["action_id"].as_str() {
+        Some("jitgate_approve") => true,
+        Some("jitgate_deny") => false,
+        _ => return Err(ApiError::BadRequest("slack_action_unknown", "unknown action".into())),
+    };
+    let Some(p) = principal_for(&app, &slack_user) else {
+        audit_refusal(
+            &app,
+            "slack",
+            &format!("slack:{slack_user}"),
+            "chat_user_unknown",
+            Some(&request_id),
+        )
+        .await;
+        return Err(ApiError::Forbidden(
+            "chat_user_unknown",
+            "this Slack user is not mapped to a jitgate identity".into(),
+        ));
+    };
+    let result = requests::vote(&app, &p, &request_id, approve, None, "slack").await;
+    let outcome = match &result {
+        Ok(r) => format!(
+            "{} by {} ({})",
+            if approve { "Approved" } else { "Denied" },
+            p.id,
+            r.state
+        ),
+        Err(e) => {
+            audit_refusal(&app, "slack", &p.id, e.code(), Some(&request_id)).await;
+            format!("Refused: {e}")
+        }
+    };
+    // Update the message through Slack's response_url, off the request.
+    if let Some(url) = payload["response_url"].as_str().filter(|u| u.starts_with("http")) {
+        let url = url.to_owned();
+        let message = json!({"replace_original": result.is_ok(), "response_type": "ephemeral", "text": outcome});
+        tokio::spawn(async move {
+            let _ = reqwest::Client::new().post(url).json(&message).send().await;
+        });
+    }
+    result.map(|r| Json(json!({"text": outcome, "request": r})))
+}
+
+/// A decision from another chat or ticket tool.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Callback {
+    /// The access request.
+    pub request_id: String,
+    /// `approve` or `deny`.
+    pub decision: String,
+    /// The tool's id of the person deciding (mapped in `integrations.users`).
+    pub actor: String,
+    /// A comment.
+    pub comment: Option<String>,
+}
+
+/// Generic signed callback: `x-jitgate-signature: t=<unix s>,v1=<hex>` with
+/// `v1 = HMAC-SHA256(callback_secret, "<t>.<raw body>")`, the same scheme as
+/// outgoing webhooks; 5-minute window; each signature accepted once.
+#[utoipa::path(post, path = "/v1/integrations/callback", request_body = Callback,
+    responses((status = 200, body = crate::requests::AccessRequest), (status = 401, body = super::Problem)))]
+pub async fn callback(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Some(secret) = app.cfg.integrations.callback_secret.clone() else {
+        return Err(ApiError::NotFound(
+            "not_found",
+            "signed callbacks are not configured".into(),
+        ));
+    };
+    let sig = header(&headers, "x-jitgate-signature").unwrap_or_default();
+    let (mut t, mut v1) = (None, None);
+    for part in sig.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", v)) => t = v.parse::<i64>().ok(),
+            Some(("v1", v)) => v1 = Some(v.to_owned()),
+            _ => {}
+        }
+    }
+    let valid = match (t, &v1) {
+        (Some(t), Some(v1)) if (app.clock.now_s() - t).abs() <= REPLAY_WINDOW_S => {
+            same_signature(&hex_hmac(&secret, &[t.to_string().as_bytes(), b".", &body]), v1)
+        }
+        _ => false,
+    };
+    if !valid {
+        audit_refusal(&app, "callback", "anonymous", "callback_signature_invalid", None).await;
+        return Err(refused(
+            "callback_signature_invalid",
+            "the signature is missing, wrong or too old",
+        ));
+    }
+    if !first_use(&app, v1.as_deref().unwrap_or_default()).await? {
+        audit_refusal(&app, "callback", "anonymous", "callback_replayed", None).await;
+        return Err(ApiError::Conflict(
+            "callback_replayed",
+            "this callback was already processed".into(),
+        ));
+    }
+    let cb: Callback =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest("invalid_body", e.to_string()))?;
+    let approve = match cb.decision.as_str() {
+        "approve" => true,
+        "deny" => false,
+        _ => {
+            return Err(ApiError::Invalid(
+                "decision_invalid",
+                "decision is approve or deny".into(),
+            ))
+        }
+    };
+    let Some(p) = principal_for(&app, &cb.actor) else {
+        audit_refusal(
+            &app,
+            "callback",
+            &format!("callback:{}", cb.actor),
+            "chat_user_unknown",
+            Some(&cb.request_id),
+        )
+        .await;
+        return Err(ApiError::Forbidden(
+            "chat_user_unknown",
+            "this actor is not mapped to a jitgate identity".into(),
+        ));
+    };
+    match requests::vote(&app, &p, &cb.request_id, approve, cb.comment, "callback").await {
+        Ok(r) => Ok((StatusCode::OK, Json(serde_json::to_value(r).unwrap_or_default()))),
+        Err(e) => {
+            audit_refusal(&app, "callback", &p.id, e.code(), Some(&cb.request_id)).await;
+            Err(e)
+        }
+    }
+}
