@@ -224,22 +224,32 @@ const SELECT: &str =
 
 /// Checks every link, in pages, and the head against the last record.
 pub async fn verify(db: &Db) -> Result<Verification, sqlx::Error> {
+    // The head first: every record up to its seq was committed with it, and
+    // records appended while we read (seq beyond it) are left for the next
+    // check. Reading it last would race concurrent appends.
+    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_one(&db.read)
+        .await?;
+    let (head_seq, head_hash): (i64, String) = (head.try_get("seq")?, head.try_get("hash")?);
     let mut expected_seq = 1i64;
     let mut prev = "0".repeat(64);
     let mut checked = 0i64;
-    let broken = |seq: i64, reason: &str| Verification {
+    let broken = |seq: i64, reason: &str, checked: i64| Verification {
         ok: false,
-        records: 0,
+        records: checked,
         first_broken: Some(BrokenLink {
             seq,
             reason: reason.to_owned(),
         }),
     };
-    loop {
-        let rows = sqlx::query(&format!("{SELECT} WHERE seq >= $1 ORDER BY seq LIMIT 5000"))
-            .bind(expected_seq)
-            .fetch_all(&db.read)
-            .await?;
+    while expected_seq <= head_seq {
+        let rows = sqlx::query(&format!(
+            "{SELECT} WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT 5000"
+        ))
+        .bind(expected_seq)
+        .bind(head_seq)
+        .fetch_all(&db.read)
+        .await?;
         if rows.is_empty() {
             break;
         }
@@ -247,10 +257,10 @@ pub async fn verify(db: &Db) -> Result<Verification, sqlx::Error> {
             let r = row_to_record(row)?;
             let raw_details: String = row.try_get("details")?;
             if r.seq != expected_seq {
-                return Ok(with_count(broken(expected_seq, "record missing (deleted?)"), checked));
+                return Ok(broken(expected_seq, "record missing (deleted?)", checked));
             }
             if r.prev_hash != prev {
-                return Ok(with_count(broken(r.seq, "previous-hash link does not match"), checked));
+                return Ok(broken(r.seq, "previous-hash link does not match", checked));
             }
             let fields = RecordFields {
                 actor: &r.actor,
@@ -262,8 +272,9 @@ pub async fn verify(db: &Db) -> Result<Verification, sqlx::Error> {
                 details: &raw_details,
             };
             if record_hash(&prev, r.seq, r.at, &fields) != r.hash {
-                return Ok(with_count(
-                    broken(r.seq, "record content does not match its hash (edited?)"),
+                return Ok(broken(
+                    r.seq,
+                    "record content does not match its hash (edited?)",
                     checked,
                 ));
             }
@@ -272,13 +283,17 @@ pub async fn verify(db: &Db) -> Result<Verification, sqlx::Error> {
             checked += 1;
         }
     }
-    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-        .fetch_one(&db.pool)
-        .await?;
-    let (head_seq, head_hash): (i64, String) = (head.try_get("seq")?, head.try_get("hash")?);
-    if head_seq != checked || head_hash != prev {
-        return Ok(with_count(
-            broken(checked + 1, "records after this point are missing (truncated?)"),
+    if checked != head_seq {
+        return Ok(broken(
+            checked + 1,
+            "records up to the chain head are missing (deleted or truncated?)",
+            checked,
+        ));
+    }
+    if head_hash != prev {
+        return Ok(broken(
+            head_seq,
+            "the chain head does not match the last record",
             checked,
         ));
     }
@@ -287,11 +302,6 @@ pub async fn verify(db: &Db) -> Result<Verification, sqlx::Error> {
         records: checked,
         first_broken: None,
     })
-}
-
-fn with_count(mut v: Verification, checked: i64) -> Verification {
-    v.records = checked;
-    v
 }
 
 /// Filters for reading the log.

@@ -10,6 +10,7 @@
 pub mod control;
 pub mod envoy;
 pub mod http;
+pub mod postgres;
 pub mod upstream;
 
 use std::path::PathBuf;
