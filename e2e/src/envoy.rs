@@ -171,8 +171,21 @@ impl Envoy {
         (response.status == 200).then(|| String::from_utf8_lossy(&response.body).into_owned())
     }
 
-    /// A counter or gauge from `/stats` (0 if absent).
+    /// A counter or gauge from `/stats` (0 if absent). The filter flushes
+    /// its counters on a 100 ms tick, so a zero is re-read for a moment.
     pub fn stat(&self, name: &str) -> u64 {
+        let deadline = Instant::now() + Duration::from_millis(600);
+        loop {
+            let v = self.stat_now(name);
+            if v > 0 || Instant::now() > deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A counter or gauge from `/stats`, as it is right now.
+    pub fn stat_now(&self, name: &str) -> u64 {
         self.admin_get(&format!("/stats?filter=^{}$", name.replace('.', "\\.")))
             .and_then(|body| {
                 body.lines()

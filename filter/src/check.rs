@@ -256,7 +256,7 @@ pub fn evaluate(
             };
         }
     };
-    let grant = match cfg.verifier.verify(token, now) {
+    let grant = match live.cache.verify(&cfg.verifier, token, now) {
         Ok(grant) => grant,
         Err(outcome) => return done(Verdict::Grant(outcome), None, in_auth),
     };

@@ -6,6 +6,7 @@
 //! - [`headers`] and `hostmap`: the request headers, read without trusting
 //!   the host's bytes;
 //! - [`check`]: the decision and what to do with the request (pure Rust);
+//! - [`cache`]: recently verified grants, per worker;
 //! - [`metrics`]: counters per decision code;
 //! - [`plugin`]: the proxy-wasm contexts that connect the above to the host.
 #![cfg_attr(
@@ -13,6 +14,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
 )]
 
+pub mod cache;
 pub mod check;
 pub mod config;
 pub mod headers;

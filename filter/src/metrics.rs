@@ -74,32 +74,64 @@ pub fn is_gauge(name: &str) -> bool {
     matches!(name, "jitgate.revocations.staleness_ms" | "jitgate.revocations.entries")
 }
 
-/// Metric ids as the host assigned them, laid out as [`names`] lists them.
-#[derive(Debug, Clone, Default)]
+/// Metric ids as the host assigned them, laid out as [`names`] lists them,
+/// with counts not yet handed to the host.
+///
+/// Requests only bump these local counts; the root context's tick flushes
+/// them, so a request costs no metric hostcall at all.
+#[derive(Debug, Default)]
 pub struct MetricIds {
     ids: Vec<u32>,
+    pending: core::cell::RefCell<Vec<u64>>,
 }
 
 impl MetricIds {
     /// Wraps host-assigned ids given in the order of [`names`].
     pub fn new(ids: Vec<u32>) -> Self {
-        MetricIds { ids }
+        let pending = core::cell::RefCell::new(vec![0; ids.len()]);
+        MetricIds { ids, pending }
     }
 
-    /// The ids to increment for one decision.
-    pub fn for_decision(
-        &self,
+    /// Counts one decision locally.
+    pub fn count(&self, verdict: Verdict, resource: Option<usize>, dry_run_denied: bool) {
+        let mut pending = self.pending.borrow_mut();
+        for i in Self::indices(self.ids.len(), verdict, resource, dry_run_denied) {
+            if let Some(n) = pending.get_mut(i) {
+                *n += 1;
+            }
+        }
+    }
+
+    /// Hands the counts gathered since the last flush to `add(id, n)`.
+    pub fn flush(&self, mut add: impl FnMut(u32, u64)) {
+        let mut pending = self.pending.borrow_mut();
+        for (i, n) in pending.iter_mut().enumerate() {
+            if *n > 0 {
+                if let Some(id) = self.ids.get(i) {
+                    add(*id, *n);
+                }
+                *n = 0;
+            }
+        }
+    }
+
+    fn indices(
+        len: usize,
         verdict: Verdict,
         resource: Option<usize>,
         dry_run_denied: bool,
-    ) -> impl Iterator<Item = u32> + '_ {
+    ) -> impl Iterator<Item = usize> {
         let code = code_index(verdict);
         let per_resource = resource.map(|r| CODES + r * CODES + code);
-        let dry_run = dry_run_denied.then(|| self.ids.len().saturating_sub(1));
-        [Some(code), per_resource, dry_run]
-            .into_iter()
-            .flatten()
+        let dry_run = dry_run_denied.then(|| len.saturating_sub(1));
+        [Some(code), per_resource, dry_run].into_iter().flatten()
+    }
+
+    /// The ids to increment for one decision.
+    pub fn for_decision(&self, verdict: Verdict, resource: Option<usize>, dry_run_denied: bool) -> Vec<u32> {
+        Self::indices(self.ids.len(), verdict, resource, dry_run_denied)
             .filter_map(|i| self.ids.get(i).copied())
+            .collect()
     }
 
     /// The id of one of the link metrics.
@@ -120,6 +152,7 @@ mod tests {
         let ids = MetricIds::new((0..names.len() as u32).collect());
         let picked: Vec<_> = ids
             .for_decision(Verdict::Grant(Outcome::GrantExpired), Some(1), true)
+            .into_iter()
             .map(|i| names[i as usize].as_str())
             .collect();
         assert_eq!(
@@ -132,8 +165,15 @@ mod tests {
         );
         let picked: Vec<_> = ids
             .for_decision(Verdict::NoResource, None, false)
+            .into_iter()
             .map(|i| names[i as usize].as_str())
             .collect();
         assert_eq!(picked, ["jitgate.decisions.no_resource"]);
+        ids.count(Verdict::NoResource, None, false);
+        ids.count(Verdict::NoResource, None, false);
+        let mut flushed = Vec::new();
+        ids.flush(|id, n| flushed.push((names[id as usize].clone(), n)));
+        assert_eq!(flushed, [("jitgate.decisions.no_resource".to_owned(), 2)]);
+        ids.flush(|_, _| panic!("nothing pending after a flush"));
     }
 }

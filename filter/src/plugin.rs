@@ -24,7 +24,8 @@ use crate::metrics::{self, Gauge, MetricIds};
 use crate::report::{Event, Reporter};
 use crate::sync::{self, GrantIndex, Live, Snapshot};
 
-/// How often the root context wakes up when a control link is configured.
+/// How often the root context wakes up: to flush counters and, with a
+/// control link, to sync and report.
 const TICK: Duration = Duration::from_millis(100);
 
 /// How often a stale revocation list is warned about in the log.
@@ -460,12 +461,18 @@ impl RootContext for Root {
             // A new worker starts from what the others already synced, so it
             // enforces the current list before its first request.
             self.refresh_from_shared(now_ms());
-            let _ = hostcalls::set_tick_period(TICK);
         }
+        // The tick also flushes the decision counters.
+        let _ = hostcalls::set_tick_period(TICK);
         true
     }
 
     fn on_tick(&mut self) {
+        if let Some(active) = &self.active {
+            active.metrics.flush(|id, n| {
+                let _ = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+            });
+        }
         let now = now_ms();
         self.refresh_from_shared(now);
         self.poll(now);
@@ -543,9 +550,7 @@ impl HttpContext for Request {
         let eval = check::evaluate(&active.cfg, &headers, self, now, &active.live.borrow());
         let denied = !eval.verdict.passes();
         let dry_run_denied = denied && active.cfg.mode == Mode::DryRun;
-        for id in active.metrics.for_decision(eval.verdict, eval.resource, dry_run_denied) {
-            let _ = hostcalls::increment_metric(id, 1);
-        }
+        active.metrics.count(eval.verdict, eval.resource, dry_run_denied);
         if denied && matches!(hostcalls::get_log_level(), Ok(LogLevel::Trace | LogLevel::Debug)) {
             log(
                 LogLevel::Debug,

@@ -333,6 +333,8 @@ pub struct Live {
     pub grants: GrantIndex,
     /// When the revocation list was last confirmed (ms since the epoch).
     pub synced_at_ms: Option<u64>,
+    /// Recently verified grants.
+    pub cache: crate::cache::GrantCache,
 }
 
 #[cfg(test)]

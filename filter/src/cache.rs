@@ -1,0 +1,114 @@
+//! Recently verified grants, per worker.
+//!
+//! A client sends the same grant on request after request. The same bytes
+//! always verify the same way (form, header, key, MAC, claims, issuer), so
+//! a direct-mapped cache keyed by the token bytes skips all of that on a
+//! hit; only the time window is checked again. Audience, revocation,
+//! source, identity and scope depend on the request and are always
+//! checked. Failures are not cached, and the cache lives and dies with the
+//! configuration (a new key set starts empty).
+
+use core::cell::RefCell;
+
+use grant::{Outcome, VerifiedGrant, Verifier};
+
+/// Slots in the cache (a power of two).
+pub const SLOTS: usize = 64;
+
+/// A direct-mapped cache of verified grants.
+#[derive(Debug)]
+pub struct GrantCache {
+    slots: RefCell<Vec<Option<(Vec<u8>, VerifiedGrant)>>>,
+}
+
+impl Default for GrantCache {
+    fn default() -> Self {
+        GrantCache {
+            slots: RefCell::new(vec![None; SLOTS]),
+        }
+    }
+}
+
+/// The slot of a token: from its last bytes, which are its MAC.
+fn slot(token: &[u8]) -> usize {
+    let tail = token.get(token.len().saturating_sub(8)..).unwrap_or(token);
+    let h = tail.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (h as usize) & (SLOTS - 1)
+}
+
+impl GrantCache {
+    /// Verifies `token`, from the cache when these exact bytes verified before.
+    pub fn verify(&self, verifier: &Verifier, token: &[u8], now: u64) -> Result<VerifiedGrant, Outcome> {
+        let i = slot(token);
+        if let Ok(slots) = self.slots.try_borrow() {
+            if let Some(Some((cached, grant))) = slots.get(i) {
+                if cached.as_slice() == token {
+                    verifier.check_time(grant, now)?;
+                    return Ok(grant.clone());
+                }
+            }
+        }
+        let grant = verifier.verify(token, now)?;
+        if let Ok(mut slots) = self.slots.try_borrow_mut() {
+            if let Some(s) = slots.get_mut(i) {
+                *s = Some((token.to_vec(), grant.clone()));
+            }
+        }
+        Ok(grant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use grant::{mint, GrantClaims, KeySet, ScopeRule, SigningKey};
+
+    fn setup() -> (Verifier, String) {
+        let key = SigningKey::new("k1", &[3; 32]).unwrap();
+        let token = mint(
+            &GrantClaims {
+                iss: "i".into(),
+                sub: "alice".into(),
+                aud: "api".into(),
+                jti: "g".into(),
+                iat: 1000,
+                nbf: 1000,
+                exp: 1100,
+                scope: vec![ScopeRule::new(&["GET"], &["/**"])],
+                src: None,
+                req: None,
+            },
+            &key,
+        )
+        .unwrap();
+        let mut keys = KeySet::new();
+        keys.add(key).unwrap();
+        (Verifier::new("i", keys).with_leeway(0), token)
+    }
+
+    #[test]
+    fn a_cached_grant_still_expires() {
+        let (v, token) = setup();
+        let cache = GrantCache::default();
+        assert_eq!(cache.verify(&v, token.as_bytes(), 1050).unwrap().sub(), "alice");
+        assert_eq!(cache.verify(&v, token.as_bytes(), 1060).unwrap().sub(), "alice");
+        assert_eq!(
+            cache.verify(&v, token.as_bytes(), 1100).unwrap_err(),
+            Outcome::GrantExpired
+        );
+    }
+
+    #[test]
+    fn a_tampered_token_misses_the_cache_and_fails() {
+        let (v, token) = setup();
+        let cache = GrantCache::default();
+        cache.verify(&v, token.as_bytes(), 1050).unwrap();
+        // Same slot (same tail), different bytes: verified afresh.
+        let mut forged = token.clone().into_bytes();
+        forged[10] ^= 1;
+        assert!(cache.verify(&v, &forged, 1050).is_err());
+        assert!(cache.verify(&v, token.as_bytes(), 1050).is_ok());
+    }
+}
