@@ -15,10 +15,13 @@ use grant::{Outcome, VerifiedGrant, Verifier};
 /// Slots in the cache (a power of two).
 pub const SLOTS: usize = 64;
 
+/// One slot: the exact token bytes and what they verified to.
+type Slot = Option<(Vec<u8>, VerifiedGrant)>;
+
 /// A direct-mapped cache of verified grants.
 #[derive(Debug)]
 pub struct GrantCache {
-    slots: RefCell<Vec<Option<(Vec<u8>, VerifiedGrant)>>>,
+    slots: RefCell<Vec<Slot>>,
 }
 
 impl Default for GrantCache {
