@@ -9,6 +9,7 @@
 //! - [`grants`]: minting, revocation and what proxies sync;
 //! - [`audit`]: the hash-chained log;
 //! - [`notify`]: the outbox and its sender (webhooks, Slack);
+//! - [`signature`]: webhook and Slack request signatures;
 //! - [`api`]: HTTP handlers, thin, over the modules above;
 //! - [`cli`]: the `jitgate` command's subcommands.
 
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod notify;
 pub mod policy;
 pub mod requests;
+pub mod signature;
 pub mod store;
 
 use std::sync::Arc;

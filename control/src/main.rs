@@ -14,6 +14,9 @@ use control::App;
 #[derive(Parser)]
 #[command(name = "jitgate", version, about)]
 struct Cli {
+    /// JSON output instead of tables and sentences (for scripts).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -58,9 +61,6 @@ enum Command {
         /// Wait for the decision and print the grant.
         #[arg(long)]
         wait: bool,
-        /// JSON output.
-        #[arg(long)]
-        json: bool,
     },
     /// List requests you may see.
     Requests {
@@ -70,9 +70,6 @@ enum Command {
         /// Only your own.
         #[arg(long)]
         mine: bool,
-        /// JSON output.
-        #[arg(long)]
-        json: bool,
     },
     /// Approve a request.
     Approve {
@@ -186,6 +183,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let json = cli.json;
     match cli.command {
         Command::Serve { config } => serve(config),
         Command::Grant {
@@ -219,7 +217,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             reason,
             ticket,
             wait,
-            json,
         } => {
             let ask = client::Ask {
                 resource,
@@ -232,7 +229,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", client::request(&api()?, ask, wait, json)?);
             Ok(())
         }
-        Command::Requests { pending, mine, json } => {
+        Command::Requests { pending, mine } => {
             let mut q = vec![];
             if pending {
                 q.push("state=pending");
@@ -251,25 +248,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Approve { id, comment } => decide(&id, "approve", comment),
-        Command::Deny { id, comment } => decide(&id, "deny", comment),
+        Command::Approve { id, comment } => decide(&id, "approve", comment, json),
+        Command::Deny { id, comment } => decide(&id, "deny", comment, json),
         Command::Revoke { grant, reason } => {
             let body = serde_json::json!({"reason": reason});
             let g = api()?.call(reqwest::Method::POST, &format!("/v1/grants/{grant}/revoke"), Some(body))?;
-            println!("revoked {}", g["id"].as_str().unwrap_or(&grant));
+            if json {
+                println!("{g}");
+            } else {
+                println!("revoked {}", g["id"].as_str().unwrap_or(&grant));
+            }
             Ok(())
         }
         Command::Token { id, env } => {
             let t = api()?.call(reqwest::Method::GET, &format!("/v1/requests/{id}/grant"), None)?;
             let token = t["token"].as_str().unwrap_or_default();
-            if env {
+            if json {
+                println!("{t}");
+            } else if env {
                 println!("export JITGATE_GRANT={token}");
             } else {
                 println!("{token}");
             }
             Ok(())
         }
-        Command::Audit { command } => audit(command),
+        Command::Audit { command } => audit(command, json),
         Command::DevToken {
             config,
             sub,
@@ -309,24 +312,33 @@ fn api() -> anyhow::Result<client::Client> {
     client::Client::new(client::Profile::load()?)
 }
 
-fn decide(id: &str, decision: &str, comment: Option<String>) -> anyhow::Result<()> {
+fn decide(id: &str, decision: &str, comment: Option<String>, json: bool) -> anyhow::Result<()> {
     let body = serde_json::json!({"comment": comment});
     let r = api()?.call(
         reqwest::Method::POST,
         &format!("/v1/requests/{id}/{decision}"),
         Some(body),
     )?;
-    println!("{id}\t{}", r["state"].as_str().unwrap_or(""));
+    if json {
+        println!("{r}");
+    } else {
+        println!("{id}\t{}", r["state"].as_str().unwrap_or(""));
+    }
     Ok(())
 }
 
-fn audit(command: AuditCommand) -> anyhow::Result<()> {
+fn audit(command: AuditCommand, json: bool) -> anyhow::Result<()> {
     let api = api()?;
     match command {
         AuditCommand::Verify => {
             let v = api.call(reqwest::Method::GET, "/v1/audit/verify", None)?;
+            if json {
+                println!("{v}");
+            }
             if v["ok"] == true {
-                println!("ok: {} records, chain intact", v["records"]);
+                if !json {
+                    println!("ok: {} records, chain intact", v["records"]);
+                }
                 Ok(())
             } else {
                 let reason = v["first_broken"]["reason"].as_str().unwrap_or("");
@@ -360,7 +372,13 @@ fn audit(command: AuditCommand) -> anyhow::Result<()> {
                     &format!("/v1/audit?after={after}&limit=1000"),
                     None,
                 )?;
-                print!("{}", client::audit_lines(&page));
+                if json {
+                    for r in page.as_array().into_iter().flatten() {
+                        println!("{r}");
+                    }
+                } else {
+                    print!("{}", client::audit_lines(&page));
+                }
                 if let Some(last) = page.as_array().and_then(|a| a.last()) {
                     after = last["seq"].as_i64().unwrap_or(after);
                 }

@@ -10,12 +10,12 @@
 //! Webhooks carry `x-jitgate-signature: t=<unix seconds>,v1=<hex>` where
 //! `v1 = HMAC-SHA256(secret, "<t>.<body>")`; receivers recompute it, compare
 //! in constant time, and refuse timestamps older than 5 minutes and delivery
-//! ids (`x-jitgate-delivery`) they have already processed.
+//! ids (`x-jitgate-delivery`) they have already processed (see
+//! [`crate::signature`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sqlx::{AnyConnection, Row};
 
@@ -30,30 +30,6 @@ pub const MAX_ATTEMPTS: i64 = 15;
 
 /// How long a claimed row is reserved for its sender.
 const CLAIM_MS: i64 = 30_000;
-
-/// The signature header value for a webhook body.
-pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
-    format!(
-        "t={timestamp},v1={}",
-        hex_hmac(secret, &[timestamp.to_string().as_bytes(), b".", body])
-    )
-}
-
-/// Hex HMAC-SHA256 over the concatenation of `parts`.
-pub fn hex_hmac(secret: &[u8], parts: &[&[u8]]) -> String {
-    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(secret) else {
-        return String::new();
-    };
-    for p in parts {
-        mac.update(p);
-    }
-    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Constant-time comparison of two hex signatures.
-pub fn same_signature(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
 
 /// Queues `event` about a request for every interested target, inside the
 /// caller's transaction.
@@ -230,7 +206,7 @@ async fn deliver(app: &App, http: &reqwest::Client, d: &Due) -> Result<(), Strin
     if let Some(secret) = &target.secret {
         req = req.header(
             "x-jitgate-signature",
-            sign(secret, app.clock.now_s(), d.payload.as_bytes()),
+            crate::signature::sign_webhook(secret, app.clock.now_s(), d.payload.as_bytes()),
         );
     }
     let resp = req.send().await.map_err(|e| format!("send: {e}"))?;
@@ -346,17 +322,6 @@ pub async fn deliveries(app: &App, request_id: &str) -> Result<Vec<Delivery>, sq
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signatures_verify_and_compare_in_constant_time() {
-        let s = sign(b"0123456789abcdef", 1_700_000_000, b"{\"a\":1}");
-        assert!(s.starts_with("t=1700000000,v1="));
-        let v1 = s.split("v1=").nth(1).unwrap();
-        assert_eq!(v1, hex_hmac(b"0123456789abcdef", &[b"1700000000", b".", b"{\"a\":1}"]));
-        assert!(same_signature(v1, v1));
-        assert!(!same_signature(v1, &v1.replace('a', "b")));
-        assert!(!same_signature(v1, "short"));
-    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use common::{spawn_app_with, Backend, TestApp};
-use control::notify::{hex_hmac, same_signature};
+use control::signature::{hex_hmac, same_signature};
 use serde_json::{json, Value};
 
 const WEBHOOK_SECRET: &str = "webhook-secret-0123456789";

@@ -16,11 +16,8 @@ use super::AppState;
 use crate::audit::{self, Entry};
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::notify::{hex_hmac, same_signature};
 use crate::requests;
-
-/// Oldest signed timestamp accepted.
-pub const REPLAY_WINDOW_S: i64 = 300;
+use crate::signature::{self, Refusal};
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
@@ -49,7 +46,7 @@ async fn first_use(app: &AppState, signature: &str) -> Result<bool, ApiError> {
     let now = app.clock.now_ms();
     let mut tx = app.db.pool.begin().await?;
     sqlx::query("DELETE FROM inbound_signatures WHERE seen_at < $1")
-        .bind(now - 2 * REPLAY_WINDOW_S * 1000)
+        .bind(now - 2 * signature::REPLAY_WINDOW_S * 1000)
         .execute(&mut *tx)
         .await?;
     let fresh = sqlx::query("INSERT INTO inbound_signatures (signature, seen_at) VALUES ($1, $2)")
@@ -103,27 +100,6 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Slack's `v0` request signature: `v0=` + hex HMAC-SHA256 of
-/// `v0:<timestamp>:<raw body>` under the signing secret.
-pub fn slack_signature_ok(
-    secret: &[u8],
-    timestamp: &str,
-    body: &[u8],
-    signature: &str,
-    now_s: i64,
-) -> Result<(), &'static str> {
-    let ts: i64 = timestamp.parse().map_err(|_| "slack_timestamp_invalid")?;
-    if (now_s - ts).abs() > REPLAY_WINDOW_S {
-        return Err("slack_replay_window");
-    }
-    let expected = format!("v0={}", hex_hmac(secret, &[b"v0:", timestamp.as_bytes(), b":", body]));
-    if same_signature(&expected, signature) {
-        Ok(())
-    } else {
-        Err("slack_signature_invalid")
-    }
-}
-
 /// Slack interactivity: the Approve / Deny buttons of a request message.
 #[utoipa::path(post, path = "/v1/integrations/slack/actions", request_body(content = String, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, body = Object), (status = 401, body = super::Problem), (status = 403, body = super::Problem)))]
@@ -137,7 +113,12 @@ pub async fn slack_actions(
     };
     let ts = header(&headers, "x-slack-request-timestamp").unwrap_or_default();
     let sig = header(&headers, "x-slack-signature").unwrap_or_default();
-    if let Err(code) = slack_signature_ok(&secret, ts, &body, sig, app.clock.now_s()) {
+    if let Err(refusal) = signature::verify_slack_v0(&secret, ts, &body, sig, app.clock.now_s()) {
+        let code = match refusal {
+            Refusal::Malformed => "slack_timestamp_invalid",
+            Refusal::Stale => "slack_replay_window",
+            Refusal::Mismatch => "slack_signature_invalid",
+        };
         audit_refusal(&app, "slack", "anonymous", code, None).await;
         return Err(refused(code, "the Slack signature is missing, wrong or too old"));
     }
@@ -231,29 +212,18 @@ pub async fn callback(
             "signed callbacks are not configured".into(),
         ));
     };
-    let sig = header(&headers, "x-jitgate-signature").unwrap_or_default();
-    let (mut t, mut v1) = (None, None);
-    for part in sig.split(',') {
-        match part.trim().split_once('=') {
-            Some(("t", v)) => t = v.parse::<i64>().ok(),
-            Some(("v1", v)) => v1 = Some(v.to_owned()),
-            _ => {}
+    let header_value = header(&headers, "x-jitgate-signature").unwrap_or_default();
+    let v1 = match signature::verify_webhook(&secret, header_value, &body, app.clock.now_s()) {
+        Ok(v1) => v1.to_owned(),
+        Err(_) => {
+            audit_refusal(&app, "callback", "anonymous", "callback_signature_invalid", None).await;
+            return Err(refused(
+                "callback_signature_invalid",
+                "the signature is missing, wrong or too old",
+            ));
         }
-    }
-    let valid = match (t, &v1) {
-        (Some(t), Some(v1)) if (app.clock.now_s() - t).abs() <= REPLAY_WINDOW_S => {
-            same_signature(&hex_hmac(&secret, &[t.to_string().as_bytes(), b".", &body]), v1)
-        }
-        _ => false,
     };
-    if !valid {
-        audit_refusal(&app, "callback", "anonymous", "callback_signature_invalid", None).await;
-        return Err(refused(
-            "callback_signature_invalid",
-            "the signature is missing, wrong or too old",
-        ));
-    }
-    if !first_use(&app, v1.as_deref().unwrap_or_default()).await? {
+    if !first_use(&app, &v1).await? {
         audit_refusal(&app, "callback", "anonymous", "callback_replayed", None).await;
         return Err(ApiError::Conflict(
             "callback_replayed",
