@@ -195,6 +195,15 @@ fn object<'a>(body: &'a [u8]) -> Result<Cursor<'a>, SyncError> {
     }
 }
 
+/// A sync cursor: opaque, sent back as it came (a string, or a number).
+fn read_cursor(t: Token<'_>) -> Result<String, SyncError> {
+    match t {
+        Token::Str(raw) => Ok(decode_str(raw)),
+        Token::Num(raw) => Ok(String::from_utf8_lossy(raw).into_owned()),
+        _ => Err(SyncError("cursor is not a string")),
+    }
+}
+
 /// Parses `GET /v1/revocations` → `{"cursor": "...", "revoked": [{"jti": "...", "exp": n}]}`.
 pub fn parse_revocations(body: &[u8]) -> Result<(String, Vec<(String, u64)>), SyncError> {
     let mut c = object(body)?;
@@ -202,11 +211,7 @@ pub fn parse_revocations(body: &[u8]) -> Result<(String, Vec<(String, u64)>), Sy
     while let Some(key) = c.next_key() {
         let t = c.token().ok_or(SyncError("truncated"))?;
         if json::raw_eq_str(key, "cursor") {
-            match t {
-                Token::Str(raw) => cursor = Some(decode_str(raw)),
-                Token::Num(raw) => cursor = Some(String::from_utf8_lossy(raw).into_owned()),
-                _ => return Err(SyncError("cursor is not a string")),
-            }
+            cursor = Some(read_cursor(t)?);
         } else if json::raw_eq_str(key, "revoked") {
             if t != Token::Array {
                 return Err(SyncError("revoked is not an array"));
@@ -244,11 +249,7 @@ pub fn parse_grants(body: &[u8]) -> Result<(String, Vec<String>), SyncError> {
     while let Some(key) = c.next_key() {
         let t = c.token().ok_or(SyncError("truncated"))?;
         if json::raw_eq_str(key, "cursor") {
-            match t {
-                Token::Str(raw) => cursor = Some(decode_str(raw)),
-                Token::Num(raw) => cursor = Some(String::from_utf8_lossy(raw).into_owned()),
-                _ => return Err(SyncError("cursor is not a string")),
-            }
+            cursor = Some(read_cursor(t)?);
         } else if json::raw_eq_str(key, "grants") {
             if t != Token::Array {
                 return Err(SyncError("grants is not an array"));
