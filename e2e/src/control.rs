@@ -15,8 +15,15 @@ use crate::{free_port, target_dir, workspace_root};
 /// The ingest key of the development configuration.
 pub const INGEST_KEY: &str = "dev-ingest-key-0123456789";
 
-/// The `jitgate` binary.
+/// The `jitgate` binary: `JITGATE_CONTROL_BIN` if set (the control
+/// benchmark points it at the release build), else the debug build in the
+/// target directory. Panics with what to build if it is missing.
 pub fn control_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("JITGATE_CONTROL_BIN") {
+        let path = PathBuf::from(path);
+        assert!(path.exists(), "JITGATE_CONTROL_BIN={} does not exist", path.display());
+        return path;
+    }
     let path = target_dir().join("debug/jitgate");
     assert!(
         path.exists(),
