@@ -63,14 +63,27 @@ pub struct Record {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// The record's hash: SHA-256 over the previous hash and a JSON array of
-/// the fields (an unambiguous encoding).
+/// the fields (an unambiguous encoding):
+/// `[seq, at, actor, action, resource, request_id, grant_id, channel, details]`.
 fn record_hash(prev_hash: &str, seq: i64, at: i64, e: &RecordFields<'_>) -> String {
-    let canonical = json!([
-        seq,
+    chain_hash(prev_hash, seq, &canonical_tail(at, e))
+}
+
+/// The canonical array of [`record_hash`] without its opening bracket and
+/// first element (`seq`): `at,actor,...,details]`. It does not depend on
+/// the chain, so appends prepare it before locking the head.
+fn canonical_tail(at: i64, e: &RecordFields<'_>) -> String {
+    let mut all = json!([
         at,
         e.actor,
         e.action,
@@ -79,11 +92,21 @@ fn record_hash(prev_hash: &str, seq: i64, at: i64, e: &RecordFields<'_>) -> Stri
         e.grant_id,
         e.channel,
         e.details
-    ]);
+    ])
+    .to_string();
+    all.remove(0);
+    all
+}
+
+/// SHA-256 over the previous hash, a newline and the canonical array
+/// `[seq,` + `tail`.
+fn chain_hash(prev_hash: &str, seq: i64, tail: &str) -> String {
     let mut h = Sha256::new();
     h.update(prev_hash.as_bytes());
-    h.update(b"\n");
-    h.update(canonical.to_string().as_bytes());
+    h.update(b"\n[");
+    h.update(seq.to_string().as_bytes());
+    h.update(b",");
+    h.update(tail.as_bytes());
     hex(&h.finalize())
 }
 
@@ -98,43 +121,42 @@ struct RecordFields<'a> {
 }
 
 /// Appends records inside the caller's transaction; returns the last seq.
+///
+/// The head row is locked first (`UPDATE ... RETURNING`), which serializes
+/// appends everywhere; the records' hashes chain from the head's hash, and
+/// the head's hash follows the last inserted record through the
+/// `audit_log_head_follows` trigger (migration 0003), in the insert itself.
+/// Everything that does not depend on the head is prepared before the lock
+/// is taken, so the lock is held only for hashing and inserting.
 pub async fn append(conn: &mut AnyConnection, at: i64, entries: &[Entry]) -> Result<i64, sqlx::Error> {
     if entries.is_empty() {
         return Ok(0);
     }
     let n = entries.len() as i64;
-    // Locks the head row until commit: appends are serialized everywhere.
-    let head = sqlx::query("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
-        .bind(n)
-        .fetch_one(&mut *conn)
-        .await?;
-    let last_seq: i64 = head.try_get("seq")?;
-    let mut prev: String = head.try_get("hash")?;
-    let first = last_seq - n + 1;
     const COLUMNS: usize = 11;
     const CHUNK: usize = 400;
     let details: Vec<String> = entries.iter().map(|e| e.details.to_string()).collect();
-    let mut rows = Vec::with_capacity(entries.len());
-    for (i, (e, d)) in entries.iter().zip(&details).enumerate() {
-        let seq = first + i as i64;
-        let fields = RecordFields {
-            actor: &e.actor,
-            action: &e.action,
-            resource: e.resource.as_deref(),
-            request_id: e.request_id.as_deref(),
-            grant_id: e.grant_id.as_deref(),
-            channel: e.channel.as_deref(),
-            details: d,
-        };
-        let hash = record_hash(&prev, seq, at, &fields);
-        rows.push((seq, prev.clone(), hash.clone()));
-        prev = hash;
-    }
-    for (chunk_index, chunk) in entries.chunks(CHUNK).enumerate() {
+    let tails: Vec<String> = entries
+        .iter()
+        .zip(&details)
+        .map(|(e, d)| {
+            let fields = RecordFields {
+                actor: &e.actor,
+                action: &e.action,
+                resource: e.resource.as_deref(),
+                request_id: e.request_id.as_deref(),
+                grant_id: e.grant_id.as_deref(),
+                channel: e.channel.as_deref(),
+                details: d,
+            };
+            canonical_tail(at, &fields)
+        })
+        .collect();
+    let sql_for = |rows: usize| {
         let mut sql = String::from(
             "INSERT INTO audit_log (seq, at, actor, action, resource, request_id, grant_id, channel, details, prev_hash, hash) VALUES ",
         );
-        for i in 0..chunk.len() {
+        for i in 0..rows {
             if i > 0 {
                 sql.push(',');
             }
@@ -147,12 +169,29 @@ pub async fn append(conn: &mut AnyConnection, at: i64, entries: &[Entry]) -> Res
             }
             sql.push(')');
         }
-        let mut q = sqlx::query(&sql);
+        sql
+    };
+    let statements: Vec<String> = entries.chunks(CHUNK).map(|c| sql_for(c.len())).collect();
+    // Locks the head row until commit: appends are serialized everywhere.
+    let head = sqlx::query("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
+        .bind(n)
+        .fetch_one(&mut *conn)
+        .await?;
+    let last_seq: i64 = head.try_get("seq")?;
+    let mut prev: String = head.try_get("hash")?;
+    let first = last_seq - n + 1;
+    let mut links = Vec::with_capacity(entries.len());
+    for (i, tail) in tails.iter().enumerate() {
+        let hash = chain_hash(&prev, first + i as i64, tail);
+        links.push((std::mem::replace(&mut prev, hash.clone()), hash));
+    }
+    for (chunk_index, (chunk, sql)) in entries.chunks(CHUNK).zip(&statements).enumerate() {
+        let mut q = sqlx::query(sql);
         for (i, e) in chunk.iter().enumerate() {
             let k = chunk_index * CHUNK + i;
-            let (seq, prev_hash, hash) = &rows[k];
+            let (prev_hash, hash) = &links[k];
             q = q
-                .bind(*seq)
+                .bind(first + k as i64)
                 .bind(at)
                 .bind(e.actor.clone())
                 .bind(e.action.clone())
@@ -166,10 +205,6 @@ pub async fn append(conn: &mut AnyConnection, at: i64, entries: &[Entry]) -> Res
         }
         q.execute(&mut *conn).await?;
     }
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-        .bind(prev)
-        .execute(&mut *conn)
-        .await?;
     Ok(last_seq)
 }
 
@@ -346,4 +381,38 @@ pub async fn query(db: &Db, q: &Query) -> Result<Vec<Record>, sqlx::Error> {
         query = query.bind(b);
     }
     query.fetch_all(&db.read).await?.iter().map(row_to_record).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hash_is_over_the_canonical_array() {
+        let fields = RecordFields {
+            actor: "bob",
+            action: "vote.approve",
+            resource: Some("payments-api"),
+            request_id: Some("req_1"),
+            grant_id: None,
+            channel: Some("api"),
+            details: r#"{"comment":"ok \"quoted\""}"#,
+        };
+        let canonical = json!([
+            7,
+            1_700_000_000_000i64,
+            fields.actor,
+            fields.action,
+            fields.resource,
+            fields.request_id,
+            fields.grant_id,
+            fields.channel,
+            fields.details
+        ]);
+        let mut h = Sha256::new();
+        h.update(b"abc\n");
+        h.update(canonical.to_string().as_bytes());
+        let expected: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(record_hash("abc", 7, 1_700_000_000_000, &fields), expected);
+    }
 }
