@@ -67,15 +67,20 @@ impl App {
 }
 
 /// Serves the API on `listener` until the process is asked to stop, with
-/// the background sweeper (timeouts, expiry records) and the notification
-/// sender running beside it.
+/// the background sweeper (timeouts, expiry records), the WAL checkpointer
+/// (SQLite) and the notification sender running beside it.
 pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
     let sweeper = tokio::spawn(sweep(Arc::clone(&app)));
+    let checkpointer = {
+        let db = app.db.clone();
+        tokio::spawn(async move { db.checkpoint_in_background().await })
+    };
     let sender = tokio::spawn(notify::run(Arc::clone(&app)));
     let result = axum::serve(listener, api::router(app))
         .with_graceful_shutdown(shutdown())
         .await;
     sweeper.abort();
+    checkpointer.abort();
     sender.abort();
     result
 }
