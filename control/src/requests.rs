@@ -275,8 +275,15 @@ pub fn effective_state(row: &RequestRow, grant: Option<&GrantView>, now_ms: i64)
 async fn view(app: &App, conn: &mut AnyConnection, row: RequestRow) -> Result<AccessRequest, sqlx::Error> {
     let grant = grants::for_request(conn, &row.id).await?;
     let votes = votes(conn, &row.id).await?;
+    Ok(assemble(app, row, votes, grant))
+}
+
+/// The API's view of a request from what is already known (a transaction
+/// that has just written the row, its votes and its grant builds it
+/// without reading them back).
+fn assemble(app: &App, row: RequestRow, votes: Vec<Vote>, grant: Option<GrantView>) -> AccessRequest {
     let state = effective_state(&row, grant.as_ref(), app.clock.now_ms());
-    Ok(AccessRequest {
+    AccessRequest {
         state,
         votes,
         grant,
@@ -297,7 +304,7 @@ async fn view(app: &App, conn: &mut AnyConnection, row: RequestRow) -> Result<Ac
         created_at: row.created_at,
         pending_until: row.pending_until,
         resolved_at: row.resolved_at,
-    })
+    }
 }
 
 /// Whether the caller may see the request: its requester, the resource's
@@ -374,6 +381,7 @@ pub async fn create(app: &App, p: &Principal, input: NewRequest) -> Result<Acces
     };
     let mut tx = app.db.pool.begin().await?;
     insert(&mut tx, &row, p.email.as_deref()).await?;
+    let mut grant = None;
     let mut entries = vec![entry(
         p,
         "request.created",
@@ -395,7 +403,9 @@ pub async fn create(app: &App, p: &Principal, input: NewRequest) -> Result<Acces
             "api",
             json!({"rule": row.auto_rule}),
         ));
-        entries.extend(approve_now(app, &mut tx, &row, p, now).await?);
+        let (approved, minted) = approve_now(app, &mut tx, &row, p, now).await?;
+        entries.extend(approved);
+        grant = Some(minted);
     }
     audit::append(&mut tx, now, &entries).await?;
     notify::enqueue(app, &mut tx, "request.created", &row, json!({}), now).await?;
@@ -410,10 +420,15 @@ pub async fn create(app: &App, p: &Principal, input: NewRequest) -> Result<Acces
         )
         .await?;
     }
-    let id = row.id.clone();
-    let stored = load(&mut tx, &id).await?.ok_or_else(ApiError::request_not_found)?;
-    let out = view(app, &mut tx, stored).await?;
     tx.commit().await?;
+    // What the transaction wrote: the new row (approved with its grant if
+    // policy approved it at once), no votes.
+    let mut stored = row;
+    if grant.is_some() {
+        stored.state = "approved".into();
+        stored.resolved_at = Some(now);
+    }
+    let out = assemble(app, stored, Vec::new(), grant);
     app.metrics.requests_created.inc();
     if input.break_glass || auto.is_some() {
         app.metrics.grants_issued.inc();
@@ -451,14 +466,15 @@ async fn insert(conn: &mut AnyConnection, row: &RequestRow, email: Option<&str>)
 }
 
 /// Marks the request approved and mints its grant (the clock starts now);
-/// an extension also revokes the grant it replaces. Returns audit entries.
+/// an extension also revokes the grant it replaces. Returns the audit
+/// entries and the grant.
 async fn approve_now(
     app: &App,
     conn: &mut AnyConnection,
     row: &RequestRow,
     actor: &Principal,
     now: i64,
-) -> Result<Vec<Entry>, ApiError> {
+) -> Result<(Vec<Entry>, GrantView), ApiError> {
     let updated = sqlx::query(
         "UPDATE access_requests SET state = 'approved', resolved_at = $1, updated_at = $1 WHERE id = $2 AND state = 'pending'",
     )
@@ -490,7 +506,7 @@ async fn approve_now(
             entries.push(e);
         }
     }
-    Ok(entries)
+    Ok((entries, grant))
 }
 
 /// An approver's vote, from the API or a chat integration (`channel`).
@@ -568,10 +584,15 @@ pub async fn vote(
         channel,
         json!({"comment": comment}),
     )];
+    let mut resolved = None;
+    let mut grant = None;
     if approve {
         let approvals = existing.iter().filter(|v| v.decision == "approve").count() as i64 + 1;
         if approvals >= row.approvals_required {
-            entries.extend(approve_now(app, &mut tx, &row, p, now).await?);
+            let (approved, minted) = approve_now(app, &mut tx, &row, p, now).await?;
+            entries.extend(approved);
+            grant = Some(minted);
+            resolved = Some("approved");
             notify::enqueue(
                 app,
                 &mut tx,
@@ -590,6 +611,7 @@ pub async fn vote(
             .execute(&mut *tx)
             .await?;
         entries.push(entry(p, "request.denied", &row, channel, json!({"comment": comment})));
+        resolved = Some("denied");
         notify::enqueue(
             app,
             &mut tx,
@@ -601,9 +623,26 @@ pub async fn vote(
         .await?;
     }
     audit::append(&mut tx, now, &entries).await?;
-    let row = load(&mut tx, id).await?.ok_or_else(ApiError::request_not_found)?;
-    let out = view(app, &mut tx, row).await?;
     tx.commit().await?;
+    // What the transaction wrote (the row is locked, so nothing else
+    // changed it): the vote after the earlier ones, the resolution, the
+    // grant. A pending request has no grant.
+    let mut votes = existing;
+    votes.push(Vote {
+        approver: p.id.clone(),
+        decision: decision.into(),
+        comment,
+        channel: channel.to_owned(),
+        at: now,
+    });
+    // As `votes()` orders them (a replica's clock may be behind).
+    votes.sort_by_key(|v| v.at);
+    let mut row = row;
+    if let Some(state) = resolved {
+        row.state = state.into();
+        row.resolved_at = Some(now);
+    }
+    let out = assemble(app, row, votes, grant);
     app.metrics.votes.inc();
     Ok(out)
 }

@@ -157,15 +157,17 @@ pub async fn ingest(
             bounded("field", v, 512)?;
         }
     }
-    // Link decisions that name a grant but not its request.
-    let mut conn = app.db.pool.acquire().await?;
+    // Link decisions that name a grant but not its request. Grants are
+    // committed before any proxy sees them, so the read pool has them
+    // (and the writer's connection stays free for appends).
     let mut request_of: HashMap<String, String> = HashMap::new();
+    let mut looked_up: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for e in batch.events.iter().filter(|e| e.access_request_id.is_none()) {
         if let Some(g) = &e.grant_id {
-            if !request_of.contains_key(g) {
+            if looked_up.insert(g.as_str()) {
                 if let Some(row) = sqlx::query("SELECT request_id FROM grants WHERE id = $1")
                     .bind(g.clone())
-                    .fetch_optional(&mut *conn)
+                    .fetch_optional(&app.db.read)
                     .await?
                 {
                     request_of.insert(g.clone(), row.try_get("request_id")?);
@@ -173,7 +175,6 @@ pub async fn ingest(
             }
         }
     }
-    drop(conn);
     let actor = format!("proxy:{}", batch.proxy);
     let entries: Vec<Entry> = batch
         .events
