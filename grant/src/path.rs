@@ -20,11 +20,14 @@ pub fn check_request_path(raw: &[u8]) -> Result<&[u8], ()> {
     if path.first() != Some(&b'/') {
         return Err(());
     }
-    if path.iter().any(|&b| matches!(b, b'\\' | b'#' | 0)) {
-        return Err(());
-    }
-    if has_forbidden_escape(path) {
-        return Err(());
+    // One pass for the bytes refused anywhere and the escapes refused
+    // anywhere; escapes are rare, so each is looked at only where a `%` is.
+    for (i, &b) in path.iter().enumerate() {
+        match b {
+            b'\\' | b'#' | 0 => return Err(()),
+            b'%' if is_forbidden_escape(path.get(i + 1..i + 3)) => return Err(()),
+            _ => {}
+        }
     }
     if path == b"/" {
         return Ok(path);
@@ -32,6 +35,10 @@ pub fn check_request_path(raw: &[u8]) -> Result<&[u8], ()> {
     for segment in path.get(1..).ok_or(())?.split(|&b| b == b'/') {
         if segment.is_empty() {
             return Err(());
+        }
+        // Each form below begins with a dot: any other segment is fine.
+        if segment.first() != Some(&b'.') {
+            continue;
         }
         // `..;x` is `..` to servlet containers, which drop path parameters.
         let before_params = segment.split(|&b| b == b';').next().unwrap_or(segment);
@@ -59,14 +66,13 @@ fn is_dot_segment(s: &[u8]) -> bool {
 }
 
 /// `%2F`, `%5C`, `%2E` or `%00`, in any case.
-fn has_forbidden_escape(path: &[u8]) -> bool {
-    path.windows(3).any(|w| match w {
-        [b'%', hi, lo] => matches!(
-            (hi, lo.to_ascii_uppercase()),
-            (b'2', b'F') | (b'5', b'C') | (b'2', b'E') | (b'0', b'0')
-        ),
-        _ => false,
-    })
+/// Whether the two characters after a `%` spell an encoded `/`, `\`, `.`
+/// or NUL (any case).
+fn is_forbidden_escape(hex: Option<&[u8]>) -> bool {
+    matches!(
+        hex,
+        Some([b'2', b'F' | b'f' | b'E' | b'e'] | [b'5', b'C' | b'c'] | [b'0', b'0'])
+    )
 }
 
 #[cfg(test)]

@@ -150,7 +150,7 @@ impl Verifier {
     }
 }
 
-/// Offset and length of a decoded string in [`VerifiedGrant::data`].
+/// Offset and length of a decoded string in [`VerifiedGrant::text`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Span {
     start: u32,
@@ -159,11 +159,13 @@ struct Span {
 
 /// A grant whose MAC, claims, issuer and time window have been checked.
 ///
-/// Strings are stored decoded, back to back, in one buffer; the scope rules
-/// and source blocks follow in a compact length-prefixed form that matching
+/// The identity strings are stored decoded, back to back, in one `String`
+/// (checked as UTF-8 once, so reading a claim is a slice); the scope rules
+/// and source blocks sit in a compact length-prefixed form that matching
 /// walks without parsing JSON again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedGrant {
+    text: String,
     data: Vec<u8>,
     iss: Span,
     sub: Span,
@@ -224,14 +226,16 @@ impl VerifiedGrant {
             return Err(MALFORMED);
         }
 
-        // Decoded text is never longer than its escaped form, so this is
-        // the only allocation.
-        let mut data = Vec::with_capacity(claims.len() + 2 * MAX_RULES + 16);
-        let iss = push_str(&mut data, iss)?;
-        let sub = push_str(&mut data, sub)?;
-        let aud = push_str(&mut data, aud)?;
-        let jti = push_str(&mut data, jti)?;
-        let req = raw.req.map(|r| push_str(&mut data, r)).transpose()?;
+        // Decoded text is never longer than its escaped form, so each
+        // buffer is allocated once.
+        let raw_len = iss.len() + sub.len() + aud.len() + jti.len() + raw.req.map_or(0, <[u8]>::len);
+        let mut text = String::with_capacity(raw_len);
+        let iss = push_text(&mut text, iss)?;
+        let sub = push_text(&mut text, sub)?;
+        let aud = push_text(&mut text, aud)?;
+        let jti = push_text(&mut text, jti)?;
+        let req = raw.req.map(|r| push_text(&mut text, r)).transpose()?;
+        let mut data = Vec::with_capacity(claims.len().saturating_sub(raw_len) + 2 * MAX_RULES + 16);
         if sub.len == 0 || sub.len as usize > MAX_SUB_LEN || jti.len == 0 || jti.len as usize > MAX_JTI_LEN {
             return Err(MALFORMED);
         }
@@ -246,6 +250,7 @@ impl VerifiedGrant {
             None => None,
         };
         Ok(VerifiedGrant {
+            text,
             data,
             iss,
             sub,
@@ -262,10 +267,7 @@ impl VerifiedGrant {
 
     fn text(&self, span: Span) -> &str {
         let start = span.start as usize;
-        self.data
-            .get(start..start + span.len as usize)
-            .and_then(|b| core::str::from_utf8(b).ok())
-            .unwrap_or("")
+        self.text.get(start..start + span.len as usize).unwrap_or("")
     }
 
     /// The issuer.
@@ -435,6 +437,22 @@ fn to_u16(n: usize) -> Result<[u8; 2], Outcome> {
 }
 
 /// Appends the decoded text of a raw JSON string.
+/// Appends a decoded claim string to the grant's text.
+fn push_text(text: &mut String, raw: &[u8]) -> Result<Span, Outcome> {
+    let start = text.len();
+    if raw.contains(&b'\\') {
+        text.extend(Chars::new(raw));
+    } else {
+        text.push_str(core::str::from_utf8(raw).map_err(|_| MALFORMED)?);
+    }
+    let as_u32 = |n: usize| u32::try_from(n).map_err(|_| MALFORMED);
+    Ok(Span {
+        start: as_u32(start)?,
+        len: as_u32(text.len() - start)?,
+    })
+}
+
+/// Appends a decoded string to the compact rule data.
 fn push_str(data: &mut Vec<u8>, raw: &[u8]) -> Result<Span, Outcome> {
     let start = data.len();
     if raw.contains(&b'\\') {
