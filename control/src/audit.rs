@@ -152,6 +152,11 @@ pub async fn append(conn: &mut AnyConnection, at: i64, entries: &[Entry]) -> Res
             canonical_tail(at, &fields)
         })
         .collect();
+    // Anonymous `?` placeholders on SQLite: its driver looks each named
+    // parameter up by a linear scan (`sqlite3_bind_parameter_name`), which
+    // made binding a 4400-parameter insert quadratic and the bulk of the
+    // cost of ingesting proxy decisions. PostgreSQL needs `$n`.
+    let anonymous = conn.backend_name() == "SQLite";
     let sql_for = |rows: usize| {
         let mut sql = String::from(
             "INSERT INTO audit_log (seq, at, actor, action, resource, request_id, grant_id, channel, details, prev_hash, hash) VALUES ",
@@ -165,7 +170,11 @@ pub async fn append(conn: &mut AnyConnection, at: i64, entries: &[Entry]) -> Res
                 if c > 0 {
                     sql.push(',');
                 }
-                sql.push_str(&format!("${}", i * COLUMNS + c + 1));
+                if anonymous {
+                    sql.push('?');
+                } else {
+                    sql.push_str(&format!("${}", i * COLUMNS + c + 1));
+                }
             }
             sql.push(')');
         }
