@@ -475,3 +475,26 @@ fn encoded_slashes_and_dot_segments_never_reach_a_scope_check_unnormalized() {
     assert_eq!(r.status, 403);
     assert_eq!(upstream.count(), 1);
 }
+
+#[test]
+fn a_grant_in_steady_use_is_denied_within_a_second_of_expiry() {
+    // Requests take the clock from the filter's 100 ms tick and a grant
+    // used again and again comes from the worker's cache: neither may let
+    // it outlive its window by more than a tick.
+    let (envoy, _upstream) = start(r#","leeway":0"#);
+    let exp = now() + 2;
+    let t = token(|c| c.exp = exp);
+    assert_eq!(get_with_grant(envoy.port, "/v1/invoices/7", &t).status, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let denied_at = loop {
+        let r = get_with_grant(envoy.port, "/v1/invoices/7", &t);
+        if r.status != 200 {
+            assert_eq!(r.error_code(), "grant_expired");
+            break SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        }
+        assert!(std::time::Instant::now() < deadline, "still allowed 3 s after expiry");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let late = denied_at.as_secs_f64() - exp as f64;
+    assert!((0.0..1.0).contains(&late), "denied {late:.3} s after exp");
+}

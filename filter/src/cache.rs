@@ -7,8 +7,12 @@
 //! source, identity and scope depend on the request and are always
 //! checked. Failures are not cached, and the cache lives and dies with the
 //! configuration (a new key set starts empty).
+//!
+//! Entries are shared (`Rc`), so a hit costs a comparison of the token
+//! bytes and a reference count, not a copy of the grant.
 
 use core::cell::RefCell;
+use std::rc::Rc;
 
 use grant::{Outcome, VerifiedGrant, Verifier};
 
@@ -16,7 +20,7 @@ use grant::{Outcome, VerifiedGrant, Verifier};
 pub const SLOTS: usize = 64;
 
 /// One slot: the exact token bytes and what they verified to.
-type Slot = Option<(Vec<u8>, VerifiedGrant)>;
+type Slot = Option<(Vec<u8>, Rc<VerifiedGrant>)>;
 
 /// A direct-mapped cache of verified grants.
 #[derive(Debug)]
@@ -43,20 +47,20 @@ fn slot(token: &[u8]) -> usize {
 
 impl GrantCache {
     /// Verifies `token`, from the cache when these exact bytes verified before.
-    pub fn verify(&self, verifier: &Verifier, token: &[u8], now: u64) -> Result<VerifiedGrant, Outcome> {
+    pub fn verify(&self, verifier: &Verifier, token: &[u8], now: u64) -> Result<Rc<VerifiedGrant>, Outcome> {
         let i = slot(token);
         if let Ok(slots) = self.slots.try_borrow() {
             if let Some(Some((cached, grant))) = slots.get(i) {
                 if cached.as_slice() == token {
                     verifier.check_time(grant, now)?;
-                    return Ok(grant.clone());
+                    return Ok(Rc::clone(grant));
                 }
             }
         }
-        let grant = verifier.verify(token, now)?;
+        let grant = Rc::new(verifier.verify(token, now)?);
         if let Ok(mut slots) = self.slots.try_borrow_mut() {
             if let Some(s) = slots.get_mut(i) {
-                *s = Some((token.to_vec(), grant.clone()));
+                *s = Some((token.to_vec(), Rc::clone(&grant)));
             }
         }
         Ok(grant)

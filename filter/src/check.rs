@@ -6,6 +6,8 @@
 //! the whole decision is tested natively without a proxy.
 
 use core::net::IpAddr;
+use std::borrow::Cow;
+use std::rc::Rc;
 
 use grant::{check_request, Identity, Outcome, Request, VerifiedGrant};
 
@@ -86,8 +88,9 @@ pub struct Evaluation {
     pub verdict: Verdict,
     /// The resource the request was routed to.
     pub resource: Option<usize>,
-    /// The verified grant, when verification succeeded.
-    pub grant: Option<VerifiedGrant>,
+    /// The verified grant, when verification succeeded (shared with the
+    /// worker's cache).
+    pub grant: Option<Rc<VerifiedGrant>>,
     /// Whether the grant came in `Authorization: Bearer`.
     pub grant_in_authorization: bool,
 }
@@ -246,12 +249,12 @@ pub fn evaluate(
                     Err(outcome) => outcome,
                 };
                 if outcome == Outcome::Allowed {
-                    return done(Verdict::Grant(outcome), Some(grant.clone()), false);
+                    return done(Verdict::Grant(outcome), Some(Rc::new(grant.clone())), false);
                 }
                 first_refusal.get_or_insert((outcome, grant));
             }
             return match first_refusal {
-                Some((outcome, grant)) => done(Verdict::Grant(outcome), Some(grant.clone()), false),
+                Some((outcome, grant)) => done(Verdict::Grant(outcome), Some(Rc::new(grant.clone())), false),
                 None => done(Verdict::Grant(Outcome::GrantMissing), None, false),
             };
         }
@@ -264,15 +267,18 @@ pub fn evaluate(
     done(Verdict::Grant(outcome), Some(grant), in_auth)
 }
 
-/// What the glue must do with the request.
+/// What the glue must do with the request. A forward plan borrows the
+/// header names from the request and the values from the grant, so
+/// carrying out an allowed request allocates nothing more.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Plan {
-    /// Send it upstream after removing and setting these headers.
+pub enum Plan<'a> {
+    /// Send it upstream after removing these headers and then adding these
+    /// (none of the added names is left on the request after the removal).
     Forward {
         /// Header names to remove.
-        remove: Vec<Vec<u8>>,
-        /// Headers to set.
-        set: Vec<(&'static str, Vec<u8>)>,
+        remove: Vec<&'a [u8]>,
+        /// Headers to add.
+        add: Vec<(&'static str, Cow<'a, [u8]>)>,
     },
     /// Answer locally; the upstream never sees the request.
     Deny {
@@ -285,38 +291,47 @@ pub enum Plan {
     },
 }
 
+/// The headers this filter sets on an allowed request.
+pub const SET_HEADERS: [&str; 3] = ["x-jit-subject", "x-jit-grant-id", "x-jit-request-id"];
+
 /// Turns an evaluation into what the glue does.
-pub fn plan(cfg: &FilterConfig, headers: &HeaderMap, eval: &Evaluation) -> Plan {
+pub fn plan<'a>(cfg: &FilterConfig, headers: &'a HeaderMap, eval: &'a Evaluation) -> Plan<'a> {
     let enforce = cfg.mode == Mode::Enforce;
     if enforce && !eval.verdict.passes() {
         return deny(cfg, eval);
     }
-    let mut remove: Vec<Vec<u8>> = Vec::new();
+    let mut remove: Vec<&[u8]> = Vec::new();
     for (name, _) in headers.iter() {
         let ours = name.starts_with(JIT_HEADER_PREFIX) || name == cfg.grant_header.as_bytes();
-        if ours && !remove.iter().any(|r| r == name) {
-            remove.push(name.to_vec());
+        if ours && !remove.contains(&name) {
+            remove.push(name);
         }
     }
     if eval.grant_in_authorization {
-        remove.push(b"authorization".to_vec());
+        remove.push(b"authorization");
     }
-    let mut set = Vec::new();
+    let mut add = Vec::new();
     if let (Verdict::Grant(Outcome::Allowed), Some(g)) = (eval.verdict, &eval.grant) {
-        set.push(("x-jit-subject", header_safe(g.sub().as_bytes())));
-        set.push(("x-jit-grant-id", header_safe(g.jti().as_bytes())));
+        let [subject, grant_id, request_id] = SET_HEADERS;
+        add.push((subject, header_safe(g.sub().as_bytes())));
+        add.push((grant_id, header_safe(g.jti().as_bytes())));
         if let Some(req) = g.req() {
-            set.push(("x-jit-request-id", header_safe(req.as_bytes())));
+            add.push((request_id, header_safe(req.as_bytes())));
         }
     }
-    Plan::Forward { remove, set }
+    Plan::Forward { remove, add }
 }
 
 /// Percent-encodes control characters and `%` so that a claim can never
-/// break a header line, and the encoding stays reversible.
-fn header_safe(value: &[u8]) -> Vec<u8> {
-    if !value.iter().any(|&b| b < 0x20 || b == 0x7F || b == b'%') {
-        return value.to_vec();
+/// break a header line, and the encoding stays reversible. Borrows the
+/// value when there is nothing to encode (the usual case).
+fn header_safe(value: &[u8]) -> Cow<'_, [u8]> {
+    // Branch-free scan: claims are short and nearly always plain.
+    let needs_encoding = value
+        .iter()
+        .fold(false, |acc, &b| acc | (b < 0x20) | (b == 0x7F) | (b == b'%'));
+    if !needs_encoding {
+        return Cow::Borrowed(value);
     }
     let mut out = Vec::with_capacity(value.len() + 8);
     for &b in value {
@@ -326,10 +341,10 @@ fn header_safe(value: &[u8]) -> Vec<u8> {
             out.push(b);
         }
     }
-    out
+    Cow::Owned(out)
 }
 
-fn deny(cfg: &FilterConfig, eval: &Evaluation) -> Plan {
+fn deny(cfg: &FilterConfig, eval: &Evaluation) -> Plan<'static> {
     let verdict = eval.verdict;
     let resource = eval.resource.and_then(|i| cfg.resources.get(i)).map(|r| r.id.as_str());
     let mut body = String::with_capacity(256);
@@ -451,23 +466,17 @@ mod tests {
         );
         let e = evaluate(&c, &h, &HOST, NOW * 1000, &Live::default());
         assert_eq!(e.verdict, Verdict::Grant(Outcome::Allowed));
-        let Plan::Forward { remove, set } = plan(&c, &h, &e) else {
+        let Plan::Forward { remove, add } = plan(&c, &h, &e) else {
             panic!("denied")
         };
+        assert_eq!(remove, vec![&b"x-jit-grant"[..], b"x-jit-subject", b"x-jit-other"]);
+        let add: Vec<(&str, &[u8])> = add.iter().map(|(n, v)| (*n, v.as_ref())).collect();
         assert_eq!(
-            remove,
+            add,
             vec![
-                b"x-jit-grant".to_vec(),
-                b"x-jit-subject".to_vec(),
-                b"x-jit-other".to_vec()
-            ]
-        );
-        assert_eq!(
-            set,
-            vec![
-                ("x-jit-subject", b"alice".to_vec()),
-                ("x-jit-grant-id", b"g-1".to_vec()),
-                ("x-jit-request-id", b"r-1".to_vec())
+                ("x-jit-subject", &b"alice"[..]),
+                ("x-jit-grant-id", b"g-1"),
+                ("x-jit-request-id", b"r-1")
             ]
         );
     }
@@ -487,7 +496,7 @@ mod tests {
         let Plan::Forward { remove, .. } = plan(&c, &only_bearer, &e) else {
             panic!()
         };
-        assert!(remove.contains(&b"authorization".to_vec()));
+        assert!(remove.contains(&&b"authorization"[..]));
     }
 
     #[test]
@@ -628,17 +637,17 @@ mod tests {
         assert_eq!(
             plan(&c, &h, &e),
             Plan::Forward {
-                remove: vec![b"x-jit-subject".to_vec()],
-                set: vec![]
+                remove: vec![&b"x-jit-subject"[..]],
+                add: vec![]
             }
         );
     }
 
     #[test]
     fn control_characters_in_claims_cannot_break_header_lines() {
-        assert_eq!(header_safe(b"alice"), b"alice".to_vec());
-        assert_eq!(header_safe(b"a\r\nx-evil: 1"), b"a%0D%0Ax-evil: 1".to_vec());
-        assert_eq!(header_safe(b"50%"), b"50%25".to_vec());
+        assert!(matches!(header_safe(b"alice"), Cow::Borrowed(b"alice")));
+        assert_eq!(header_safe(b"a\r\nx-evil: 1").as_ref(), b"a%0D%0Ax-evil: 1");
+        assert_eq!(header_safe(b"50%").as_ref(), b"50%25");
     }
 
     #[test]
