@@ -2,30 +2,59 @@
 configurations, in alternating rounds, medians reported.
 
 Run through scripts/bench, which builds what is needed. Configurations:
-  none       no filter (the physical limit of this route)
-  wasm-noop  an empty proxy-wasm filter (the Wasm runtime alone)
-  jitgate    the jitgate filter with a valid grant
-  jwt_authn  Envoy's native JWT filter, HS256, same token, local JWKS
-  ext_authz  Envoy's ext_authz calling a minimal authorizer per request
+  none             no filter (the physical limit of this route)
+  wasm-noop        an empty proxy-wasm filter (the Wasm runtime alone)
+  wasm-read        the empty filter reading the request header map, as
+                   jitgate does (one host call and its allocation callback)
+  wasm-read-write  ... and removing one header and adding three, as jitgate
+                   does on an allowed request (four more host calls)
+  jitgate          the jitgate filter with a valid grant
+  jwt_authn        Envoy's native JWT filter, HS256, same token, local JWKS
+  ext_authz        Envoy's ext_authz calling a minimal authorizer per request
+The two middle steps show where jitgate's time goes: host calls versus its
+own work in the VM (jitgate minus wasm-read-write).
 
-Method: Envoy runs with one worker pinned to CPU 0, wrk (and the ext_authz
-authorizer) on CPU 1. Throughput: wrk -t1 -c32 for BENCH_SECONDS. CPU per
-request: Envoy's utime+stime from /proc over the run divided by the requests
-served. Latency: wrk -t1 -c1 --latency (closed loop, one connection: an
-unloaded round trip, not a constant-rate measurement).
+Method. Envoy runs with one worker pinned to CPU 0; the load generators
+(and the ext_authz authorizer) run on CPU 1.
+  Throughput: wrk -t1 -c32 for BENCH_SECONDS (closed loop, saturating).
+  CPU per request: Envoy's utime+stime from /proc/<pid>/stat over that run,
+    divided by the requests served; steadier than req/s on a shared machine.
+  Latency: bench/load at a constant rate of half the no-filter maximum
+    (measured at the start of the run), latency counted from each request's
+    scheduled time (no coordinated omission), BENCH_LATENCY_SECONDS per
+    round. A configuration that cannot sustain that rate shows it as
+    queueing (huge percentiles) and as achieved < offered.
+
+Usage: run.py ENVOY JITGATE_WASM NOOP_WASM AUTHZ LOAD [--control JSON]
+  [--criterion DIR] [--native-config JSON]
+The optional inputs are folded into the same results file: the control
+service benchmark (bench/control) and Criterion's estimates.
 """
-import base64, hashlib, hmac, json, os, platform, re, signal, socket, statistics, subprocess, sys, time
+import argparse, base64, hashlib, hmac, json, math, os, platform, re, signal, socket, statistics, subprocess, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENVOY = sys.argv[1]
-JITGATE_WASM = sys.argv[2]
-NOOP_WASM = sys.argv[3]
-AUTHZ = sys.argv[4]
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
-SECONDS = int(os.environ.get("BENCH_SECONDS", "8"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "6"))
+LATENCY_SECONDS = int(os.environ.get("BENCH_LATENCY_SECONDS", "5"))
 KEY = "AaJjqsgdCNs5ZNQycUgeL_QbOX0xYMHMY7_8lj5ZJIs"
-CONFIGS = ["none", "wasm-noop", "jitgate", "jwt_authn", "ext_authz"]
+ALL_CONFIGS = ["none", "wasm-noop", "wasm-read", "wasm-read-write", "jitgate", "jwt_authn", "ext_authz"]
+# The empty module's plugin configuration for each step of the cost ladder.
+NOOP_WORK = {"wasm-noop": "{}", "wasm-read": "read", "wasm-read-write": "read-write"}
+CONFIGS = [c for c in os.environ.get("BENCH_CONFIGS", ",".join(ALL_CONFIGS)).split(",") if c]
 CPUS = os.cpu_count() or 1
+# The grant: as the control service mints it (header, claims, HS256), one
+# scope rule; about 400 bytes, the size the targets are stated for.
+CLAIMS_SCOPE = [{"methods": ["GET", "HEAD"], "paths": ["/v1/invoices/*", "/v1/reports/**"]}]
+
+p = argparse.ArgumentParser()
+p.add_argument("envoy")
+p.add_argument("jitgate_wasm")
+p.add_argument("noop_wasm")
+p.add_argument("authz")
+p.add_argument("load")
+p.add_argument("--control", help="JSON written by jitgate-bench-control --json")
+p.add_argument("--criterion", help="Criterion's output directory (target/criterion)")
+ARGS = p.parse_args()
 
 
 def b64(b):
@@ -35,9 +64,10 @@ def b64(b):
 def grant():
     now = int(time.time())
     header = b64(json.dumps({"alg": "HS256", "typ": "jit-grant+jwt", "kid": "k1"}, separators=(",", ":")).encode())
-    claims = b64(json.dumps({"iss": "jit-control", "sub": "alice@example.com", "aud": "payments-api", "jti": "g-bench-0001",
-                             "iat": now, "nbf": now, "exp": now + 3600, "req": "r-bench-0001",
-                             "scope": [{"methods": ["GET"], "paths": ["/v1/invoices/*"]}]}, separators=(",", ":")).encode())
+    claims = b64(json.dumps({"iss": "jit-control", "sub": "alice@example.com", "aud": "payments-api",
+                             "jti": "01J9Z8K3QW5T7Y2X4V6B8N0M1P", "iat": now, "nbf": now, "exp": now + 3600,
+                             "req": "01J9Z8JZ4F2W6M8Q0R3T5V7X9A", "scope": CLAIMS_SCOPE},
+                            separators=(",", ":")).encode())
     key = base64.urlsafe_b64decode(KEY + "=")
     sig = b64(hmac.new(key, f"{header}.{claims}".encode(), hashlib.sha256).digest())
     return f"{header}.{claims}.{sig}"
@@ -62,11 +92,11 @@ def wasm_filter(path, config):
 def envoy_config(kind, port, admin, authz_port):
     filters = []
     clusters = []
-    if kind == "wasm-noop":
-        filters.append(wasm_filter(NOOP_WASM, "{}"))
+    if kind in NOOP_WORK:
+        filters.append(wasm_filter(ARGS.noop_wasm, NOOP_WORK[kind]))
     elif kind == "jitgate":
         cfg = {"issuer": "jit-control", "keys": {"k1": KEY}, "resources": [{"id": "payments-api", "path_prefix": "/v1"}]}
-        filters.append(wasm_filter(JITGATE_WASM, json.dumps(cfg)))
+        filters.append(wasm_filter(ARGS.jitgate_wasm, json.dumps(cfg)))
     elif kind == "jwt_authn":
         jwks = {"keys": [{"kty": "oct", "alg": "HS256", "kid": "k1", "k": KEY}]}
         filters.append({"name": "envoy.filters.http.jwt_authn", "typed_config": {
@@ -107,55 +137,85 @@ def cpu_ticks(pid):
 
 
 def wrk(args):
-    out = subprocess.run(taskset(1, ["wrk"] + args), capture_output=True, text=True).stdout
-    return out
+    return subprocess.run(taskset(1, ["wrk"] + args), capture_output=True, text=True).stdout
 
 
 def parse_rps(out):
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     n = re.search(r"(\d+) requests in", out)
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if bad:
+        raise SystemExit(f"wrk saw {bad.group(1)} non-2xx answers: the benchmark is not measuring allowed requests")
     return (float(m.group(1)) if m else 0.0, int(n.group(1)) if n else 0)
 
 
-def parse_latency(out, pct):
-    m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)", out, re.M)
-    if not m:
-        return float("nan")
-    v, unit = float(m.group(1)), m.group(2)
-    return v * {"us": 1, "ms": 1000, "s": 1e6}[unit]
+class Envoy:
+    """One Envoy in one configuration, started and ready, killed on exit."""
 
-
-def run_one(kind, token, authz_port, workdir):
-    port, admin = free_port(), free_port()
-    path = os.path.join(workdir, f"{kind}.json")
-    json.dump(envoy_config(kind, port, admin, authz_port), open(path, "w"))
-    envoy = subprocess.Popen(taskset(0, [ENVOY, "-c", path, "--concurrency", "1", "--log-level", "error", "--disable-hot-restart"]),
-                             stdout=subprocess.DEVNULL, stderr=open(os.path.join(workdir, f"{kind}.log"), "w"))
-    try:
-        url = f"http://127.0.0.1:{port}/v1/invoices/INV-1"
+    def __init__(self, kind, token, authz_port, workdir):
+        self.kind, self.token = kind, token
+        self.port, admin = free_port(), free_port()
+        path = os.path.join(workdir, f"{kind}.json")
+        json.dump(envoy_config(kind, self.port, admin, authz_port), open(path, "w"))
+        self.log = os.path.join(workdir, f"{kind}.log")
+        self.proc = subprocess.Popen(taskset(0, [ARGS.envoy, "-c", path, "--concurrency", "1", "--log-level", "error",
+                                                 "--disable-hot-restart"]),
+                                     stdout=subprocess.DEVNULL, stderr=open(self.log, "w"))
+        self.url = f"http://127.0.0.1:{self.port}/v1/invoices/INV-1"
+        self.header = ["-H", f"x-jit-grant: {token}"]
         for _ in range(200):
             try:
-                r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", f"x-jit-grant: {token}", url],
-                                   capture_output=True, text=True, timeout=2)
+                r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", f"x-jit-grant: {token}",
+                                    self.url], capture_output=True, text=True, timeout=2)
                 if r.stdout == "200":
-                    break
+                    return
             except subprocess.TimeoutExpired:
                 pass
             time.sleep(0.05)
-        else:
-            raise SystemExit(f"{kind}: Envoy did not answer 200 (see {workdir}/{kind}.log)")
-        header = ["-H", f"x-jit-grant: {token}"]
-        wrk(["-t1", "-c32", "-d2s"] + header + [url])  # warm-up
-        before = cpu_ticks(envoy.pid)
-        out = wrk(["-t1", "-c32", f"-d{SECONDS}s"] + header + [url])
-        ticks = cpu_ticks(envoy.pid) - before
-        rps, total = parse_rps(out)
-        cpu_us = ticks / os.sysconf("SC_CLK_TCK") * 1e6 / max(total, 1)
-        lat = wrk(["-t1", "-c1", f"-d{max(2, SECONDS // 2)}s", "--latency"] + header + [url])
-        return {"rps": rps, "cpu_us": cpu_us, "p50_us": parse_latency(lat, 50), "p99_us": parse_latency(lat, 99)}
-    finally:
-        envoy.send_signal(signal.SIGTERM)
-        envoy.wait()
+        self.stop()
+        raise SystemExit(f"{kind}: Envoy did not answer 200 (see {self.log})")
+
+    def throughput(self, seconds):
+        wrk(["-t1", "-c32", "-d2s"] + self.header + [self.url])  # warm-up (and V8 tier-up)
+        before = cpu_ticks(self.proc.pid)
+        rps, total = parse_rps(wrk(["-t1", "-c32", f"-d{seconds}s"] + self.header + [self.url]))
+        ticks = cpu_ticks(self.proc.pid) - before
+        return {"rps": rps, "cpu_us": ticks / os.sysconf("SC_CLK_TCK") * 1e6 / max(total, 1)}
+
+    def latency(self, rate, seconds):
+        out = subprocess.run(taskset(1, [ARGS.load, "--rate", str(rate), "--duration", str(seconds), "--warmup", "1",
+                                         "--connections", "32", "--header", f"x-jit-grant: {self.token}", self.url]),
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            raise SystemExit(f"{self.kind}: load generator failed: {out.stderr.strip()}")
+        r = json.loads(out.stdout)
+        if r["non_200"]:
+            raise SystemExit(f"{self.kind}: {r['non_200']} non-200 answers at constant rate")
+        return {"p50_us": r["p50_us"], "p99_us": r["p99_us"], "p999_us": r["p999_us"],
+                "achieved_rps": r["achieved_rps"], "sustained": r["achieved_rps"] >= 0.95 * rate and r["errors"] == 0}
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait()
+
+
+def fmt(v, digits=0):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:,.{digits}f}"
+
+
+def criterion_estimates(path):
+    """Median ns per iteration of each Criterion benchmark under `path`."""
+    out = {}
+    if not path or not os.path.isdir(path):
+        return out
+    for name in sorted(os.listdir(path)):
+        est = os.path.join(path, name, "new", "estimates.json")
+        if os.path.exists(est):
+            e = json.load(open(est))
+            out[name] = e["median"]["point_estimate"]
+    return out
 
 
 def main():
@@ -163,53 +223,128 @@ def main():
     os.makedirs(workdir, exist_ok=True)
     token = grant()
     authz_port = free_port()
-    authz = subprocess.Popen(taskset(1, [AUTHZ, str(authz_port)]))
+    authz = subprocess.Popen(taskset(1, [ARGS.authz, str(authz_port)]))
     results = {k: [] for k in CONFIGS}
     try:
+        # The constant rate of the latency runs: half of what Envoy with no
+        # filter serves at most, as measured now on this machine.
+        e = Envoy("none", token, authz_port, workdir)
+        try:
+            calibration = e.throughput(max(3, SECONDS // 2))["rps"]
+        finally:
+            e.stop()
+        rate = round(calibration / 2)
+        print(f"  no-filter maximum {calibration:,.0f} req/s: latency measured at {rate:,} req/s", flush=True)
         for r in range(ROUNDS):
             for kind in (CONFIGS if r % 2 == 0 else list(reversed(CONFIGS))):
-                res = run_one(kind, token, authz_port, workdir)
+                e = Envoy(kind, token, authz_port, workdir)
+                try:
+                    res = e.throughput(SECONDS)
+                    res.update(e.latency(rate, LATENCY_SECONDS))
+                finally:
+                    e.stop()
                 results[kind].append(res)
-                print(f"  round {r + 1}/{ROUNDS} {kind:<10} {res['rps']:>10.0f} req/s  {res['cpu_us']:6.2f} us CPU/req  "
-                      f"p50 {res['p50_us']:.0f} us  p99 {res['p99_us']:.0f} us", flush=True)
+                print(f"  round {r + 1}/{ROUNDS} {kind:<10} {res['rps']:>8.0f} req/s {res['cpu_us']:6.2f} us CPU/req | "
+                      f"at {rate} req/s: p50 {res['p50_us']:.0f} us p99 {res['p99_us']:.0f} us"
+                      f"{'' if res['sustained'] else ' (not sustained)'}", flush=True)
     finally:
         authz.terminate()
-    med = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "cpu_us", "p50_us", "p99_us")} for k, v in results.items()}
-    base, jit, noop = med["none"]["rps"], med["jitgate"]["rps"], med["wasm-noop"]["rps"]
-    envoy_version = subprocess.run([ENVOY, "--version"], capture_output=True, text=True).stdout.strip().split("version:")[-1].strip()
+
+    metrics = ("rps", "cpu_us", "p50_us", "p99_us", "p999_us", "achieved_rps")
+    med = {k: {m: statistics.median(x[m] for x in v) for m in metrics} for k, v in results.items()}
+    for k, v in results.items():
+        med[k]["sustained"] = all(x["sustained"] for x in v)
+    envoy_version = subprocess.run([ARGS.envoy, "--version"], capture_output=True, text=True).stdout.strip().split("version:")[-1].strip()
     cpu_model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    lines = [f"# jitgate proxy benchmark, {date}", "",
-             f"Machine: {CPUS} CPUs, {cpu_model}; Envoy {envoy_version}; {ROUNDS} rounds x {SECONDS} s, medians.",
-             "Envoy: 1 worker on CPU 0; wrk and the ext_authz authorizer on CPU 1; direct-response route.",
-             "Latency: wrk -c1 --latency (closed loop, one connection).", "",
-             "| configuration | req/s | Envoy CPU us/req | p50 us | p99 us | vs no filter | vs jitgate |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    base = med.get("none", {}).get("rps")
+    jit = med.get("jitgate", {}).get("rps")
+    ladder = []
+    if {"wasm-noop", "wasm-read", "wasm-read-write", "jitgate"} <= set(CONFIGS):
+        cpu = {k: med[k]["cpu_us"] for k in ("none", "wasm-noop", "wasm-read", "wasm-read-write", "jitgate") if k in med}
+        steps = [("the Wasm runtime (empty filter over no filter)", "none", "wasm-noop"),
+                 ("reading the header map (1 host call + allocation callback)", "wasm-noop", "wasm-read"),
+                 ("1 header removed, 3 added (4 host calls)", "wasm-read", "wasm-read-write"),
+                 ("jitgate's own work in the VM (find, verify, match)", "wasm-read-write", "jitgate")]
+        ladder = [(name, cpu[b] - cpu[a]) for name, a, b in steps if a in cpu and b in cpu]
+    lines = [f"# jitgate benchmark, {date}", "",
+             f"Machine: {CPUS} CPUs, {cpu_model}, Linux {platform.release()}; Envoy {envoy_version}.",
+             f"Proxy: {ROUNDS} rounds x {SECONDS} s per configuration in alternating order, medians; 1 Envoy worker on CPU 0,",
+             "load generators and the ext_authz authorizer on CPU 1; direct-response route; grant "
+             f"{len(token)} bytes.",
+             f"Throughput: wrk -t1 -c32 (closed loop). Latency: constant {rate:,} req/s (half the no-filter maximum of "
+             f"{calibration:,.0f}) over 32 connections for {LATENCY_SECONDS} s, measured from each request's scheduled "
+             "time (bench/load; no coordinated omission).", "",
+             "| configuration | req/s | Envoy CPU us/req | p50 us | p99 us | p99.9 us | vs no filter | vs jitgate |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for k in CONFIGS:
         m = med[k]
-        lines.append(f"| {k} | {m['rps']:.0f} | {m['cpu_us']:.2f} | {m['p50_us']:.0f} | {m['p99_us']:.0f} | "
-                     f"{m['rps'] / base:.2f} | {m['rps'] / jit:.2f} |")
-    added_cpu = med["jitgate"]["cpu_us"] - med["wasm-noop"]["cpu_us"]
-    targets = [
-        ("jitgate >= 0.92 x empty Wasm filter (req/s)", jit / noop, jit / noop >= 0.92),
-        ("jitgate added Envoy CPU over empty Wasm <= 5 us/req", added_cpu, added_cpu <= 5),
-        ("jitgate >= 1.5 x jwt_authn (req/s)", jit / med["jwt_authn"]["rps"], jit / med["jwt_authn"]["rps"] >= 1.5),
-        ("jitgate >= 4 x ext_authz (req/s)", jit / med["ext_authz"]["rps"], jit / med["ext_authz"]["rps"] >= 4),
-        ("jitgate p99 added over empty Wasm < 20 us", med["jitgate"]["p99_us"] - med["wasm-noop"]["p99_us"],
-         med["jitgate"]["p99_us"] - med["wasm-noop"]["p99_us"] < 20),
-    ]
-    lines += ["", f"jitgate / no filter: {jit / base:.2f}", "", "| target | measured | holds |", "|---|---:|---|"]
-    for name, value, ok in targets:
-        lines.append(f"| {name} | {value:.2f} | {'yes' if ok else 'NO'} |")
+        lat = "" if m["sustained"] else f" (overloaded: {m['achieved_rps']:,.0f} of {rate:,} req/s served)"
+        lines.append(f"| {k} | {fmt(m['rps'])} | {fmt(m['cpu_us'], 2)} | {fmt(m['p50_us'])} | {fmt(m['p99_us'])}{lat} | "
+                     f"{fmt(m['p999_us'])} | {fmt(m['rps'] / base if base else None, 2)} | "
+                     f"{fmt(m['rps'] / jit if jit else None, 2)} |")
+
+    if ladder:
+        lines += ["", "Where jitgate's Envoy CPU per request goes (differences of the medians above):", "",
+                  "| step | us/req |", "|---|---:|"]
+        lines += [f"| {name} | {v:+.2f} |" for name, v in ladder]
+
+    targets = []
+
+    def target(name, value, holds, unit=""):
+        targets.append({"name": name, "value": value, "unit": unit, "holds": bool(holds)})
+
+    if {"jitgate", "wasm-noop"} <= set(CONFIGS):
+        noop = med["wasm-noop"]
+        target("jitgate throughput >= 0.92 x empty Wasm filter", jit / noop["rps"], jit / noop["rps"] >= 0.92, "x")
+        added = med["jitgate"]["cpu_us"] - noop["cpu_us"]
+        target("jitgate Envoy CPU over empty Wasm <= 5 us/req", added, added <= 5, "us")
+        added_p99 = med["jitgate"]["p99_us"] - noop["p99_us"]
+        target(f"jitgate p99 over empty Wasm < 20 us at {rate:,} req/s", added_p99,
+               added_p99 < 20 and med["jitgate"]["sustained"], "us")
+    if {"jitgate", "jwt_authn"} <= set(CONFIGS):
+        v = jit / med["jwt_authn"]["rps"]
+        target("jitgate throughput >= 1.5 x jwt_authn", v, v >= 1.5, "x")
+    if {"jitgate", "ext_authz"} <= set(CONFIGS):
+        v = jit / med["ext_authz"]["rps"]
+        target("jitgate throughput >= 4 x ext_authz", v, v >= 4, "x")
+    if base and jit:
+        lines += ["", f"jitgate / no filter: {jit / base:.2f} (throughput), "
+                      f"{med['none']['cpu_us'] / med['jitgate']['cpu_us']:.2f} (inverse CPU per request)."]
+
+    wasm_size = os.path.getsize(ARGS.jitgate_wasm)
+    target("release .wasm <= 300 KB", wasm_size / 1000, wasm_size <= 300_000, "KB")
+
+    crit = criterion_estimates(ARGS.criterion)
+    if crit:
+        lines += ["", "Native grant verification (Criterion, median ns per call):", "",
+                  "| benchmark | ns |", "|---|---:|"]
+        for name, ns in crit.items():
+            lines.append(f"| {name} | {ns:,.0f} |")
+        if "verify_400b" in crit:
+            target("native verify of a 400-byte grant < 2 us", crit["verify_400b"] / 1000, crit["verify_400b"] < 2000, "us")
+
+    control = json.load(open(ARGS.control)) if ARGS.control and os.path.exists(ARGS.control) else None
+    if control:
+        lines += ["", "Control service (bench/control):", ""]
+        lines += control.get("markdown", "").rstrip("\n").split("\n")
+        for t in control.get("targets", []):
+            target(t["name"], t["value"], t["holds"], t.get("unit", ""))
+
+    lines += ["", "| target | measured | holds |", "|---|---:|---|"]
+    for t in targets:
+        lines.append(f"| {t['name']} | {t['value']:,.2f} {t['unit']} | {'yes' if t['holds'] else 'NO'} |")
     text = "\n".join(lines) + "\n"
     print()
     print(text)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     out = os.path.join(ROOT, "bench", "results", stamp)
     open(out + ".md", "w").write(text)
-    json.dump({"date": date, "cpus": CPUS, "cpu_model": cpu_model, "envoy": envoy_version, "rounds": ROUNDS,
-               "seconds": SECONDS, "medians": med, "raw": results,
-               "targets": [{"name": n, "value": v, "holds": o} for n, v, o in targets]}, open(out + ".json", "w"), indent=2)
+    json.dump({"date": date, "cpus": CPUS, "cpu_model": cpu_model, "kernel": platform.release(), "envoy": envoy_version,
+               "rounds": ROUNDS, "seconds": SECONDS, "latency_seconds": LATENCY_SECONDS, "latency_rate": rate,
+               "no_filter_calibration_rps": calibration, "grant_bytes": len(token), "wasm_bytes": wasm_size,
+               "medians": med, "raw": results, "cpu_ladder_us": dict(ladder), "criterion_median_ns": crit, "control": control, "targets": targets},
+              open(out + ".json", "w"), indent=2)
     print(f"written: bench/results/{stamp}.md and .json")
 
 
