@@ -108,6 +108,11 @@ impl Control {
         );
     }
 
+    /// The process id, while it runs (for measuring its CPU time).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the process (`kill -9`).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

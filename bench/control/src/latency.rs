@@ -7,7 +7,8 @@
 //! - [`revoke_to_enforced`]: from sending the revocation until a run of
 //!   requests on fresh connections, spread over every worker, is all denied
 //!   with `grant_revoked` (the method of
-//!   `e2e/tests/control_loop.rs::revocation_is_enforced_at_every_worker_within_two_poll_intervals`).
+//!   `e2e/tests/control_loop.rs::revocation_is_enforced_at_every_worker_within_two_poll_intervals`),
+//!   each revocation sent at a random point of the poll interval.
 
 use std::time::{Duration, Instant};
 
@@ -104,14 +105,38 @@ pub async fn approve_to_usable(target: &Target, envoy_port: u16, reps: usize) ->
     Ok(Latencies::of(samples))
 }
 
+/// A pseudo-random pause in `[0, max)`: decorrelates each revocation from
+/// the filter's poll schedule. Without it every revocation would follow
+/// the previous one's enforcement (a poll) by the same few milliseconds,
+/// and each would wait almost a full interval: the worst case every time.
+fn random_pause(max: Duration, n: usize) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    // splitmix64 of the time and the round.
+    let mut z = u64::from(nanos) ^ ((n as u64) << 32);
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    let max_us = max.as_micros().max(1) as u64;
+    Duration::from_micros(z % max_us)
+}
+
 /// From sending the revocation until it is enforced at every worker,
-/// `reps` times.
-pub async fn revoke_to_enforced(target: &Target, envoy_port: u16, reps: usize) -> Result<Latencies, String> {
+/// `reps` times, each revocation at a random point of the poll interval
+/// `poll`.
+pub async fn revoke_to_enforced(
+    target: &Target,
+    envoy_port: u16,
+    reps: usize,
+    poll: Duration,
+) -> Result<Latencies, String> {
     let control = api::client();
     let envoy = fresh_connections();
     let body = api::new_request_body();
     let mut samples = Samples::default();
-    for _ in 0..reps {
+    for round in 0..reps {
         let id = api::create_request(&control, target, &body).await?;
         api::approve(&control, target, &id).await?;
         let (grant_id, token) = api::fetch_grant(&control, target, &id).await?;
@@ -119,6 +144,7 @@ pub async fn revoke_to_enforced(target: &Target, envoy_port: u16, reps: usize) -
         if status != 200 {
             return Err(format!("a fresh grant was refused through Envoy: {status} {code}"));
         }
+        tokio::time::sleep(random_pause(poll, round)).await;
         let sent = Instant::now();
         api::revoke(&control, target, &grant_id).await?;
         loop {

@@ -34,6 +34,19 @@ impl Window {
     }
 }
 
+/// Measures the CPU time process `pid` uses between `start` and `end`
+/// (ms), in a task of its own; `None` without a pid or `/proc`.
+fn cpu_between(pid: Option<u32>, start: Instant, end: Instant) -> tokio::task::JoinHandle<Option<f64>> {
+    tokio::spawn(async move {
+        let pid = pid?;
+        tokio::time::sleep_until(start.into()).await;
+        let before = crate::stats::cpu_time(pid)?;
+        tokio::time::sleep_until(end.into()).await;
+        let after = crate::stats::cpu_time(pid)?;
+        Some(crate::stats::ms(after.saturating_sub(before)))
+    })
+}
+
 /// Errors seen by the clients: how many, and the first one.
 #[derive(Debug, Default, Clone)]
 pub struct Errors {
@@ -70,6 +83,8 @@ pub struct Cycles {
     pub p99_ms: f64,
     /// Failed calls (warm-up included).
     pub errors: Errors,
+    /// CPU time the control service used per cycle in the window (ms).
+    pub cpu_ms_per_cycle: Option<f64>,
     /// The id of one request approved during the run (its grant makes the
     /// ingest events realistic).
     pub sample: Option<String>,
@@ -77,8 +92,9 @@ pub struct Cycles {
 
 /// `clients` concurrent clients, each on its own keep-alive connection,
 /// looping create-then-approve.
-pub async fn cycles(target: &Target, clients: usize, window: Window) -> Cycles {
+pub async fn cycles(target: &Target, clients: usize, window: Window, pid: Option<u32>) -> Cycles {
     let (start, end) = window.starting_now();
+    let cpu = cpu_between(pid, start, end);
     let body = api::new_request_body();
     let mut tasks = Vec::new();
     for _ in 0..clients {
@@ -130,7 +146,11 @@ pub async fn cycles(target: &Target, clients: usize, window: Window) -> Cycles {
         }
     }
     latencies.sort();
+    let cpu_ms = cpu.await.ok().flatten();
     Cycles {
+        cpu_ms_per_cycle: cpu_ms
+            .filter(|_| !latencies.is_empty())
+            .map(|c| c / latencies.len() as f64),
         per_second: latencies.len() as f64 / window.duration.as_secs_f64(),
         completed: latencies.len(),
         p50_ms: latencies.median_ms(),
@@ -153,6 +173,8 @@ pub struct Ingest {
     pub chain_intact: bool,
     /// Records the verification checked.
     pub chain_records: i64,
+    /// CPU time the control service used per 1000 events in the window (ms).
+    pub cpu_ms_per_1000_events: Option<f64>,
     /// How long the verification took (ms).
     pub verify_ms: f64,
     /// Median batch latency (ms).
@@ -200,10 +222,12 @@ pub async fn ingest(
     window: Window,
     request_id: &str,
     grant_id: &str,
+    pid: Option<u32>,
 ) -> Result<Ingest, String> {
     let http = api::client();
     let (_, before) = api::verify(&http, target).await?;
     let (start, end) = window.starting_now();
+    let cpu = cpu_between(pid, start, end);
     let mut tasks = Vec::new();
     for sender in 0..senders {
         let target = target.clone();
@@ -254,6 +278,7 @@ pub async fn ingest(
         errors.merge(e);
     }
     latencies.sort();
+    let cpu_ms = cpu.await.ok().flatten();
     let verify_started = Instant::now();
     let (chain_intact, after) = api::verify(&http, target).await?;
     let verify_ms = crate::stats::ms(verify_started.elapsed());
@@ -264,6 +289,7 @@ pub async fn ingest(
         chain_intact,
         chain_records: after,
         verify_ms,
+        cpu_ms_per_1000_events: cpu_ms.filter(|_| in_window > 0).map(|c| c * 1000.0 / in_window as f64),
         batch_p50_ms: latencies.median_ms(),
         batch_p99_ms: latencies.percentile_ms(0.99),
         errors,

@@ -172,13 +172,12 @@ fn control_binary(args: &Args) -> Result<PathBuf, String> {
         .clone()
         .or_else(|| std::env::var_os("JITGATE_CONTROL_BIN").map(PathBuf::from))
         .unwrap_or_else(|| jitgate_e2e::target_dir().join("release/jitgate"));
-    if !path.exists() {
-        return Err(format!(
-            "{} is missing: build it with cargo build --release -p jitgate-control",
+    std::fs::canonicalize(&path).map_err(|e| {
+        format!(
+            "{}: {e}: build it with cargo build --release -p jitgate-control",
             path.display()
-        ));
-    }
-    Ok(path)
+        )
+    })
 }
 
 /// The control configuration for a database URL (the development
@@ -202,12 +201,15 @@ fn measure(args: &Args, rt: &tokio::runtime::Runtime, control: &Control, run: &m
     };
 
     eprintln!("[{}] request+approve cycles: {} clients", run.backend, args.clients);
-    let cycles = rt.block_on(load::cycles(&target, args.clients, window));
+    let cycles = rt.block_on(load::cycles(&target, args.clients, window, control.pid()));
     run.figure("cycles_per_second", cycles.per_second, "cycles/s");
     run.figure("cycle_p50", cycles.p50_ms, "ms");
     run.figure("cycle_p99", cycles.p99_ms, "ms");
     run.figure("cycles_completed", cycles.completed as f64, "cycles");
     run.figure("cycle_errors", cycles.errors.count as f64, "calls");
+    if let Some(cpu) = cycles.cpu_ms_per_cycle {
+        run.figure("control_cpu_per_cycle", cpu, "ms");
+    }
     if let Some(e) = &cycles.errors.first {
         run.notes
             .push(format!("{} failed cycle calls; first: {e}", cycles.errors.count));
@@ -233,6 +235,7 @@ fn measure(args: &Args, rt: &tokio::runtime::Runtime, control: &Control, run: &m
                 window,
                 &request_id,
                 &grant_id,
+                control.pid(),
             )) {
                 Ok(i) => {
                     run.figure("ingest_events_per_second", i.per_second, "events/s");
@@ -244,6 +247,9 @@ fn measure(args: &Args, rt: &tokio::runtime::Runtime, control: &Control, run: &m
                     run.figure("audit_chain_intact", f64::from(u8::from(i.chain_intact)), "bool");
                     run.figure("audit_chain_records", i.chain_records as f64, "records");
                     run.figure("audit_verify_time", i.verify_ms, "ms");
+                    if let Some(cpu) = i.cpu_ms_per_1000_events {
+                        run.figure("control_cpu_per_1000_events", cpu, "ms");
+                    }
                     if i.stored != i.acknowledged as i64 {
                         run.notes.push(format!(
                             "MISMATCH: {} events acknowledged but the chain grew by {}",
@@ -284,7 +290,12 @@ fn measure(args: &Args, rt: &tokio::runtime::Runtime, control: &Control, run: &m
         }
         Err(e) => run.notes.push(format!("approve-to-usable failed: {e}")),
     }
-    match rt.block_on(latency::revoke_to_enforced(&target, envoy.port, args.revoke_reps)) {
+    match rt.block_on(latency::revoke_to_enforced(
+        &target,
+        envoy.port,
+        args.revoke_reps,
+        Duration::from_millis(FILTER_DEFAULT_POLL_MS),
+    )) {
         Ok(l) => {
             run.figure("revoke_to_enforced_repetitions", l.repetitions as f64, "repetitions");
             run.figure("revoke_to_enforced_median", l.median_ms, "ms");
@@ -425,6 +436,12 @@ fn print_table(args: &Args, run: &BackendRun) {
         if run.get("audit_chain_intact") == Some(1.0) { "intact" } else { "NOT verified" },
         show(run, "audit_chain_records", 0),
         show(run, "audit_verify_time", 0),
+    );
+    println!(
+        "control service CPU: {} ms per cycle, {} ms per 1000 events ingested (of {} cores, shared with the clients)",
+        show(run, "control_cpu_per_cycle", 3),
+        show(run, "control_cpu_per_1000_events", 1),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     for t in &run.targets {
         println!(

@@ -23,6 +23,11 @@ impl Samples {
         self.0.len()
     }
 
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Sorts the measurements (needed before [`Samples::percentile_ms`]).
     pub fn sort(&mut self) {
         self.0.sort_unstable();
@@ -48,6 +53,18 @@ impl Samples {
     pub fn max_ms(&self) -> f64 {
         self.0.last().copied().map_or(0.0, ms)
     }
+}
+
+/// CPU time (user + system) a process has used so far, from
+/// `/proc/<pid>/stat`; `None` where that is not readable.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold
+    // spaces: state is the first, utime the 12th, stime the 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // The kernel reports USER_HZ ticks, 100 per second on Linux.
+    Some(Duration::from_millis(ticks * 10))
 }
 
 /// A duration in (fractional) milliseconds.
