@@ -133,8 +133,10 @@ struct Figure {
 struct TargetCheck {
     /// What is required, e.g. `SQLite request+approve cycles >= 1000/s`.
     name: String,
-    /// The measured value, with its unit.
-    value: String,
+    /// The measured value.
+    value: f64,
+    /// Its unit.
+    unit: String,
     /// Whether it holds.
     holds: bool,
 }
@@ -317,14 +319,16 @@ fn check_targets(run: &mut BackendRun) {
     if let (true, Some(v)) = (sqlite, run.get("cycles_per_second")) {
         run.targets.push(TargetCheck {
             name: format!("SQLite request+approve cycles >= {TARGET_CYCLES_PER_S}/s"),
-            value: format!("{v:.0} cycles/s"),
+            value: v,
+            unit: "cycles/s".into(),
             holds: v >= TARGET_CYCLES_PER_S,
         });
     }
     if let (true, Some(v)) = (sqlite, run.get("ingest_events_per_second")) {
         run.targets.push(TargetCheck {
             name: format!("SQLite audit ingest >= {TARGET_EVENTS_PER_S}/s"),
-            value: format!("{v:.0} events/s"),
+            value: v,
+            unit: "events/s".into(),
             holds: v >= TARGET_EVENTS_PER_S,
         });
     }
@@ -332,8 +336,9 @@ fn check_targets(run: &mut BackendRun) {
         let intact = run.get("audit_chain_intact") == Some(1.0);
         run.targets.push(TargetCheck {
             name: format!("{}: every acknowledged event stored, chain intact", run.backend),
-            value: format!(
-                "{a} acknowledged, {s} stored, chain {}",
+            value: s,
+            unit: format!(
+                "events stored of {a} acknowledged, chain {}",
                 if intact { "intact" } else { "BROKEN" }
             ),
             holds: a == s && intact,
@@ -342,7 +347,8 @@ fn check_targets(run: &mut BackendRun) {
     if let Some(v) = run.get("revoke_to_enforced_worst") {
         run.targets.push(TargetCheck {
             name: format!("{}: revoke-to-enforced worst < {TARGET_REVOKE_MS} ms", run.backend),
-            value: format!("{v:.0} ms"),
+            value: v,
+            unit: "ms".into(),
             holds: v < TARGET_REVOKE_MS,
         });
     }
@@ -445,15 +451,104 @@ fn print_table(args: &Args, run: &BackendRun) {
     );
     for t in &run.targets {
         println!(
-            "target {}: {} ({})",
+            "target {}: {} ({:.0} {})",
             if t.holds { "holds" } else { "MISSED" },
             t.name,
-            t.value
+            t.value,
+            t.unit
         );
     }
     for n in &run.notes {
         println!("note: {n}");
     }
+}
+
+/// A Markdown table of every backend's figures, one column per backend
+/// (for the results file `bench/run.py` writes).
+fn markdown(args: &Args, runs: &[BackendRun]) -> String {
+    let pair = |r: &BackendRun, a: &str, b: &str, digits: usize| {
+        if r.skipped.is_some() {
+            "skipped".to_owned()
+        } else {
+            format!("{} / {}", show(r, a, digits), show(r, b, digits))
+        }
+    };
+    let one = |r: &BackendRun, a: &str, digits: usize| {
+        if r.skipped.is_some() {
+            "skipped".to_owned()
+        } else {
+            show(r, a, digits)
+        }
+    };
+    let mut rows: Vec<(String, Vec<String>)> = vec![
+        (
+            format!("request+approve cycles/s ({} clients)", args.clients),
+            runs.iter().map(|r| one(r, "cycles_per_second", 0)).collect(),
+        ),
+        (
+            "cycle latency p50 / p99 (ms)".into(),
+            runs.iter().map(|r| pair(r, "cycle_p50", "cycle_p99", 1)).collect(),
+        ),
+        (
+            "control CPU per cycle (ms)".into(),
+            runs.iter().map(|r| one(r, "control_cpu_per_cycle", 2)).collect(),
+        ),
+        (
+            format!(
+                "audit ingest events/s ({} senders, batches of {})",
+                args.senders, args.batch
+            ),
+            runs.iter().map(|r| one(r, "ingest_events_per_second", 0)).collect(),
+        ),
+        (
+            "batch latency p50 / p99 (ms)".into(),
+            runs.iter()
+                .map(|r| pair(r, "ingest_batch_p50", "ingest_batch_p99", 1))
+                .collect(),
+        ),
+        (
+            "control CPU per 1000 events (ms)".into(),
+            runs.iter().map(|r| one(r, "control_cpu_per_1000_events", 1)).collect(),
+        ),
+        (
+            "events acknowledged / stored".into(),
+            runs.iter()
+                .map(|r| pair(r, "ingest_acknowledged", "ingest_stored", 0))
+                .collect(),
+        ),
+        (
+            "audit chain verified: records / ms".into(),
+            runs.iter()
+                .map(|r| pair(r, "audit_chain_records", "audit_verify_time", 0))
+                .collect(),
+        ),
+    ];
+    if !args.skip_envoy {
+        rows.push((
+            format!("approve-to-usable median / worst (ms, {}x)", args.usable_reps),
+            runs.iter()
+                .map(|r| pair(r, "approve_to_usable_median", "approve_to_usable_worst", 1))
+                .collect(),
+        ));
+        rows.push((
+            format!(
+                "revoke-to-enforced median / worst (ms, {}x, {ENVOY_WORKERS} workers, {FILTER_DEFAULT_POLL_MS} ms poll)",
+                args.revoke_reps
+            ),
+            runs.iter()
+                .map(|r| pair(r, "revoke_to_enforced_median", "revoke_to_enforced_worst", 0))
+                .collect(),
+        ));
+    }
+    let mut out = format!(
+        "| measurement | {} |\n|---|{}\n",
+        runs.iter().map(|r| r.backend).collect::<Vec<_>>().join(" | "),
+        "---:|".repeat(runs.len())
+    );
+    for (name, cells) in rows {
+        out.push_str(&format!("| {name} | {} |\n", cells.join(" | ")));
+    }
+    out
 }
 
 /// `YYYY-MM-DD HH:MM UTC` for a Unix time (the format of
@@ -491,7 +586,7 @@ fn to_json(args: &Args, control_bin: &std::path::Path, date: &str, runs: &[Backe
     let targets: Vec<Value> = runs
         .iter()
         .flat_map(|r| &r.targets)
-        .map(|t| json!({"name": t.name, "value": t.value, "holds": t.holds}))
+        .map(|t| json!({"name": t.name, "value": t.value, "unit": t.unit, "holds": t.holds}))
         .collect();
     let skipped: Vec<Value> = runs
         .iter()
@@ -525,6 +620,7 @@ fn to_json(args: &Args, control_bin: &std::path::Path, date: &str, runs: &[Backe
             "client_threads": args.client_threads,
             "skip_envoy": args.skip_envoy,
         },
+        "markdown": markdown(args, runs),
         "figures": figures,
         "targets": targets,
         "skipped": skipped,
