@@ -176,7 +176,7 @@ class Envoy:
         raise SystemExit(f"{kind}: Envoy did not answer 200 (see {self.log})")
 
     def throughput(self, seconds):
-        wrk(["-t1", "-c32", "-d2s"] + self.header + [self.url])  # warm-up (and V8 tier-up)
+        wrk(["-t1", "-c32", "-d1s"] + self.header + [self.url])  # warm-up (and V8 tier-up)
         before = cpu_ticks(self.proc.pid)
         rps, total = parse_rps(wrk(["-t1", "-c32", f"-d{seconds}s"] + self.header + [self.url]))
         ticks = cpu_ticks(self.proc.pid) - before
