@@ -183,7 +183,7 @@ class Envoy:
         return {"rps": rps, "cpu_us": ticks / os.sysconf("SC_CLK_TCK") * 1e6 / max(total, 1)}
 
     def latency(self, rate, seconds):
-        out = subprocess.run(taskset(1, [ARGS.load, "--rate", str(rate), "--duration", str(seconds), "--warmup", "1",
+        out = subprocess.run(taskset(1, [ARGS.load, "--rate", str(rate), "--duration", str(seconds), "--warmup", "0.5",
                                          "--connections", "32", "--header", f"x-jit-grant: {self.token}", self.url]),
                              capture_output=True, text=True)
         if out.returncode != 0:
