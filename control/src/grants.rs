@@ -93,6 +93,9 @@ pub async fn mint(app: &App, conn: &mut AnyConnection, row: &RequestRow, now_ms:
         scope: row.scope.iter().cloned().map(Into::into).collect(),
         src: row.source_cidrs.clone(),
         req: Some(row.id.clone()),
+        // Device binding waits for the control service to learn which
+        // proxies check `cnf` (spec 1.1): until then no grant is bound.
+        cnf: None,
     };
     let token = grant::mint(&claims, &app.cfg.signing_key)
         .map_err(|e| ApiError::Invalid(e.code(), format!("the grant cannot be minted: {e}")))?;

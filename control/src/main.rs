@@ -196,8 +196,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             command: GrantCommand::Check { file },
         } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-            let cases: grant_check::CaseFile =
-                serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
+            let cases = vectors::VectorFile::parse(&text).with_context(|| format!("parsing {}", file.display()))?;
             for (name, code) in grant_check::check(&cases)? {
                 println!("{name}: {code}");
             }

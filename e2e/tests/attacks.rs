@@ -62,6 +62,7 @@ fn valid() -> String {
             scope: vec![ScopeRule::new(&["GET"], &["/v1/invoices/*"])],
             src: None,
             req: None,
+            cnf: None,
         },
         &SigningKey::from_base64url("k1", K1).unwrap(),
     )

@@ -43,6 +43,7 @@ fn grant_at(kid: &str, secret: &str, jti: &str, issued: u64, ttl: u64) -> String
             scope: vec![ScopeRule::new(&["GET"], &["/v1/invoices/*"])],
             src: None,
             req: None,
+            cnf: None,
         },
         &SigningKey::from_base64url(kid, secret).unwrap(),
     )

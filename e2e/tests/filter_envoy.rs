@@ -41,6 +41,7 @@ fn claims() -> GrantClaims {
         ],
         src: None,
         req: Some("r-e2e-1".into()),
+        cnf: None,
     }
 }
 

@@ -23,6 +23,9 @@ impl RequestHost for NoHost {
     fn peer_uri_san(&self) -> Option<Vec<u8>> {
         None
     }
+    fn peer_certificate_sha256(&self) -> Option<[u8; 32]> {
+        None
+    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -43,6 +46,7 @@ fn bench(c: &mut Criterion) {
             scope: vec![ScopeRule::new(&["GET", "HEAD"], &["/v1/invoices/*", "/v1/reports/**"])],
             src: None,
             req: Some("01J9Z8JZ4F2W6M8Q0R3T5V7X9A".into()),
+            cnf: None,
         },
         &SigningKey::from_base64url("k1", KEY).unwrap(),
     )

@@ -105,6 +105,7 @@ mod tests {
                 scope: vec![ScopeRule::new(&["GET"], &["/**"])],
                 src: None,
                 req: None,
+                cnf: None,
             },
             &key,
         )

@@ -9,8 +9,9 @@ use core::net::IpAddr;
 use std::borrow::Cow;
 use std::rc::Rc;
 
-use grant::{check_request, Identity, Outcome, Request, VerifiedGrant};
+use grant::{check_request, decide_checked, GrantVerifier, Identity, Outcome, Peer, Request, VerifiedGrant, Verifier};
 
+use crate::cache::GrantCache;
 use crate::config::{FilterConfig, IdentitySource, Mode, Unmatched};
 use crate::headers::HeaderMap;
 use crate::jsonw;
@@ -27,6 +28,55 @@ pub trait RequestHost {
     fn source_address(&self) -> Option<IpAddr>;
     /// The URI SAN of the client's mTLS certificate.
     fn peer_uri_san(&self) -> Option<Vec<u8>>;
+    /// The SHA-256 digest of the client's mTLS certificate (DER), for
+    /// grants bound to it (`cnf`).
+    fn peer_certificate_sha256(&self) -> Option<[u8; 32]>;
+}
+
+/// The connection facts `grant` asks for, read from the host only when a
+/// grant needs them (each is a host call).
+struct HostPeer<'h>(&'h dyn RequestHost);
+
+impl Peer for HostPeer<'_> {
+    fn source(&self) -> Option<IpAddr> {
+        self.0.source_address()
+    }
+
+    fn client_cert(&self) -> Option<[u8; 32]> {
+        self.0.peer_certificate_sha256()
+    }
+}
+
+/// Parses the host's SHA-256 digest of the peer certificate (Envoy's
+/// `connection.sha256_peer_certificate_digest`: 64 hex digits, either case).
+/// `None` for anything else, which a bound grant then refuses.
+pub fn parse_certificate_digest(hex: &[u8]) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let nibble = |b: u8| char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        let [hi, lo] = pair else { return None };
+        *byte = (nibble(*hi)? << 4) | nibble(*lo)?;
+    }
+    Some(out)
+}
+
+/// The worker's grant cache in front of the configured verifier, so that
+/// `grant::decide_checked` (and with it the spec's order of checks) decides
+/// every request, cached or not.
+struct Cached<'a> {
+    cache: &'a GrantCache,
+    verifier: &'a Verifier,
+}
+
+impl GrantVerifier for Cached<'_> {
+    type Grant = Rc<VerifiedGrant>;
+
+    fn verify_grant(&self, token: &[u8], now: u64) -> Result<Rc<VerifiedGrant>, Outcome> {
+        self.cache.verify(self.verifier, token, now)
+    }
 }
 
 /// What the filter decided, beyond the grant outcomes of the spec.
@@ -210,20 +260,13 @@ pub fn evaluate(
             }
         }
     };
-    let check = |grant: &VerifiedGrant| {
-        let source = if grant.has_source_restriction() {
-            host.source_address()
-        } else {
-            None
-        };
-        let request = Request {
-            method,
-            path,
-            resource: resource_id,
-            source,
-            identity,
-        };
-        check_request(grant, method, checked_path, &request, &live.revoked)
+    let peer = HostPeer(host);
+    let request = Request {
+        method,
+        path,
+        resource: resource_id,
+        identity,
+        peer: &peer,
     };
 
     let (token, in_auth) = match find_grant(cfg, headers) {
@@ -231,40 +274,48 @@ pub fn evaluate(
         Found::One {
             token,
             in_authorization,
-        } => (token, in_authorization),
-        Found::None => {
-            let Identity::Value(caller) = identity else {
-                return done(Verdict::Grant(Outcome::GrantMissing), None, false);
-            };
-            if !cfg.identity_aware {
-                return done(Verdict::Grant(Outcome::GrantMissing), None, false);
+        } => (Some(token), in_authorization),
+        Found::None => match identity {
+            Identity::Value(caller) if cfg.identity_aware => {
+                return identity_aware(cfg, caller, checked_path, &request, now, live).map_or_else(
+                    || done(Verdict::Grant(Outcome::GrantMissing), None, false),
+                    |(outcome, grant)| done(Verdict::Grant(outcome), Some(grant), false),
+                );
             }
-            // Identity-aware mode: the newest synced grant of this caller for
-            // this resource that allows the request; otherwise the newest
-            // one's reason for refusing.
-            let mut first_refusal = None;
-            for grant in live.grants.lookup(caller, resource_id) {
-                let outcome = match cfg.verifier.check_time(grant, now) {
-                    Ok(()) => check(grant),
-                    Err(outcome) => outcome,
-                };
-                if outcome == Outcome::Allowed {
-                    return done(Verdict::Grant(outcome), Some(Rc::new(grant.clone())), false);
-                }
-                first_refusal.get_or_insert((outcome, grant));
-            }
-            return match first_refusal {
-                Some((outcome, grant)) => done(Verdict::Grant(outcome), Some(Rc::new(grant.clone())), false),
-                None => done(Verdict::Grant(Outcome::GrantMissing), None, false),
-            };
+            _ => (None, false),
+        },
+    };
+    let cached = Cached {
+        cache: &live.cache,
+        verifier: &cfg.verifier,
+    };
+    let decision = decide_checked(&cached, token, checked_path, &request, now, &live.revoked);
+    done(Verdict::Grant(decision.outcome), decision.grant, in_auth)
+}
+
+/// Identity-aware mode, no grant sent: the newest synced grant of this
+/// caller for this resource that allows the request; otherwise the newest
+/// one's reason for refusing; `None` when the caller holds no grant here.
+fn identity_aware(
+    cfg: &FilterConfig,
+    caller: &[u8],
+    path: grant::CheckedPath<'_>,
+    request: &Request<'_>,
+    now: u64,
+    live: &Live,
+) -> Option<(Outcome, Rc<VerifiedGrant>)> {
+    let mut first_refusal = None;
+    for grant in live.grants.lookup(caller, request.resource) {
+        let outcome = match cfg.verifier.check_time(grant, now) {
+            Ok(()) => check_request(grant, path, request, &live.revoked),
+            Err(outcome) => outcome,
+        };
+        if outcome == Outcome::Allowed {
+            return Some((outcome, Rc::new(grant.clone())));
         }
-    };
-    let grant = match live.cache.verify(&cfg.verifier, token, now) {
-        Ok(grant) => grant,
-        Err(outcome) => return done(Verdict::Grant(outcome), None, in_auth),
-    };
-    let outcome = check(&grant);
-    done(Verdict::Grant(outcome), Some(grant), in_auth)
+        first_refusal.get_or_insert((outcome, grant));
+    }
+    first_refusal.map(|(outcome, grant)| (outcome, Rc::new(grant.clone())))
 }
 
 /// What the glue must do with the request. A forward plan borrows the
@@ -396,6 +447,7 @@ mod tests {
     struct Host {
         source: Option<IpAddr>,
         san: Option<Vec<u8>>,
+        cert: Option<[u8; 32]>,
     }
 
     impl RequestHost for Host {
@@ -405,11 +457,15 @@ mod tests {
         fn peer_uri_san(&self) -> Option<Vec<u8>> {
             self.san.clone()
         }
+        fn peer_certificate_sha256(&self) -> Option<[u8; 32]> {
+            self.cert
+        }
     }
 
     const HOST: Host = Host {
         source: None,
         san: None,
+        cert: None,
     };
 
     fn cfg(extra: &str) -> FilterConfig {
@@ -424,22 +480,23 @@ mod tests {
 
     fn token(sub: &str, src: Option<Vec<String>>) -> String {
         let key = SigningKey::from_base64url("k1", KEY).unwrap();
-        mint(
-            &GrantClaims {
-                iss: "jit-control".into(),
-                sub: sub.into(),
-                aud: "payments-api".into(),
-                jti: "g-1".into(),
-                iat: NOW - 10,
-                nbf: NOW - 10,
-                exp: NOW + 600,
-                scope: vec![ScopeRule::new(&["GET"], &["/v1/invoices/*"])],
-                src,
-                req: Some("r-1".into()),
-            },
-            &key,
-        )
-        .unwrap()
+        mint(&claims(sub, src), &key).unwrap()
+    }
+
+    fn claims(sub: &str, src: Option<Vec<String>>) -> GrantClaims {
+        GrantClaims {
+            iss: "jit-control".into(),
+            sub: sub.into(),
+            aud: "payments-api".into(),
+            jti: "g-1".into(),
+            iat: NOW - 10,
+            nbf: NOW - 10,
+            exp: NOW + 600,
+            scope: vec![ScopeRule::new(&["GET"], &["/v1/invoices/*"])],
+            src,
+            req: Some("r-1".into()),
+            cnf: None,
+        }
     }
 
     fn request(path: &str, extra: &[(&str, &str)]) -> HeaderMap {
@@ -573,8 +630,8 @@ mod tests {
         let t = token("spiffe://corp/alice", None);
         let h = request("/v1/invoices/7", &[("x-jit-grant", &t)]);
         let host = Host {
-            source: None,
             san: Some(b"spiffe://corp/alice".to_vec()),
+            ..HOST
         };
         assert_eq!(
             evaluate(&c, &h, &host, NOW * 1000, &Live::default()).verdict,
@@ -594,7 +651,7 @@ mod tests {
         assert_eq!(verdict(&c, &h), Verdict::Grant(Outcome::SourceNotAllowed));
         let inside = Host {
             source: Some("10.2.3.4".parse().unwrap()),
-            san: None,
+            ..HOST
         };
         assert_eq!(
             evaluate(&c, &h, &inside, NOW * 1000, &Live::default()).verdict,
@@ -641,6 +698,44 @@ mod tests {
                 add: vec![]
             }
         );
+    }
+
+    #[test]
+    fn certificate_digests_parse_only_as_64_hex_digits() {
+        let hex = "4d3048eaf9a5b2a39ef027bdb5809a249ba250d4d384038e5c02430d5bbe646e";
+        let digest = parse_certificate_digest(hex.as_bytes()).unwrap();
+        assert_eq!(digest[0], 0x4d);
+        assert_eq!(digest[31], 0x6e);
+        assert_eq!(parse_certificate_digest(hex.to_uppercase().as_bytes()), Some(digest));
+        for bad in [
+            "",
+            &hex[2..],
+            &format!("{hex}00"),
+            &hex.replace('4', "g"),
+            &hex.replace("4d", "+d"),
+        ] {
+            assert_eq!(parse_certificate_digest(bad.as_bytes()), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_device_bound_grant_needs_the_certificate_it_names() {
+        let c = cfg("");
+        let key = SigningKey::from_base64url("k1", KEY).unwrap();
+        let bound = [7u8; 32];
+        let t = mint(
+            &GrantClaims {
+                cnf: Some(bound),
+                ..claims("alice", None)
+            },
+            &key,
+        )
+        .unwrap();
+        let h = request("/v1/invoices/7", &[("x-jit-grant", &t)]);
+        let with = |cert| evaluate(&c, &h, &Host { cert, ..HOST }, NOW * 1000, &Live::default()).verdict;
+        assert_eq!(with(Some(bound)), Verdict::Grant(Outcome::Allowed));
+        assert_eq!(with(Some([8u8; 32])), Verdict::Grant(Outcome::DeviceMismatch));
+        assert_eq!(with(None), Verdict::Grant(Outcome::DeviceMismatch));
     }
 
     #[test]

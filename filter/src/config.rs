@@ -362,7 +362,7 @@ pub fn parse(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
     }
     // The grant dialect's rules suit configuration too: one UTF-8 JSON
     // object, no duplicate names (which one would win?), bounded depth.
-    json::validate_object(bytes).map_err(|_| {
+    let bytes = json::validate_object(bytes).map_err(|_| {
         ConfigError::new(
             "(root)",
             "must be one JSON object in UTF-8, with no repeated member names and at most 16 levels of nesting",
@@ -612,7 +612,9 @@ fn resource(i: usize, value: Value, earlier: &[Resource]) -> Result<Resource, Co
     };
     let trimmed = prefix.trim_end_matches('/');
     let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
-    if !prefix.starts_with('/') || grant::path::check_request_path(trimmed.as_bytes()) != Ok(trimmed.as_bytes()) {
+    if !prefix.starts_with('/')
+        || grant::path::check_request_path(trimmed.as_bytes()).map(|p| p.as_bytes()) != Ok(trimmed.as_bytes())
+    {
         return Err(ConfigError::new(
             field("path_prefix"),
             "must be a plain path starting with '/'",

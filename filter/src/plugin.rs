@@ -540,6 +540,15 @@ impl RequestHost for Request {
             .ok()
             .flatten()
     }
+
+    fn peer_certificate_sha256(&self) -> Option<[u8; 32]> {
+        // Envoy gives the digest of the peer certificate as 64 hex digits;
+        // anything else is no certificate, so a bound grant is refused.
+        let hex = hostcalls::get_property(vec!["connection", "sha256_peer_certificate_digest"])
+            .ok()
+            .flatten()?;
+        crate::check::parse_certificate_digest(&hex)
+    }
 }
 
 impl Request {

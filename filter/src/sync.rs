@@ -187,7 +187,7 @@ fn decode_str(raw: &[u8]) -> String {
 }
 
 fn object<'a>(body: &'a [u8]) -> Result<Cursor<'a>, SyncError> {
-    json::validate_object(body).map_err(|_| SyncError("response is not a JSON object"))?;
+    let body = json::validate_object(body).map_err(|_| SyncError("response is not a JSON object"))?;
     let mut c = Cursor::new(body);
     match c.token() {
         Some(Token::Object) => Ok(c),

@@ -16,6 +16,9 @@ impl RequestHost for NoHost {
     fn peer_uri_san(&self) -> Option<Vec<u8>> {
         None
     }
+    fn peer_certificate_sha256(&self) -> Option<[u8; 32]> {
+        None
+    }
 }
 
 const CONFIG: &str = r#"{"issuer":"jit-control","keys":{"k1":"AaJjqsgdCNs5ZNQycUgeL_QbOX0xYMHMY7_8lj5ZJIs"},"accept_bearer":true,"resources":[{"id":"payments-api","path_prefix":"/v1"}]}"#;

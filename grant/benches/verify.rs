@@ -6,7 +6,9 @@
 //! the access-request id), so the cost per byte shows as well.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use grant::{decide, mint, GrantClaims, Identity, KeySet, NoRevocations, Request, ScopeRule, SigningKey, Verifier};
+use grant::{
+    decide, mint, GrantClaims, Identity, KeySet, KnownPeer, NoRevocations, Request, ScopeRule, SigningKey, Verifier,
+};
 use std::hint::black_box;
 
 const NOW: u64 = 1_780_000_100;
@@ -23,6 +25,7 @@ fn claims(sub: String, scope: Vec<ScopeRule>, req: Option<String>) -> GrantClaim
         scope,
         src: None,
         req,
+        cnf: None,
     }
 }
 
@@ -61,8 +64,8 @@ fn bench(c: &mut Criterion) {
         method: b"GET",
         path: b"/v1/invoices/INV-9?expand=lines",
         resource: "payments-api",
-        source: None,
         identity: Identity::NotConfigured,
+        peer: &KnownPeer::default(),
     };
     for (name, token) in [("400b", grant_400(&key)), ("realistic", grant_realistic(&key))] {
         eprintln!("grant {name}: {} bytes", token.len());

@@ -1,4 +1,4 @@
-//! The jitgate grant token, version 1: mint and verify, scope and path
+//! The jitgate grant token, version 1.1: mint and verify, scope and path
 //! matching.
 //!
 //! This crate is the contract between the control service (which mints a
@@ -8,14 +8,14 @@
 //! (the time is a parameter) and never panics on any input.
 //!
 //! ```
-//! use grant::{decide, mint, GrantClaims, Identity, KeySet, NoRevocations, Outcome, Request, ScopeRule, SigningKey, Verifier};
+//! use grant::{decide, mint, GrantClaims, Identity, KeySet, KnownPeer, NoRevocations, Outcome, Request, ScopeRule, SigningKey, Verifier};
 //!
 //! let key = SigningKey::new("k1", &[7; 32]).unwrap();
 //! let claims = GrantClaims {
 //!     iss: "jit-control".into(), sub: "alice".into(), aud: "payments-api".into(),
 //!     jti: "g-1".into(), iat: 1000, nbf: 1000, exp: 1900,
 //!     scope: vec![ScopeRule::new(&["GET"], &["/v1/invoices/*"])],
-//!     src: None, req: Some("r-1".into()),
+//!     src: None, req: Some("r-1".into()), cnf: None,
 //! };
 //! let token = mint(&claims, &key).unwrap();
 //!
@@ -24,7 +24,7 @@
 //! let verifier = Verifier::new("jit-control", keys);
 //! let request = Request {
 //!     method: b"GET", path: b"/v1/invoices/INV-9", resource: "payments-api",
-//!     source: None, identity: Identity::NotConfigured,
+//!     identity: Identity::NotConfigured, peer: &KnownPeer::default(),
 //! };
 //! let decision = decide(&verifier, Some(token.as_bytes()), &request, 1200, &NoRevocations);
 //! assert_eq!(decision.outcome, Outcome::Allowed);
@@ -46,9 +46,13 @@ pub mod scope;
 pub mod token;
 pub mod verify;
 
-pub use decide::{check_request, decide, Decision, Identity, NoRevocations, Request, Revocations};
+pub use decide::{
+    check_request, decide, decide_checked, Decision, GrantVerifier, Identity, KnownPeer, NoRevocations, Peer, Request,
+    Revocations,
+};
 pub use key::{KeyError, KeySet, SigningKey};
 pub use mint::{mint, GrantClaims, MintError};
 pub use outcome::Outcome;
+pub use path::{check_request_path, CheckedPath, PathRejected};
 pub use scope::{ScopeError, ScopeRule};
 pub use verify::{VerifiedGrant, Verifier, DEFAULT_LEEWAY, DEFAULT_MAX_TTL};

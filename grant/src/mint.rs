@@ -36,6 +36,10 @@ pub struct GrantClaims {
     pub src: Option<Vec<String>>,
     /// Optional access-request id, for audit linking.
     pub req: Option<String>,
+    /// Optional device binding (spec 1.1 `cnf`): the SHA-256 thumbprint of
+    /// the DER client certificate the grant is bound to. Mint bound grants
+    /// only for resources whose every proxy checks `cnf` (spec 1.1).
+    pub cnf: Option<[u8; 32]>,
 }
 
 /// Why a grant could not be minted.
@@ -144,6 +148,14 @@ impl GrantClaims {
             out.push(',');
             member(&mut out, "src");
             push_json_list(&mut out, src);
+        }
+        if let Some(thumbprint) = &self.cnf {
+            out.push(',');
+            member(&mut out, "cnf");
+            out.push('{');
+            member(&mut out, "x5t#S256");
+            push_json_str(&mut out, &BASE64URL.encode(thumbprint));
+            out.push('}');
         }
         out.push('}');
         out

@@ -39,6 +39,9 @@ pub enum Outcome {
     SourceNotAllowed,
     /// The configured identity source is absent or differs from `sub`.
     IdentityMismatch,
+    /// `cnf` binds the grant to a client certificate and the connection
+    /// presented none, or one with another SHA-256 thumbprint.
+    DeviceMismatch,
     /// No scope rule allows this method and path.
     RequestOutOfScope,
     /// Every check passed.
@@ -47,7 +50,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, in check order.
-    pub const ALL: [Outcome; 16] = [
+    pub const ALL: [Outcome; 17] = [
         Outcome::PathRejected,
         Outcome::GrantMissing,
         Outcome::GrantMalformed,
@@ -62,6 +65,7 @@ impl Outcome {
         Outcome::GrantRevoked,
         Outcome::SourceNotAllowed,
         Outcome::IdentityMismatch,
+        Outcome::DeviceMismatch,
         Outcome::RequestOutOfScope,
         Outcome::Allowed,
     ];
@@ -83,6 +87,7 @@ impl Outcome {
             Outcome::GrantRevoked => "grant_revoked",
             Outcome::SourceNotAllowed => "source_not_allowed",
             Outcome::IdentityMismatch => "identity_mismatch",
+            Outcome::DeviceMismatch => "device_mismatch",
             Outcome::RequestOutOfScope => "request_out_of_scope",
             Outcome::Allowed => "allowed",
         }
@@ -105,6 +110,7 @@ impl Outcome {
             | Outcome::GrantRevoked
             | Outcome::SourceNotAllowed
             | Outcome::IdentityMismatch
+            | Outcome::DeviceMismatch
             | Outcome::RequestOutOfScope => 403,
             Outcome::Allowed => 200,
         }
@@ -127,6 +133,9 @@ impl Outcome {
             Outcome::GrantRevoked => "The access grant has been revoked.",
             Outcome::SourceNotAllowed => "The access grant does not allow requests from this address.",
             Outcome::IdentityMismatch => "The access grant was issued to someone else.",
+            Outcome::DeviceMismatch => {
+                "The access grant is bound to a client certificate that this connection did not present."
+            }
             Outcome::RequestOutOfScope => "The access grant does not cover this method and path.",
             Outcome::Allowed => "Access allowed.",
         }

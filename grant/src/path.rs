@@ -7,12 +7,33 @@
 //! interpret differently (dot segments, encoded separators, `..;` as Tomcat
 //! reads it, empty segments) is refused before any matching.
 
+/// A request path (without its query) that passed
+/// [`check_request_path`]: only this type can be matched against a scope,
+/// so an unchecked path cannot reach a scope rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckedPath<'a>(&'a [u8]);
+
+impl<'a> CheckedPath<'a> {
+    /// The path's bytes, without the query.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.0
+    }
+}
+
+/// The path is refused (outcome `path_rejected`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the request path is refused")]
+pub struct PathRejected;
+
 /// Splits off the query and checks the path part.
 ///
-/// Returns the path without its query (from the first `?`), or `Err(())`
-/// when the path must be refused.
-#[allow(clippy::result_unit_err)]
-pub fn check_request_path(raw: &[u8]) -> Result<&[u8], ()> {
+/// Returns the path without its query (from the first `?`), or
+/// [`PathRejected`] when the path must be refused.
+pub fn check_request_path(raw: &[u8]) -> Result<CheckedPath<'_>, PathRejected> {
+    check(raw).map(CheckedPath).map_err(|()| PathRejected)
+}
+
+fn check(raw: &[u8]) -> Result<&[u8], ()> {
     let path = match raw.iter().position(|&b| b == b'?') {
         Some(q) => raw.get(..q).ok_or(())?,
         None => raw,
@@ -79,13 +100,17 @@ fn is_forbidden_escape(hex: Option<&[u8]>) -> bool {
 mod tests {
     use super::*;
 
+    fn ok(path: &[u8]) -> Option<&[u8]> {
+        check_request_path(path).ok().map(|p| p.as_bytes())
+    }
+
     #[test]
     fn ordinary_paths_pass_and_lose_their_query() {
-        assert_eq!(check_request_path(b"/"), Ok(&b"/"[..]));
-        assert_eq!(check_request_path(b"/v1/x?a=/../b"), Ok(&b"/v1/x"[..]));
-        assert_eq!(check_request_path(b"/v1/INV%20X"), Ok(&b"/v1/INV%20X"[..]));
-        assert_eq!(check_request_path(b"/a/...;b"), Ok(&b"/a/...;b"[..]));
-        assert_eq!(check_request_path(b"/?x"), Ok(&b"/"[..]));
+        assert_eq!(ok(b"/"), Some(&b"/"[..]));
+        assert_eq!(ok(b"/v1/x?a=/../b"), Some(&b"/v1/x"[..]));
+        assert_eq!(ok(b"/v1/INV%20X"), Some(&b"/v1/INV%20X"[..]));
+        assert_eq!(ok(b"/a/...;b"), Some(&b"/a/...;b"[..]));
+        assert_eq!(ok(b"/?x"), Some(&b"/"[..]));
     }
 
     #[test]
@@ -115,7 +140,12 @@ mod tests {
             b"/v1/a#b",
             b"/v1/a\0b",
         ] {
-            assert_eq!(check_request_path(p), Err(()), "{:?}", String::from_utf8_lossy(p));
+            assert_eq!(
+                check_request_path(p),
+                Err(PathRejected),
+                "{:?}",
+                String::from_utf8_lossy(p)
+            );
         }
     }
 

@@ -20,7 +20,7 @@ pub const MAX_PART_LEN: usize = MAX_TOKEN_LEN / 4 * 3;
 
 /// Unpadded URL-safe base64. The spec's form rules (alphabet, no padding)
 /// are checked explicitly by [`split`]; the engine only decodes.
-pub const BASE64URL: GeneralPurpose = GeneralPurpose::new(
+pub(crate) const BASE64URL: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::URL_SAFE,
     GeneralPurposeConfig::new()
         .with_encode_padding(false)
@@ -31,7 +31,7 @@ pub const BASE64URL: GeneralPurpose = GeneralPurpose::new(
 /// A token split into its three base64url parts, form-checked, borrowing
 /// from the input.
 #[derive(Debug, Clone, Copy)]
-pub struct Parts<'t> {
+pub(crate) struct Parts<'t> {
     /// `BASE64URL(header) "." BASE64URL(claims)`: the bytes the MAC covers.
     pub signing_input: &'t [u8],
     /// The encoded header.
@@ -68,7 +68,7 @@ const ALPHABET: u8 = 1;
 const DOT: u8 = 2;
 
 /// Checks the token's form: length, three parts, base64url alphabet.
-pub fn split(token: &[u8]) -> Result<Parts<'_>, Outcome> {
+pub(crate) fn split(token: &[u8]) -> Result<Parts<'_>, Outcome> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(Outcome::GrantMalformed);
     }
@@ -104,26 +104,26 @@ pub fn split(token: &[u8]) -> Result<Parts<'_>, Outcome> {
 
 /// Decodes one part into `out` (at least [`decoded_len`] bytes long),
 /// returning the decoded bytes.
-pub fn decode_part<'b>(part: &[u8], out: &'b mut [u8]) -> Result<&'b [u8], Outcome> {
+pub(crate) fn decode_part<'b>(part: &[u8], out: &'b mut [u8]) -> Result<&'b [u8], Outcome> {
     let n = BASE64URL.decode_slice(part, out).map_err(|_| Outcome::GrantMalformed)?;
     out.get(..n).ok_or(Outcome::GrantMalformed)
 }
 
 /// Room needed to decode a part of `len` characters.
-pub fn decoded_len(len: usize) -> usize {
+pub(crate) fn decoded_len(len: usize) -> usize {
     len.div_ceil(4) * 3
 }
 
 /// Whether a part in the base64url alphabet can be decoded at all: unpadded
 /// base64 never leaves a single character in the last group.
-pub fn is_decodable(part: &[u8]) -> bool {
+pub(crate) fn is_decodable(part: &[u8]) -> bool {
     part.len() % 4 != 1
 }
 
 /// Reads a decoded header: checks `alg`, `typ` and `crit`, then finds the
 /// key named by `kid`.
-pub fn select_key<'k>(header: &[u8], keys: &'k KeySet) -> Result<&'k SigningKey, Outcome> {
-    json::validate_object(header).map_err(|_| Outcome::GrantMalformed)?;
+pub(crate) fn select_key<'k>(header: &[u8], keys: &'k KeySet) -> Result<&'k SigningKey, Outcome> {
+    let header = json::validate_object(header).map_err(|_| Outcome::GrantMalformed)?;
     let mut cursor = Cursor::new(header);
     if cursor.token() != Some(Token::Object) {
         return Err(Outcome::GrantMalformed);

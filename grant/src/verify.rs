@@ -12,7 +12,7 @@ use core::net::IpAddr;
 use hmac::Mac;
 
 use crate::cidr::Cidr;
-use crate::json::{self, Chars, Cursor, Token};
+use crate::json::{self, Chars, Cursor, Token, Validated};
 use crate::key::KeySet;
 use crate::scope::{self, MAX_RULES};
 use crate::token;
@@ -177,6 +177,9 @@ pub struct VerifiedGrant {
     exp: u64,
     scope_at: usize,
     src_at: Option<usize>,
+    /// The `x5t#S256` of `cnf`: SHA-256 of the DER certificate the grant is
+    /// bound to.
+    cnf: Option<[u8; 32]>,
 }
 
 /// Raw (still escaped) claim values found in one pass over the claims.
@@ -194,6 +197,8 @@ struct RawClaims<'a> {
     scope: Option<usize>,
     /// Position just inside the `[` of `src`.
     src: Option<usize>,
+    /// Position just inside the `{` of `cnf`.
+    cnf: Option<usize>,
 }
 
 const MALFORMED: Outcome = Outcome::GrantMalformed;
@@ -214,7 +219,7 @@ fn time(t: Token<'_>) -> Result<u64, Outcome> {
 
 impl VerifiedGrant {
     fn from_claims(claims: &[u8]) -> Result<Self, Outcome> {
-        json::validate_object(claims).map_err(|_| MALFORMED)?;
+        let claims = json::validate_object(claims).map_err(|_| MALFORMED)?;
         let raw = read_claims(claims)?;
         let (Some(iss), Some(sub), Some(aud), Some(jti)) = (raw.iss, raw.sub, raw.aud, raw.jti) else {
             return Err(MALFORMED);
@@ -235,7 +240,7 @@ impl VerifiedGrant {
         let aud = push_text(&mut text, aud)?;
         let jti = push_text(&mut text, jti)?;
         let req = raw.req.map(|r| push_text(&mut text, r)).transpose()?;
-        let mut data = Vec::with_capacity(claims.len().saturating_sub(raw_len) + 2 * MAX_RULES + 16);
+        let mut data = Vec::with_capacity(claims.as_bytes().len().saturating_sub(raw_len) + 2 * MAX_RULES + 16);
         if sub.len == 0 || sub.len as usize > MAX_SUB_LEN || jti.len == 0 || jti.len as usize > MAX_JTI_LEN {
             return Err(MALFORMED);
         }
@@ -249,6 +254,7 @@ impl VerifiedGrant {
             }
             None => None,
         };
+        let cnf = raw.cnf.map(|pos| read_cnf(claims, pos)).transpose()?;
         Ok(VerifiedGrant {
             text,
             data,
@@ -262,6 +268,7 @@ impl VerifiedGrant {
             exp,
             scope_at,
             src_at,
+            cnf,
         })
     }
 
@@ -329,6 +336,24 @@ impl VerifiedGrant {
         (0..count).any(|_| r.str().and_then(Cidr::parse).is_some_and(|cidr| cidr.contains(ip)))
     }
 
+    /// The certificate thumbprint (`cnf.x5t#S256`, SHA-256 of the DER
+    /// certificate) the grant is bound to, if any.
+    pub fn bound_certificate(&self) -> Option<&[u8; 32]> {
+        self.cnf.as_ref()
+    }
+
+    /// Whether the client certificate presented on the connection (its
+    /// SHA-256 thumbprint) satisfies `cnf`: always true for an unbound
+    /// grant, never true without a certificate for a bound one. The
+    /// thumbprint is public, so a plain comparison is enough.
+    pub fn device_allowed(&self, client_cert: Option<&[u8]>) -> bool {
+        match (&self.cnf, client_cert) {
+            (None, _) => true,
+            (Some(bound), Some(presented)) => bound.as_slice() == presented,
+            (Some(_), None) => false,
+        }
+    }
+
     /// Whether some scope rule allows `method` on `path`. `path` must have
     /// passed [`crate::path::check_request_path`].
     pub fn allows(&self, method: &[u8], path: &[u8]) -> bool {
@@ -380,7 +405,7 @@ impl VerifiedGrant {
     }
 }
 
-fn read_claims(claims: &[u8]) -> Result<RawClaims<'_>, Outcome> {
+fn read_claims(claims: Validated<'_>) -> Result<RawClaims<'_>, Outcome> {
     let mut c = Cursor::new(claims);
     if c.token() != Some(Token::Object) {
         return Err(MALFORMED);
@@ -415,6 +440,12 @@ fn read_claims(claims: &[u8]) -> Result<RawClaims<'_>, Outcome> {
             b"iat" => raw.iat = Some(time(value)?),
             b"nbf" => raw.nbf = Some(time(value)?),
             b"exp" => raw.exp = Some(time(value)?),
+            b"cnf" => {
+                if value != Token::Object {
+                    return Err(MALFORMED);
+                }
+                raw.cnf = Some(c.position());
+            }
             b"scope" | b"src" => {
                 if value != Token::Array {
                     return Err(MALFORMED);
@@ -501,8 +532,8 @@ fn compact_strings(c: &mut Cursor<'_>, data: &mut Vec<u8>, check: fn(&[u8]) -> b
     Ok(count)
 }
 
-fn compact_scope(claims: &[u8], pos: usize, data: &mut Vec<u8>) -> Result<(), Outcome> {
-    let mut c = Cursor::new(claims.get(pos..).ok_or(MALFORMED)?);
+fn compact_scope(claims: Validated<'_>, pos: usize, data: &mut Vec<u8>) -> Result<(), Outcome> {
+    let mut c = Cursor::at(claims, pos);
     let count_at = data.len();
     data.extend_from_slice(&[0, 0]);
     let mut rules = 0;
@@ -531,12 +562,11 @@ fn compact_scope(claims: &[u8], pos: usize, data: &mut Vec<u8>) -> Result<(), Ou
         let (Some(mpos), Some(ppos)) = (methods, paths) else {
             return Err(MALFORMED);
         };
-        let rest = claims.get(pos..).ok_or(MALFORMED)?;
-        let mut mc = Cursor::new(rest.get(mpos..).ok_or(MALFORMED)?);
+        let mut mc = Cursor::at(claims, mpos);
         if compact_strings(&mut mc, data, scope::is_valid_method)? == 0 {
             return Err(MALFORMED);
         }
-        let mut pc = Cursor::new(rest.get(ppos..).ok_or(MALFORMED)?);
+        let mut pc = Cursor::at(claims, ppos);
         if compact_strings(&mut pc, data, scope::is_valid_pattern)? == 0 {
             return Err(MALFORMED);
         }
@@ -550,8 +580,45 @@ fn compact_scope(claims: &[u8], pos: usize, data: &mut Vec<u8>) -> Result<(), Ou
     Ok(())
 }
 
-fn compact_src(claims: &[u8], pos: usize, data: &mut Vec<u8>) -> Result<(), Outcome> {
-    let mut c = Cursor::new(claims.get(pos..).ok_or(MALFORMED)?);
+/// Reads `cnf` (cursor just inside its `{`): exactly one member,
+/// `x5t#S256`, a string of 43 base64url characters decoding to 32 bytes.
+/// Anything else is malformed: a binding that cannot be checked must never
+/// be ignored.
+fn read_cnf(claims: Validated<'_>, pos: usize) -> Result<[u8; 32], Outcome> {
+    let mut c = Cursor::at(claims, pos);
+    let mut thumbprint = None;
+    while let Some(name) = c.next_key() {
+        let value = c.token().ok_or(MALFORMED)?;
+        if thumbprint.is_some() || !json::raw_eq_str(name, "x5t#S256") {
+            return Err(MALFORMED);
+        }
+        thumbprint = Some(decode_thumbprint(string(value)?)?);
+    }
+    thumbprint.ok_or(MALFORMED)
+}
+
+fn decode_thumbprint(raw: &[u8]) -> Result<[u8; 32], Outcome> {
+    use base64::Engine;
+    // 43 characters, whatever JSON escapes spelled them.
+    let mut text = [0u8; 43];
+    let mut len = 0;
+    for ch in Chars::new(raw) {
+        let slot = text.get_mut(len).ok_or(MALFORMED)?;
+        *slot = u8::try_from(u32::from(ch)).map_err(|_| MALFORMED)?;
+        len += 1;
+    }
+    if len != text.len() {
+        return Err(MALFORMED);
+    }
+    let mut out = [0u8; 32];
+    match crate::token::BASE64URL.decode_slice(text, &mut out) {
+        Ok(32) => Ok(out),
+        _ => Err(MALFORMED),
+    }
+}
+
+fn compact_src(claims: Validated<'_>, pos: usize, data: &mut Vec<u8>) -> Result<(), Outcome> {
+    let mut c = Cursor::at(claims, pos);
     let is_cidr = |b: &[u8]| core::str::from_utf8(b).ok().and_then(Cidr::parse).is_some();
     compact_strings(&mut c, data, is_cidr).map(|_| ())
 }

@@ -1,9 +1,17 @@
 //! Grants minted by this crate verify under the same rules, whatever their
 //! strings hold; invalid claims are refused at minting.
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use grant::{
-    decide, mint, GrantClaims, Identity, KeySet, MintError, NoRevocations, Outcome, Request, ScopeRule, SigningKey,
-    Verifier,
+    decide, mint, GrantClaims, Identity, KeySet, KnownPeer, MintError, NoRevocations, Outcome, Request, ScopeRule,
+    SigningKey, Verifier,
+};
+
+/// The client every request here comes from (inside `src`).
+static CLIENT: KnownPeer = KnownPeer {
+    source: Some(IpAddr::V4(Ipv4Addr::new(10, 9, 8, 7))),
+    client_cert: None,
 };
 
 fn claims() -> GrantClaims {
@@ -21,6 +29,7 @@ fn claims() -> GrantClaims {
         ],
         src: Some(vec!["10.0.0.0/8".into(), "2001:db8::/32".into()]),
         req: Some("r-42".into()),
+        cnf: None,
     }
 }
 
@@ -35,8 +44,8 @@ fn request<'a>(method: &'a str, path: &'a str) -> Request<'a> {
         method: method.as_bytes(),
         path: path.as_bytes(),
         resource: "payments-api",
-        source: Some("10.9.8.7".parse().unwrap()),
         identity: Identity::NotConfigured,
+        peer: &CLIENT,
     }
 }
 
@@ -137,4 +146,34 @@ fn verification_never_panics_on_truncations_and_bit_flips() {
             flipped[i] ^= 1 << bit;
         }
     }
+}
+
+#[test]
+fn a_device_bound_grant_round_trips_and_allows_only_its_certificate() {
+    let key = SigningKey::new("k1", &[9; 32]).unwrap();
+    let thumbprint = [0x5a; 32];
+    let token = mint(
+        &GrantClaims {
+            cnf: Some(thumbprint),
+            ..claims()
+        },
+        &key,
+    )
+    .unwrap();
+    let v = verifier(&key);
+    assert_eq!(
+        v.verify(token.as_bytes(), 1_200).unwrap().bound_certificate(),
+        Some(&thumbprint)
+    );
+    let outcome = |client_cert| {
+        let peer = KnownPeer { client_cert, ..CLIENT };
+        let r = Request {
+            peer: &peer,
+            ..request("GET", "/v1/invoices/7")
+        };
+        decide(&v, Some(token.as_bytes()), &r, 1_200, &NoRevocations).outcome
+    };
+    assert_eq!(outcome(Some(thumbprint)), Outcome::Allowed);
+    assert_eq!(outcome(Some([0x5b; 32])), Outcome::DeviceMismatch);
+    assert_eq!(outcome(None), Outcome::DeviceMismatch);
 }

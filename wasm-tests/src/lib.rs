@@ -6,105 +6,17 @@
 //! that the tests compare with one recorded constant, so a difference
 //! between the native and the WebAssembly build fails on either side.
 
-use std::collections::{BTreeMap, HashSet};
+use grant::Verifier;
+pub use vectors::{Case, VectorFile};
 
-use grant::{decide, Identity, KeySet, Outcome, Request, Verifier};
-use serde::Deserialize;
-
-/// The spec's vector file.
-#[derive(Debug, Deserialize)]
-pub struct Vectors {
-    /// Expected issuer.
-    pub issuer: String,
-    /// Allowed skew.
-    pub leeway: u64,
-    /// Longest lifetime.
-    pub max_ttl: u64,
-    /// Keys by kid, base64url.
-    pub keys: BTreeMap<String, String>,
-    /// The cases.
-    pub cases: Vec<Case>,
-}
-
-/// One vector.
-#[derive(Debug, Deserialize)]
-pub struct Case {
-    /// Its name.
-    pub name: String,
-    /// The token, or none sent.
-    pub token: Option<String>,
-    /// Verifier's clock.
-    pub now: u64,
-    /// The request.
-    pub request: CaseRequest,
-    /// Expected outcome code.
-    pub expect: String,
-}
-
-/// A vector's request.
-#[derive(Debug, Deserialize)]
-pub struct CaseRequest {
-    /// Method.
-    pub method: String,
-    /// Path with optional query.
-    pub path: String,
-    /// Routed resource.
-    pub resource: String,
-    /// Client address.
-    pub source: Option<String>,
-    /// Revoked jtis.
-    #[serde(default)]
-    pub revoked: Vec<String>,
-    /// Identity: missing key = not configured, null = absent.
-    #[serde(default, deserialize_with = "present")]
-    pub identity: Option<Option<String>>,
-}
-
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
-}
-
-/// The vectors, embedded at compile time from the grant crate's test data.
-pub fn vectors() -> Vectors {
-    serde_json::from_str(include_str!("../../grant/tests/data/grant-vectors.json"))
-        .unwrap_or_else(|e| panic!("vectors: {e}"))
+/// The spec's vectors, embedded at compile time (the `vectors` crate).
+pub fn vectors() -> VectorFile {
+    VectorFile::spec()
 }
 
 /// A verifier configured as the vectors say.
-pub fn verifier(v: &Vectors) -> Verifier {
-    let mut keys = KeySet::new();
-    for (kid, secret) in &v.keys {
-        keys.insert_base64url(kid, secret)
-            .unwrap_or_else(|e| panic!("key {kid}: {e}"));
-    }
-    Verifier::new(&v.issuer, keys)
-        .with_leeway(v.leeway)
-        .with_max_ttl(v.max_ttl)
-}
-
-/// Decides one vector case.
-pub fn decide_case(verifier: &Verifier, case: &Case) -> Outcome {
-    let revoked: HashSet<String> = case.request.revoked.iter().cloned().collect();
-    let identity = match &case.request.identity {
-        None => Identity::NotConfigured,
-        Some(None) => Identity::Absent,
-        Some(Some(id)) => Identity::Value(id.as_bytes()),
-    };
-    let request = Request {
-        method: case.request.method.as_bytes(),
-        path: case.request.path.as_bytes(),
-        resource: &case.request.resource,
-        source: case.request.source.as_deref().and_then(|s| s.parse().ok()),
-        identity,
-    };
-    decide(
-        verifier,
-        case.token.as_deref().map(str::as_bytes),
-        &request,
-        case.now,
-        &revoked,
-    )
-    .outcome
+pub fn verifier(v: &VectorFile) -> Verifier {
+    v.verifier().unwrap_or_else(|e| panic!("vectors: {e}"))
 }
 
 /// A small deterministic generator (xorshift64*), identical on every

@@ -1,110 +1,16 @@
 //! `jitgate grant inspect` and `jitgate grant check`: answering "why was
 //! this request denied?" offline, with the same code the proxy runs.
 
-use std::collections::{BTreeMap, HashSet};
+use vectors::VectorFile;
 
-use grant::{decide, Identity, KeySet, Request, Verifier};
-use serde::Deserialize;
-
-/// A file in the spec's vector format.
-#[derive(Debug, Deserialize)]
-pub struct CaseFile {
-    /// Expected issuer.
-    pub issuer: String,
-    /// Allowed skew.
-    #[serde(default = "default_leeway")]
-    pub leeway: u64,
-    /// Longest lifetime.
-    #[serde(default = "default_max_ttl")]
-    pub max_ttl: u64,
-    /// Keys by kid (base64url).
-    pub keys: BTreeMap<String, String>,
-    /// The cases.
-    pub cases: Vec<Case>,
-}
-
-fn default_leeway() -> u64 {
-    grant::DEFAULT_LEEWAY
-}
-fn default_max_ttl() -> u64 {
-    grant::DEFAULT_MAX_TTL
-}
-
-/// One case.
-#[derive(Debug, Deserialize)]
-pub struct Case {
-    /// Name.
-    pub name: String,
-    /// Token, or none sent.
-    pub token: Option<String>,
-    /// Verifier's clock (seconds).
-    pub now: u64,
-    /// The request.
-    pub request: CaseRequest,
-}
-
-/// A case's request.
-#[derive(Debug, Deserialize)]
-pub struct CaseRequest {
-    /// Method.
-    pub method: String,
-    /// Path (with query).
-    pub path: String,
-    /// Routed resource.
-    pub resource: String,
-    /// Client address.
-    #[serde(default)]
-    pub source: Option<String>,
-    /// Revoked ids.
-    #[serde(default)]
-    pub revoked: Vec<String>,
-    /// Identity: absent key = no identity source; null = absent.
-    #[serde(default, deserialize_with = "present")]
-    pub identity: Option<Option<String>>,
-}
-
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
-}
-
-/// Decides every case: one `(name, outcome code)` each.
-pub fn check(file: &CaseFile) -> anyhow::Result<Vec<(String, &'static str)>> {
-    let mut keys = KeySet::new();
-    for (kid, secret) in &file.keys {
-        keys.insert_base64url(kid, secret)
-            .map_err(|e| anyhow::anyhow!("keys.{kid}: {e}"))?;
-    }
-    let verifier = Verifier::new(&file.issuer, keys)
-        .with_leeway(file.leeway)
-        .with_max_ttl(file.max_ttl);
-    Ok(file
-        .cases
+/// Decides every case of a file in the spec's vector format with the
+/// proxy's own decision code: one `(name, outcome code)` each.
+pub fn check(file: &VectorFile) -> anyhow::Result<Vec<(String, &'static str)>> {
+    let verifier = file.verifier()?;
+    file.cases
         .iter()
-        .map(|c| {
-            let revoked: HashSet<String> = c.request.revoked.iter().cloned().collect();
-            let identity = match &c.request.identity {
-                None => Identity::NotConfigured,
-                Some(None) => Identity::Absent,
-                Some(Some(id)) => Identity::Value(id.as_bytes()),
-            };
-            let request = Request {
-                method: c.request.method.as_bytes(),
-                path: c.request.path.as_bytes(),
-                resource: &c.request.resource,
-                source: c.request.source.as_deref().and_then(|s| s.parse().ok()),
-                identity,
-            };
-            let outcome = decide(
-                &verifier,
-                c.token.as_deref().map(str::as_bytes),
-                &request,
-                c.now,
-                &revoked,
-            )
-            .outcome;
-            (c.name.clone(), outcome.code())
-        })
-        .collect())
+        .map(|case| Ok((case.name.clone(), case.decide(&verifier)?.code())))
+        .collect()
 }
 
 /// Decodes a token for people, marked as not verified.
@@ -147,20 +53,18 @@ mod tests {
 
     #[test]
     fn every_spec_vector_is_decided_as_expected() {
-        let text = include_str!("../../../grant/tests/data/grant-vectors.json");
-        let file: CaseFile = serde_json::from_str(text).unwrap();
-        let expected: serde_json::Value = serde_json::from_str(text).unwrap();
+        let file = VectorFile::spec();
         let results = check(&file).unwrap();
-        assert_eq!(results.len(), 98);
-        for (case, (name, code)) in expected["cases"].as_array().unwrap().iter().zip(results) {
-            assert_eq!(case["name"], name.as_str());
-            assert_eq!(case["expect"], code, "{name}");
+        assert_eq!(results.len(), 109);
+        for (case, (name, code)) in file.cases.iter().zip(results) {
+            assert_eq!(case.name, name);
+            assert_eq!(case.expect.as_deref(), Some(code), "{name}");
         }
     }
 
     #[test]
     fn inspect_marks_the_token_unverified() {
-        let text = include_str!("../../../grant/tests/data/grant-vectors.json");
+        let text = vectors::SPEC_VECTORS;
         let v: serde_json::Value = serde_json::from_str(text).unwrap();
         let token = v["cases"][0]["token"].as_str().unwrap();
         let out = inspect(token).unwrap();
