@@ -3,6 +3,7 @@
 //! functions over the raw bytes; comparisons are constant-time.
 
 use hmac::{Hmac, Mac};
+use subtle::ConstantTimeEq;
 
 /// Oldest signed timestamp accepted, in seconds.
 pub const REPLAY_WINDOW_S: i64 = 300;
@@ -31,7 +32,20 @@ pub fn hex_hmac(secret: &[u8], parts: &[&[u8]]) -> String {
 
 /// Constant-time comparison of two signatures (their length aside).
 pub fn same_signature(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+/// Whether `presented_hex` is the hex HMAC-SHA256 of `parts` under
+/// `secret`; the comparison is the MAC library's own constant-time one.
+fn hex_hmac_matches(secret: &[u8], parts: &[&[u8]], presented_hex: &str) -> bool {
+    let (Ok(presented), Ok(mut mac)) = (hex::decode(presented_hex), Hmac::<sha2::Sha256>::new_from_slice(secret))
+    else {
+        return false;
+    };
+    for p in parts {
+        mac.update(p);
+    }
+    mac.verify_slice(&presented).is_ok()
 }
 
 /// The `x-jitgate-signature` value for a body: `t=<unix s>,v1=<hex>` with
@@ -63,7 +77,7 @@ pub fn verify_webhook<'h>(secret: &[u8], header: &'h str, body: &[u8], now_s: i6
     if (now_s - t).abs() > REPLAY_WINDOW_S {
         return Err(Refusal::Stale);
     }
-    if same_signature(&hex_hmac(secret, &[t.to_string().as_bytes(), b".", body]), v1) {
+    if hex_hmac_matches(secret, &[t.to_string().as_bytes(), b".", body], v1) {
         Ok(v1)
     } else {
         Err(Refusal::Mismatch)
@@ -83,8 +97,8 @@ pub fn verify_slack_v0(
     if (now_s - ts).abs() > REPLAY_WINDOW_S {
         return Err(Refusal::Stale);
     }
-    let expected = format!("v0={}", hex_hmac(secret, &[b"v0:", timestamp.as_bytes(), b":", body]));
-    if same_signature(&expected, signature) {
+    let presented = signature.strip_prefix("v0=").ok_or(Refusal::Mismatch)?;
+    if hex_hmac_matches(secret, &[b"v0:", timestamp.as_bytes(), b":", body], presented) {
         Ok(())
     } else {
         Err(Refusal::Mismatch)
@@ -110,6 +124,15 @@ mod tests {
         assert_eq!(verify_webhook(b"x", "nonsense", b"", 0), Err(Refusal::Malformed));
         assert!(!same_signature("abc", "abd"));
         assert!(!same_signature("abc", "ab"));
+        assert!(same_signature("abc", "abc"));
+        let (t, v1) = parse_webhook_header(&header).unwrap();
+        let upper = format!("t={t},v1={}", v1.to_uppercase());
+        assert!(verify_webhook(b"0123456789abcdef", &upper, b"{\"a\":1}", 1_700_000_100).is_ok());
+        let short = format!("t={t},v1={}", &v1[..62]);
+        assert_eq!(
+            verify_webhook(b"0123456789abcdef", &short, b"{\"a\":1}", 1_700_000_100),
+            Err(Refusal::Mismatch)
+        );
     }
 
     #[test]

@@ -83,5 +83,25 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// The first sync of the largest revocation list a worker keeps, in
+/// reverse order (the worst case for a sorted insert per entry).
+fn first_sync(c: &mut Criterion) {
+    let entries: Vec<(String, u64)> = (0..jitgate_filter::sync::MAX_REVOCATIONS)
+        .rev()
+        .map(|i| (format!("g-{i:06}"), 9))
+        .collect();
+    c.bench_function("first_sync_100k", |b| {
+        b.iter_batched(
+            || entries.clone(),
+            |list| {
+                let mut set = jitgate_filter::sync::RevocationSet::default();
+                set.merge(list).unwrap();
+                set
+            },
+            BatchSize::LargeInput,
+        )
+    });
+}
+
+criterion_group!(benches, bench, first_sync);
 criterion_main!(benches);
