@@ -20,6 +20,14 @@ use crate::{free_port, workspace_root};
 /// How long Envoy may take to load the module and become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long [`Envoy::wait_for_counter`] waits for a counter.
+pub const COUNTER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The name of the filter's decision counter for an outcome code.
+pub fn decision_counter(code: &str) -> String {
+    format!("wasmcustom.jitgate.decisions.{code}")
+}
+
 /// Lines of Envoy's log shown when [`Envoy::start`] panics.
 const LOG_TAIL_LINES: usize = 60;
 
@@ -290,9 +298,42 @@ impl Envoy {
         self.counter(name).unwrap_or(0)
     }
 
-    /// The filter's decision counter for a code (`wasmcustom.jitgate.decisions.<code>`).
+    /// Waits until a counter is at least `value` and returns what it is
+    /// then, so a test can assert the exact value (a counter that went
+    /// past it shows). Panics if it stays below `value` for
+    /// [`COUNTER_TIMEOUT`]: the filter's counters reach `/stats` on its
+    /// 100 ms tick, the bound leaves room for a loaded machine.
+    pub fn wait_for_counter(&self, name: &str, value: u64) -> u64 {
+        let deadline = Instant::now() + COUNTER_TIMEOUT;
+        loop {
+            let now = self.stat_now(name);
+            if now >= value {
+                return now;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} is {now}, still below {value} after {COUNTER_TIMEOUT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The filter's decision counter for a code.
     pub fn decisions(&self, code: &str) -> u64 {
-        self.stat(&format!("wasmcustom.jitgate.decisions.{code}"))
+        self.stat(&decision_counter(code))
+    }
+
+    /// Every decision counter of the filter, by code, as it is right now.
+    pub fn decision_counts(&self) -> BTreeMap<String, u64> {
+        let prefix = decision_counter("");
+        self.admin_get(&format!("/stats?filter=^{}", prefix.replace('.', "\\.")))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| {
+                let (name, value) = line.split_once(": ")?;
+                Some((name.strip_prefix(&prefix)?.to_owned(), value.trim().parse().ok()?))
+            })
+            .collect()
     }
 
     /// Stops Envoy (also done on drop).
