@@ -21,7 +21,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -161,11 +160,6 @@ impl ProxyExpect {
     }
 }
 
-/// How long a decision may take to show in Envoy's stats: the filter
-/// flushes its counters on a 100 ms tick, this leaves room for a loaded
-/// machine.
-pub const DECISION_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// An Envoy with the filter (one worker) in front of a recording upstream,
 /// and a marker request the filter always decides, used to show that a
 /// request Envoy answered itself never reached the filter.
@@ -181,31 +175,7 @@ pub struct Proxy {
     pub marker_code: &'static str,
 }
 
-/// `decisions` after minus `before`, leaving out codes that did not change.
-fn decision_delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
-    after
-        .iter()
-        .filter_map(|(code, n)| {
-            let diff = n - before.get(code).copied().unwrap_or(0);
-            (diff > 0).then(|| (code.clone(), diff))
-        })
-        .collect()
-}
-
 impl Proxy {
-    /// The filter's decisions since `before`, once at least `count` of them
-    /// are counted (or [`DECISION_TIMEOUT`] has passed).
-    fn decisions_since(&self, before: &BTreeMap<String, u64>, count: u64) -> BTreeMap<String, u64> {
-        let deadline = Instant::now() + DECISION_TIMEOUT;
-        loop {
-            let delta = decision_delta(before, &self.envoy.decision_counts());
-            if delta.values().sum::<u64>() >= count || Instant::now() > deadline {
-                return delta;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
     /// Sends a case and checks it against its expectation: the answer, what
     /// reached the upstream and what the filter decided.
     pub fn judge(&self, case: &Case<'_, ProxyExpect>) -> Result<(), String> {
@@ -223,7 +193,7 @@ impl Proxy {
                 m.check("requests at the upstream", reached.len(), 0);
                 m.check(
                     "filter decisions",
-                    self.decisions_since(&decisions_before, 1),
+                    self.envoy.decisions_since(&decisions_before, 1),
                     one(code),
                 );
             }
@@ -237,7 +207,7 @@ impl Proxy {
                 let marker = (self.marker)(&self.envoy);
                 m.check(
                     "filter decisions (with the marker request)",
-                    self.decisions_since(&decisions_before, 1),
+                    self.envoy.decisions_since(&decisions_before, 1),
                     one(self.marker_code),
                 );
                 m.check("marker answered", marker.status != 0, true);
@@ -261,7 +231,7 @@ impl Proxy {
                 }
                 m.check(
                     "filter decisions",
-                    self.decisions_since(&decisions_before, 1),
+                    self.envoy.decisions_since(&decisions_before, 1),
                     one("allowed"),
                 );
             }

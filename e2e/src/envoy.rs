@@ -280,21 +280,10 @@ impl Envoy {
             .find_map(|l| l.strip_prefix(&format!("{name}: ")).and_then(|v| v.trim().parse().ok()))
     }
 
-    /// A counter or gauge from `/stats` (0 if absent). The filter flushes
-    /// its counters on a 100 ms tick, so a zero is re-read for a moment.
-    pub fn stat(&self, name: &str) -> u64 {
-        let deadline = Instant::now() + Duration::from_millis(600);
-        loop {
-            let v = self.stat_now(name);
-            if v > 0 || Instant::now() > deadline {
-                return v;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
     /// A counter or gauge from `/stats`, as it is right now (0 if absent).
-    pub fn stat_now(&self, name: &str) -> u64 {
+    /// The filter flushes its counters on a 100 ms tick: to see what a
+    /// request just did, wait with [`Envoy::wait_for_counter`].
+    pub fn stat(&self, name: &str) -> u64 {
         self.counter(name).unwrap_or(0)
     }
 
@@ -306,7 +295,7 @@ impl Envoy {
     pub fn wait_for_counter(&self, name: &str, value: u64) -> u64 {
         let deadline = Instant::now() + COUNTER_TIMEOUT;
         loop {
-            let now = self.stat_now(name);
+            let now = self.stat(name);
             if now >= value {
                 return now;
             }
@@ -318,9 +307,31 @@ impl Envoy {
         }
     }
 
-    /// The filter's decision counter for a code.
+    /// The filter's decision counter for a code, as it is right now.
     pub fn decisions(&self, code: &str) -> u64 {
         self.stat(&decision_counter(code))
+    }
+
+    /// The filter's decisions since `before` (a [`Envoy::decision_counts`]),
+    /// by code, codes that did not change left out; read once at least
+    /// `count` decisions show, or after [`COUNTER_TIMEOUT`] (so a caller
+    /// comparing the result sees a shortfall as a mismatch).
+    pub fn decisions_since(&self, before: &BTreeMap<String, u64>, count: u64) -> BTreeMap<String, u64> {
+        let deadline = Instant::now() + COUNTER_TIMEOUT;
+        loop {
+            let delta: BTreeMap<String, u64> = self
+                .decision_counts()
+                .into_iter()
+                .filter_map(|(code, n)| {
+                    let diff = n.saturating_sub(before.get(&code).copied().unwrap_or(0));
+                    (diff > 0).then_some((code, diff))
+                })
+                .collect();
+            if delta.values().sum::<u64>() >= count || Instant::now() > deadline {
+                return delta;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Every decision counter of the filter, by code, as it is right now.
