@@ -20,6 +20,14 @@ use crate::{free_port, workspace_root};
 /// How long Envoy may take to load the module and become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long [`Envoy::wait_for_counter`] waits for a counter.
+pub const COUNTER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The name of the filter's decision counter for an outcome code.
+pub fn decision_counter(code: &str) -> String {
+    format!("wasmcustom.jitgate.decisions.{code}")
+}
+
 /// Lines of Envoy's log shown when [`Envoy::start`] panics.
 const LOG_TAIL_LINES: usize = 60;
 
@@ -272,27 +280,71 @@ impl Envoy {
             .find_map(|l| l.strip_prefix(&format!("{name}: ")).and_then(|v| v.trim().parse().ok()))
     }
 
-    /// A counter or gauge from `/stats` (0 if absent). The filter flushes
-    /// its counters on a 100 ms tick, so a zero is re-read for a moment.
-    pub fn stat(&self, name: &str) -> u64 {
-        let deadline = Instant::now() + Duration::from_millis(600);
-        loop {
-            let v = self.stat_now(name);
-            if v > 0 || Instant::now() > deadline {
-                return v;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
     /// A counter or gauge from `/stats`, as it is right now (0 if absent).
-    pub fn stat_now(&self, name: &str) -> u64 {
+    /// The filter flushes its counters on a 100 ms tick: to see what a
+    /// request just did, wait with [`Envoy::wait_for_counter`].
+    pub fn stat(&self, name: &str) -> u64 {
         self.counter(name).unwrap_or(0)
     }
 
-    /// The filter's decision counter for a code (`wasmcustom.jitgate.decisions.<code>`).
+    /// Waits until a counter is at least `value` and returns what it is
+    /// then, so a test can assert the exact value (a counter that went
+    /// past it shows). Panics if it stays below `value` for
+    /// [`COUNTER_TIMEOUT`]: the filter's counters reach `/stats` on its
+    /// 100 ms tick, the bound leaves room for a loaded machine.
+    pub fn wait_for_counter(&self, name: &str, value: u64) -> u64 {
+        let deadline = Instant::now() + COUNTER_TIMEOUT;
+        loop {
+            let now = self.stat(name);
+            if now >= value {
+                return now;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} is {now}, still below {value} after {COUNTER_TIMEOUT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The filter's decision counter for a code, as it is right now.
     pub fn decisions(&self, code: &str) -> u64 {
-        self.stat(&format!("wasmcustom.jitgate.decisions.{code}"))
+        self.stat(&decision_counter(code))
+    }
+
+    /// The filter's decisions since `before` (a [`Envoy::decision_counts`]),
+    /// by code, codes that did not change left out; read once at least
+    /// `count` decisions show, or after [`COUNTER_TIMEOUT`] (so a caller
+    /// comparing the result sees a shortfall as a mismatch).
+    pub fn decisions_since(&self, before: &BTreeMap<String, u64>, count: u64) -> BTreeMap<String, u64> {
+        let deadline = Instant::now() + COUNTER_TIMEOUT;
+        loop {
+            let delta: BTreeMap<String, u64> = self
+                .decision_counts()
+                .into_iter()
+                .filter_map(|(code, n)| {
+                    let diff = n.saturating_sub(before.get(&code).copied().unwrap_or(0));
+                    (diff > 0).then_some((code, diff))
+                })
+                .collect();
+            if delta.values().sum::<u64>() >= count || Instant::now() > deadline {
+                return delta;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Every decision counter of the filter, by code, as it is right now.
+    pub fn decision_counts(&self) -> BTreeMap<String, u64> {
+        let prefix = decision_counter("");
+        self.admin_get(&format!("/stats?filter=^{}", prefix.replace('.', "\\.")))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| {
+                let (name, value) = line.split_once(": ")?;
+                Some((name.strip_prefix(&prefix)?.to_owned(), value.trim().parse().ok()?))
+            })
+            .collect()
     }
 
     /// Stops Envoy (also done on drop).

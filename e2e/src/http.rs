@@ -122,6 +122,20 @@ pub fn get_with_grant(port: u16, path: &str, grant: &str) -> Response {
     request(port, "GET", path, &[("x-jit-grant", grant.as_bytes())])
 }
 
+/// A GET over HTTP/2 cleartext (prior knowledge) with `host: api.local`
+/// and extra headers, sent by curl (which `scripts/setup` installs); status
+/// 0 if curl fails.
+pub fn get_h2(port: u16, path: &str, headers: &[(&str, &str)]) -> Response {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-s", "-i", "--http2-prior-knowledge", "-H", "host: api.local"]);
+    for (name, value) in headers {
+        cmd.args(["-H", &format!("{name}: {value}")]);
+    }
+    cmd.arg(format!("http://127.0.0.1:{port}{path}"));
+    let out = cmd.output().map(|o| o.stdout).unwrap_or_default();
+    parse(&out)
+}
+
 fn parse(raw: &[u8]) -> Response {
     let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
         // No (complete) response: the connection was closed or reset.

@@ -20,6 +20,7 @@
 //! assert_eq!(upstream.requests()[0].path, "/v1/ping");
 //! ```
 
+pub mod catalogue;
 pub mod control;
 pub mod envoy;
 pub mod http;

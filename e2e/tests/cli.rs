@@ -77,7 +77,19 @@ fn request_wait_approve_elsewhere_and_the_printed_grant_passes_envoy() {
     let (ok, out, err) = run(approve);
     assert!(ok && out.contains("approved"), "{out}{err}");
 
-    let status = waiting.wait().expect("the waiting request ends");
+    // The waiting process ends once it sees the approval (it polls); bounded,
+    // so a process that never notices fails the test instead of hanging it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = waiting.try_wait().expect("the waiting request runs") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = waiting.kill();
+            panic!("jitgate request --wait did not end within 60 s of the approval");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let mut token = String::new();
     waiting.stdout.take().unwrap().read_to_string(&mut token).unwrap();
     let mut progress = String::new();

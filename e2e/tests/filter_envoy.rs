@@ -4,7 +4,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use grant::{mint, GrantClaims, ScopeRule, SigningKey};
-use jitgate_e2e::envoy::{Envoy, EnvoyOptions};
+use jitgate_e2e::envoy::{decision_counter, Envoy, EnvoyOptions};
 use jitgate_e2e::http::{get_with_grant, request, send_raw};
 use jitgate_e2e::upstream::Upstream;
 
@@ -101,8 +101,11 @@ fn valid_grant_reaches_upstream_with_identity_headers_and_without_the_grant() {
         seen.all("x-jit-whatever").is_empty(),
         "incoming x-jit-* headers are removed"
     );
-    assert_eq!(envoy.decisions("allowed"), 1);
-    assert_eq!(envoy.stat("wasmcustom.jitgate.resource.payments-api.allowed"), 1);
+    assert_eq!(envoy.wait_for_counter(&decision_counter("allowed"), 1), 1);
+    assert_eq!(
+        envoy.wait_for_counter("wasmcustom.jitgate.resource.payments-api.allowed", 1),
+        1
+    );
 }
 
 /// Name, path, headers, expected status and code.
@@ -258,7 +261,10 @@ fn every_reachable_outcome_gives_its_status_and_body_and_never_reaches_upstream(
             "no_resource",
         ),
     ];
+    let before = envoy.decision_counts();
+    let mut expected = std::collections::BTreeMap::<String, u64>::new();
     for (i, (name, path, headers, status, code)) in cases.iter().enumerate() {
+        *expected.entry((*code).to_owned()).or_default() += 1;
         let method = if *name == "DELETE not granted" { "DELETE" } else { "GET" };
         let headers: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_slice())).collect();
         let r = request(envoy.port, method, path, &headers);
@@ -289,8 +295,9 @@ fn every_reachable_outcome_gives_its_status_and_body_and_never_reaches_upstream(
         } else {
             assert!(body["resource"].is_null());
         }
-        assert!(envoy.decisions(code) >= 1, "counter for {code}");
     }
+    // Each request counted once, under its own code.
+    assert_eq!(envoy.decisions_since(&before, cases.len() as u64), expected);
     assert_eq!(upstream.count(), 0, "no denied request may reach the upstream");
     // The allowed case, for contrast, with the same identity header.
     let r = request(
@@ -341,8 +348,8 @@ fn dry_run_lets_bad_requests_through_but_counts_them() {
         seen.all("x-jit-subject").is_empty(),
         "spoofed identity is still removed in dry-run"
     );
-    assert_eq!(envoy.decisions("grant_missing"), 1);
-    assert_eq!(envoy.stat("wasmcustom.jitgate.dry_run.would_deny"), 1);
+    assert_eq!(envoy.wait_for_counter(&decision_counter("grant_missing"), 1), 1);
+    assert_eq!(envoy.wait_for_counter("wasmcustom.jitgate.dry_run.would_deny", 1), 1);
 }
 
 #[test]
@@ -477,25 +484,44 @@ fn encoded_slashes_and_dot_segments_never_reach_a_scope_check_unnormalized() {
     assert_eq!(upstream.count(), 1);
 }
 
+/// How long after `exp` a grant in steady use may still pass in this test:
+/// generous, for a loaded machine (the tick clock makes it 100 ms by
+/// design; that figure is not a test target).
+const EXPIRY_BOUND_S: f64 = 10.0;
+
 #[test]
-fn a_grant_in_steady_use_is_denied_within_a_second_of_expiry() {
+fn a_grant_in_steady_use_is_allowed_until_expiry_and_denied_as_expired_after() {
     // Requests take the clock from the filter's 100 ms tick and a grant
     // used again and again comes from the worker's cache: neither may let
-    // it outlive its window by more than a tick.
-    let (envoy, _upstream) = start(r#","leeway":0"#);
+    // it outlive its window, nor end it early.
+    let (envoy, upstream) = start(r#","leeway":0"#);
     let exp = now() + 2;
     let t = token(|c| c.exp = exp);
     assert_eq!(get_with_grant(envoy.port, "/v1/invoices/7", &t).status, 200);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let denied_at = loop {
-        let r = get_with_grant(envoy.port, "/v1/invoices/7", &t);
-        if r.status != 200 {
-            assert_eq!(r.error_code(), "grant_expired");
-            break SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        }
-        assert!(std::time::Instant::now() < deadline, "still allowed 3 s after expiry");
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    let since_exp = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64()
+            - exp as f64
     };
-    let late = denied_at.as_secs_f64() - exp as f64;
-    assert!((0.0..1.0).contains(&late), "denied {late:.3} s after exp");
+    let mut allowed = 1;
+    loop {
+        let r = get_with_grant(envoy.port, "/v1/invoices/7", &t);
+        let late = since_exp();
+        if r.status != 200 {
+            assert_eq!((r.status, r.error_code().as_str()), (401, "grant_expired"));
+            // Taken after the answer: the filter's clock was at or past exp.
+            assert!(late >= 0.0, "denied {:.3} s before exp", -late);
+            break;
+        }
+        allowed += 1;
+        assert!(late < EXPIRY_BOUND_S, "still allowed {late:.3} s after exp");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        upstream.count(),
+        allowed,
+        "every allowed request, and only those, reached the upstream"
+    );
 }

@@ -126,26 +126,120 @@ fn invalid_claims_are_refused_at_minting() {
     assert_eq!(mint(&c, &key), Err(MintError::TooLong));
 }
 
+/// What a damaged copy of a good token must be refused as, worked out from
+/// the token's form alone (not from the verifier): which part the damage
+/// hit.
+fn refusal_for(damaged: &[u8], original: &[u8]) -> &'static [Outcome] {
+    const MALFORMED: &[Outcome] = &[Outcome::GrantMalformed];
+    // A changed header may no longer parse, name another algorithm or type,
+    // or name another key; if it still selects the key, the MAC (over the
+    // encoded text) no longer matches.
+    const HEADER: &[Outcome] = &[
+        Outcome::GrantMalformed,
+        Outcome::GrantUnsupported,
+        Outcome::GrantUnknownKey,
+        Outcome::GrantBadSignature,
+    ];
+    // Changed claims text, or a changed or shortened MAC.
+    const BAD_SIGNATURE: &[Outcome] = &[Outcome::GrantBadSignature];
+    let in_alphabet = |b: &u8| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_' || *b == b'.';
+    let parts: Vec<&[u8]> = damaged.split(|b| *b == b'.').collect();
+    // Unpadded base64url never leaves one character in the last group.
+    if !damaged.iter().all(in_alphabet) || parts.len() != 3 || parts.iter().any(|p| p.len() % 4 == 1) {
+        return MALFORMED;
+    }
+    if parts[0] != original.split(|b| *b == b'.').next().unwrap_or_default() {
+        return HEADER;
+    }
+    BAD_SIGNATURE
+}
+
 #[test]
-fn verification_never_panics_on_truncations_and_bit_flips() {
+fn every_truncated_token_is_refused_as_malformed_or_a_bad_signature() {
     let key = SigningKey::new("k1", &[9; 32]).unwrap();
     let token = mint(&claims(), &key).unwrap();
     let v = verifier(&key);
     let bytes = token.as_bytes();
+    let mut wrong = Vec::new();
     for cut in 0..bytes.len() {
-        let _ = v.verify(&bytes[..cut], 1_200);
+        let want = refusal_for(&bytes[..cut], bytes);
+        let got = v.verify(&bytes[..cut], 1_200).map(|_| ());
+        if !want.iter().any(|o| got == Err(*o)) {
+            wrong.push(format!("first {cut} bytes: got {got:?}, want one of {want:?}"));
+        }
     }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} truncations:\n{}",
+        wrong.len(),
+        bytes.len(),
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn every_bit_flipped_token_is_refused_with_the_class_of_the_part_it_hit() {
+    let key = SigningKey::new("k1", &[9; 32]).unwrap();
+    let token = mint(&claims(), &key).unwrap();
+    let v = verifier(&key);
+    let bytes = token.as_bytes();
+    let mut wrong = Vec::new();
+    let mut seen = std::collections::BTreeMap::<Outcome, usize>::new();
     let mut flipped = bytes.to_vec();
     for i in 0..flipped.len() {
         for bit in 0..8 {
             flipped[i] ^= 1 << bit;
-            assert_ne!(
-                v.verify(&flipped, 1_200).map(|g| g.jti().to_owned()).ok().as_deref(),
-                Some("tampered")
-            );
+            let want = refusal_for(&flipped, bytes);
+            match v.verify(&flipped, 1_200) {
+                Err(o) if want.contains(&o) => *seen.entry(o).or_default() += 1,
+                got => wrong.push(format!(
+                    "byte {i} bit {bit}: got {:?}, want one of {want:?}",
+                    got.map(|g| g.jti().to_owned())
+                )),
+            }
             flipped[i] ^= 1 << bit;
         }
     }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} flips:\n{}",
+        wrong.len(),
+        bytes.len() * 8,
+        wrong.join("\n")
+    );
+    // Every class of damage was exercised (a flip in the header can name
+    // another type or key, one in the MAC or claims breaks the MAC).
+    for o in [
+        Outcome::GrantMalformed,
+        Outcome::GrantUnsupported,
+        Outcome::GrantUnknownKey,
+        Outcome::GrantBadSignature,
+    ] {
+        assert!(seen.get(&o).is_some_and(|n| *n > 0), "no flip gave {o}: {seen:?}");
+    }
+}
+
+/// A MAC text that differs from the minted one only in the unused low bits
+/// of its last character decodes to the same 32 bytes. RFC 4648 (3.5)
+/// lets decoders refuse such non-canonical text, and no encoder produces
+/// it, so a strict verifier refuses it as malformed (the token's bytes are
+/// then the only spelling of its MAC, as a cache or log keyed by token
+/// bytes assumes). Today `grant::token::BASE64URL` allows trailing bits.
+#[test]
+#[ignore = "finding: a MAC with its unused trailing bits set verifies (grant/src/token.rs: with_decode_allow_trailing_bits(true))"]
+fn a_mac_spelled_with_its_unused_bits_set_is_refused() {
+    let key = SigningKey::new("k1", &[9; 32]).unwrap();
+    let token = mint(&claims(), &key).unwrap();
+    let v = verifier(&key);
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut bytes = token.into_bytes();
+    let last = bytes.pop().unwrap();
+    // 43 characters carry 256 bits: the last one's two low bits are unused
+    // and zero, so the next character in the alphabet decodes the same.
+    let value = ALPHABET.iter().position(|c| *c == last).unwrap();
+    assert_eq!(value % 4, 0, "a canonical last character");
+    bytes.push(ALPHABET[value + 1]);
+    assert_eq!(v.verify(&bytes, 1_200).err(), Some(Outcome::GrantMalformed));
 }
 
 #[test]
