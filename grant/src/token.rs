@@ -19,13 +19,17 @@ pub const MAX_TOKEN_LEN: usize = 4096;
 pub const MAX_PART_LEN: usize = MAX_TOKEN_LEN / 4 * 3;
 
 /// Unpadded URL-safe base64. The spec's form rules (alphabet, no padding)
-/// are checked explicitly by [`split`]; the engine only decodes.
+/// are checked explicitly by [`split`]; the engine decodes, and refuses a
+/// last character whose unused bits are set: such a part is another
+/// spelling of the same bytes, which no encoder writes, and a token must
+/// have one spelling (caches and logs key on its bytes). RFC 4648 3.5
+/// allows this refusal; the spec's "form, base64url" covers it.
 pub(crate) const BASE64URL: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::URL_SAFE,
     GeneralPurposeConfig::new()
         .with_encode_padding(false)
         .with_decode_padding_mode(DecodePaddingMode::RequireNone)
-        .with_decode_allow_trailing_bits(true),
+        .with_decode_allow_trailing_bits(false),
 );
 
 /// A token split into its three base64url parts, form-checked, borrowing
