@@ -78,6 +78,45 @@ pub struct EnvoyOptions {
     /// Envoy's log level (`info` by default; `debug` shows the filter's
     /// denials).
     pub log_level: &'static str,
+    /// Serve the API listener over TLS with this server certificate,
+    /// asking clients for a certificate signed by `ca` (optional, so a
+    /// test can also connect without one).
+    pub listener_tls: Option<ListenerTls>,
+}
+
+/// TLS on the API listener (mTLS tests).
+#[derive(Debug, Clone)]
+pub struct ListenerTls {
+    /// The server certificate (PEM).
+    pub cert: PathBuf,
+    /// Its key (PEM).
+    pub key: PathBuf,
+    /// The CA client certificates must chain to (PEM).
+    pub ca: PathBuf,
+}
+
+impl ListenerTls {
+    /// The listener's `transport_socket`, inserted into the template's one
+    /// filter chain.
+    fn transport_socket(&self) -> String {
+        format!(
+            r#"    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: false
+          common_tls_context:
+            tls_certificates:
+            - certificate_chain: {{filename: "{}"}}
+              private_key: {{filename: "{}"}}
+            validation_context:
+              trusted_ca: {{filename: "{}"}}
+      filters:"#,
+            self.cert.display(),
+            self.key.display(),
+            self.ca.display()
+        )
+    }
 }
 
 impl EnvoyOptions {
@@ -90,6 +129,7 @@ impl EnvoyOptions {
             upstream_port,
             control_port: free_port(),
             log_level: "info",
+            listener_tls: None,
         }
     }
 
@@ -177,6 +217,14 @@ impl Envoy {
                 ("PLUGIN_CONFIG", options.plugin_config.replace('\'', "''")),
             ],
         );
+        let config = match &options.listener_tls {
+            Some(tls) => {
+                let chain = "    filter_chains:\n    - filters:";
+                assert!(config.contains(chain), "the template's listener has one filter chain");
+                config.replacen(chain, &format!("    filter_chains:\n{}", tls.transport_socket()), 1)
+            }
+            None => config,
+        };
         let config_path = dir.join("envoy.yaml");
         fs::write(&config_path, config).map_err(|e| e.to_string())?;
         let log = fs::File::create(dir.join("envoy.log")).map_err(|e| e.to_string())?;

@@ -25,6 +25,7 @@ pub mod control;
 pub mod envoy;
 pub mod http;
 pub mod postgres;
+pub mod tls;
 pub mod upstream;
 pub mod wasm;
 
