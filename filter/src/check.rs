@@ -364,9 +364,14 @@ pub fn plan<'a>(cfg: &FilterConfig, headers: &'a HeaderMap, eval: &'a Evaluation
     let mut add = Vec::new();
     if let (Verdict::Grant(Outcome::Allowed), Some(g)) = (eval.verdict, &eval.grant) {
         let [subject, grant_id, request_id] = SET_HEADERS;
-        add.push((subject, header_safe(g.sub().as_bytes())));
-        add.push((grant_id, header_safe(g.jti().as_bytes())));
-        if let Some(req) = g.req() {
+        let wanted = cfg.identity_headers;
+        if wanted.subject {
+            add.push((subject, header_safe(g.sub().as_bytes())));
+        }
+        if wanted.grant_id {
+            add.push((grant_id, header_safe(g.jti().as_bytes())));
+        }
+        if let Some(req) = g.req().filter(|_| wanted.request_id) {
             add.push((request_id, header_safe(req.as_bytes())));
         }
     }
@@ -536,6 +541,20 @@ mod tests {
                 ("x-jit-request-id", b"r-1")
             ]
         );
+    }
+
+    #[test]
+    fn only_the_configured_identity_headers_are_set_and_spoofs_are_still_removed() {
+        let c = cfg(r#","identity_headers":["grant_id"]"#);
+        let t = token("alice", None);
+        let h = request("/v1/invoices/7", &[("x-jit-grant", &t), ("x-jit-subject", "mallory")]);
+        let e = evaluate(&c, &h, &HOST, NOW * 1000, &Live::default());
+        let Plan::Forward { remove, add } = plan(&c, &h, &e) else {
+            panic!("denied")
+        };
+        assert_eq!(remove, vec![&b"x-jit-grant"[..], b"x-jit-subject"]);
+        let add: Vec<(&str, &[u8])> = add.iter().map(|(n, v)| (*n, v.as_ref())).collect();
+        assert_eq!(add, vec![("x-jit-grant-id", &b"g-1"[..])]);
     }
 
     #[test]

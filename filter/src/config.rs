@@ -148,6 +148,58 @@ pub struct FilterConfig {
     /// Whether a request with no grant may be matched to a synced grant of
     /// its caller's identity.
     pub identity_aware: bool,
+    /// Which identity headers an allowed request carries upstream.
+    pub identity_headers: IdentityHeaders,
+}
+
+/// The identity headers set on an allowed request (`identity_headers`):
+/// each costs a host call per request, so an upstream that reads only the
+/// subject can ask for only that. Incoming `x-jit-*` headers are removed
+/// whatever this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdentityHeaders {
+    /// `x-jit-subject`: the grant's `sub`.
+    pub subject: bool,
+    /// `x-jit-grant-id`: the grant's `jti`.
+    pub grant_id: bool,
+    /// `x-jit-request-id`: the grant's `req`, when it has one.
+    pub request_id: bool,
+}
+
+impl Default for IdentityHeaders {
+    fn default() -> Self {
+        IdentityHeaders {
+            subject: true,
+            grant_id: true,
+            request_id: true,
+        }
+    }
+}
+
+impl IdentityHeaders {
+    /// From the configuration's list of names (`subject`, `grant_id`,
+    /// `request_id`), each at most once.
+    fn parse(items: Vec<Value>) -> Result<IdentityHeaders, ConfigError> {
+        let mut chosen = IdentityHeaders {
+            subject: false,
+            grant_id: false,
+            request_id: false,
+        };
+        for (i, item) in items.into_iter().enumerate() {
+            let field = format!("identity_headers[{i}]");
+            let slot = match &item {
+                Value::Str(name) if name == "subject" => &mut chosen.subject,
+                Value::Str(name) if name == "grant_id" => &mut chosen.grant_id,
+                Value::Str(name) if name == "request_id" => &mut chosen.request_id,
+                _ => return Err(ConfigError::new(field, "must be one of subject, grant_id, request_id")),
+            };
+            if *slot {
+                return Err(ConfigError::new(field, "is listed twice"));
+            }
+            *slot = true;
+        }
+        Ok(chosen)
+    }
 }
 
 /// How the filter talks to the control service: never on the request path,
@@ -396,6 +448,17 @@ pub fn parse(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
     let request_access_url = root.string("request_access_url")?;
     let control = root.object("control")?.map(control_link).transpose()?;
     let identity_aware = root.boolean("identity_aware")?;
+    // Absent: all three; an explicit list (possibly empty): exactly those.
+    let identity_headers = match root.take("identity_headers") {
+        None => IdentityHeaders::default(),
+        Some(Value::Arr(items)) => IdentityHeaders::parse(items)?,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "identity_headers",
+                format!("must be an array, not {}", other.kind()),
+            ))
+        }
+    };
     root.finish()?;
 
     let issuer = issuer.trim();
@@ -497,6 +560,7 @@ pub fn parse(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
         request_access_url,
         control,
         identity_aware,
+        identity_headers,
     })
 }
 
@@ -769,6 +833,34 @@ mod tests {
         let e = err(r#"{"issuer":"i","keys":{"k\n1":"x"},"resources":[{"id":"a"}]}"#);
         assert!(!e.to_string().contains('\n'), "{e}");
         assert_eq!(err("").field, "(root)");
+    }
+
+    #[test]
+    fn identity_headers_default_to_all_three_and_take_an_exact_list() {
+        assert_eq!(
+            parse(with("").as_bytes()).unwrap().identity_headers,
+            IdentityHeaders::default()
+        );
+        let only_subject = parse(with(r#","identity_headers":["subject"]"#).as_bytes()).unwrap();
+        assert_eq!(
+            only_subject.identity_headers,
+            IdentityHeaders {
+                subject: true,
+                grant_id: false,
+                request_id: false
+            }
+        );
+        let none = parse(with(r#","identity_headers":[]"#).as_bytes()).unwrap();
+        assert!(!none.identity_headers.subject && !none.identity_headers.grant_id && !none.identity_headers.request_id);
+        assert_eq!(
+            err(&with(r#","identity_headers":["subject","subject"]"#)).field,
+            "identity_headers[1]"
+        );
+        assert_eq!(
+            err(&with(r#","identity_headers":["email"]"#)).field,
+            "identity_headers[0]"
+        );
+        assert_eq!(err(&with(r#","identity_headers":"subject""#)).field, "identity_headers");
     }
 
     #[test]
