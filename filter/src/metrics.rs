@@ -94,7 +94,11 @@ impl MetricIds {
 
     /// Counts one decision locally.
     pub fn count(&self, verdict: Verdict, resource: Option<usize>, dry_run_denied: bool) {
-        let mut pending = self.pending.borrow_mut();
+        // On the request path: a count lost to a re-entrant call is better
+        // than a panic that traps the VM.
+        let Ok(mut pending) = self.pending.try_borrow_mut() else {
+            return;
+        };
         for i in Self::indices(self.ids.len(), verdict, resource, dry_run_denied) {
             if let Some(n) = pending.get_mut(i) {
                 *n += 1;
@@ -104,7 +108,9 @@ impl MetricIds {
 
     /// Hands the counts gathered since the last flush to `add(id, n)`.
     pub fn flush(&self, mut add: impl FnMut(u32, u64)) {
-        let mut pending = self.pending.borrow_mut();
+        let Ok(mut pending) = self.pending.try_borrow_mut() else {
+            return;
+        };
         for (i, n) in pending.iter_mut().enumerate() {
             if *n > 0 {
                 if let Some(id) = self.ids.get(i) {
