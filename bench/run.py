@@ -30,7 +30,7 @@ Usage: run.py ENVOY JITGATE_WASM NOOP_WASM AUTHZ LOAD [--control JSON]
 The optional inputs are folded into the same results file: the control
 service benchmark (bench/control) and Criterion's estimates.
 """
-import argparse, base64, hashlib, hmac, json, math, os, platform, re, signal, socket, statistics, subprocess, time
+import argparse, base64, glob, hashlib, hmac, json, math, os, platform, re, signal, socket, statistics, subprocess, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -54,6 +54,8 @@ p.add_argument("authz")
 p.add_argument("load")
 p.add_argument("--control", help="JSON written by jitgate-bench-control --json")
 p.add_argument("--criterion", help="Criterion's output directory (target/criterion)")
+p.add_argument("--instructions", type=int, metavar="N",
+               help="instead of the timed runs: instructions per request under callgrind over N requests per configuration")
 ARGS = p.parse_args()
 
 
@@ -218,7 +220,93 @@ def criterion_estimates(path):
     return out
 
 
+def send_keepalive(port, token, n):
+    """n GETs of the benchmark URL over one HTTP/1.1 connection; each must be 200."""
+    conn = socket.create_connection(("127.0.0.1", port), timeout=120)
+    req = (f"GET /v1/invoices/INV-1 HTTP/1.1\r\nhost: bench\r\nx-jit-grant: {token}\r\n\r\n").encode()
+    buf = b""
+    for _ in range(n):
+        conn.sendall(req)
+        while b"\r\n\r\n" not in buf:
+            buf += conn.recv(65536)
+        head, buf = buf.split(b"\r\n\r\n", 1)
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise SystemExit(f"not 200: {head[:200]!r}")
+        length = int(re.search(rb"content-length: (\d+)", head, re.I).group(1))
+        while len(buf) < length:
+            buf += conn.recv(65536)
+        buf = buf[length:]
+    conn.close()
+
+
+def callgrind_ir_per_request(kind, token, n, workdir):
+    """Envoy in one configuration under callgrind: instructions executed by
+    the whole process while it serves n requests (after as many to warm up
+    and let V8 tier up), divided by n. Counts repeat exactly whatever else
+    the machine runs, unlike CPU time."""
+    port, admin = free_port(), free_port()
+    path = os.path.join(workdir, f"{kind}.instructions.json")
+    json.dump(envoy_config(kind, port, admin, free_port()), open(path, "w"))
+    out = os.path.join(workdir, f"{kind}.callgrind.out")
+    for old in glob.glob(out + "*"):
+        os.remove(old)
+    # Instrumentation off until the measured window (startup runs at a few
+    # times native speed instead of fifty); --smc-check=all for V8's code.
+    proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--smc-check=all", "--instr-atstart=no",
+                             f"--callgrind-out-file={out}", ARGS.envoy, "-c", path, "--concurrency", "1",
+                             "--log-level", "error", "--disable-hot-restart"],
+                            stdout=subprocess.DEVNULL, stderr=open(os.path.join(workdir, f"{kind}.callgrind.log"), "w"))
+    try:
+        deadline = time.time() + 600
+        while True:
+            try:
+                send_keepalive(port, token, 1)
+                break
+            except (OSError, SystemExit):
+                if time.time() > deadline or proc.poll() is not None:
+                    raise SystemExit(f"{kind}: Envoy under callgrind did not answer 200")
+                time.sleep(1)
+        send_keepalive(port, token, n)  # warm-up, V8 tier-up
+        control = lambda *a: subprocess.run(["callgrind_control", *a, str(proc.pid)], check=True, capture_output=True)
+        control("-i", "on")
+        control("-z")
+        send_keepalive(port, token, n)
+        control("-d")  # a dump of exactly the window
+        control("-i", "off")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait()
+    # The explicit dump (`<out>.1`) holds exactly the window; the file written
+    # at exit holds only what ran after it.
+    totals = [int(l.split()[1]) for l in open(out + ".1") if l.startswith("totals:")]
+    return totals[0] / n
+
+
+def instruction_ladder(n):
+    workdir = os.path.join(ROOT, "bench", "results", "raw")
+    os.makedirs(workdir, exist_ok=True)
+    token = grant()
+    kinds = [k for k in CONFIGS if k in ("none", "wasm-noop", "wasm-read", "wasm-read-write", "jitgate")]
+    ir = {}
+    for kind in kinds:
+        ir[kind] = callgrind_ir_per_request(kind, token, n, workdir)
+        print(f"  {kind:<16} {ir[kind]:>12,.0f} instructions/request", flush=True)
+    lines = [f"Instructions per request (callgrind, whole Envoy process, {n} requests after {n} of warm-up, "
+             f"one worker, keep-alive):", "", "| configuration | instructions/req | over previous step |", "|---|---:|---:|"]
+    prev = None
+    for kind in kinds:
+        step = "" if prev is None else f"{ir[kind] - ir[prev]:+,.0f}"
+        lines.append(f"| {kind} | {ir[kind]:,.0f} | {step} |")
+        prev = kind
+    if {"wasm-read-write", "jitgate"} <= set(ir):
+        lines += ["", f"jitgate's own work in the VM (jitgate minus wasm-read-write): "
+                      f"{ir['jitgate'] - ir['wasm-read-write']:+,.0f} instructions/request"]
+    print("\n".join(lines))
+
+
 def main():
+    if ARGS.instructions:
+        return instruction_ladder(ARGS.instructions)
     workdir = os.path.join(ROOT, "bench", "results", "raw")
     os.makedirs(workdir, exist_ok=True)
     token = grant()

@@ -48,18 +48,26 @@ fn slot(token: &[u8]) -> usize {
 
 /// Whether `a` and `b` are the same bytes, in time that depends on their
 /// length only. A cached token is another client's secret; an early-exit
-/// comparison would tell a prober how much of it a guess got right. The
-/// comparison is `subtle`'s, over eight bytes at a time: a byte-wise one
-/// costs a microsecond on a grant inside the Wasm VM.
+/// comparison would tell a prober how much of it a guess got right.
+///
+/// The differences are folded eight bytes at a time with XOR and OR (no
+/// branch depends on the data), and `subtle` decides the folded word. A
+/// `subtle` comparison per word puts an optimisation barrier in each
+/// step: measured with callgrind, about 900 instructions for a 470-byte
+/// grant natively (more in the Wasm VM) against about 120 this way.
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
     let word = |c: &[u8]| <[u8; 8]>::try_from(c).map_or(0, u64::from_ne_bytes);
     let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail = a8.remainder().ct_eq(b8.remainder());
-    let same = a8.zip(b8).fold(tail, |acc, (x, y)| acc & word(x).ct_eq(&word(y)));
-    same.into()
+    let tail = a8
+        .remainder()
+        .iter()
+        .zip(b8.remainder())
+        .fold(0u64, |acc, (x, y)| acc | u64::from(x ^ y));
+    let diff = a8.zip(b8).fold(tail, |acc, (x, y)| acc | (word(x) ^ word(y)));
+    diff.ct_eq(&0).into()
 }
 
 impl GrantCache {
