@@ -10,8 +10,9 @@ use grant::Outcome;
 use crate::check::Verdict;
 
 /// Number of distinct decision codes: the spec's outcomes plus the
-/// filter's `no_resource`, `unprotected` and `revocations_stale`.
-pub const CODES: usize = Outcome::ALL.len() + 3;
+/// filter's `no_resource`, `unprotected`, `revocations_stale` and
+/// `authority_rejected`.
+pub const CODES: usize = Outcome::ALL.len() + 4;
 
 /// Position of a verdict in the per-code tables.
 pub fn code_index(verdict: Verdict) -> usize {
@@ -20,6 +21,7 @@ pub fn code_index(verdict: Verdict) -> usize {
         Verdict::NoResource => Outcome::ALL.len(),
         Verdict::Unprotected => Outcome::ALL.len() + 1,
         Verdict::RevocationsStale => Outcome::ALL.len() + 2,
+        Verdict::AuthorityRejected => Outcome::ALL.len() + 3,
     }
 }
 
@@ -29,6 +31,7 @@ pub fn codes() -> impl Iterator<Item = &'static str> {
         Verdict::NoResource.code(),
         Verdict::Unprotected.code(),
         Verdict::RevocationsStale.code(),
+        Verdict::AuthorityRejected.code(),
     ])
 }
 
