@@ -195,11 +195,9 @@ pub fn evaluate(
         };
     };
     let resource_id = cfg.resources.get(index).map_or("", |r| r.id.as_str());
-    if let Some(max) = cfg.control.as_ref().and_then(|c| c.max_staleness_seconds) {
-        let fresh = live
-            .synced_at_ms
-            .is_some_and(|t| now_ms.saturating_sub(t) <= max.saturating_mul(1000));
-        if !fresh {
+    // No control link: no revocation list is expected (grants end at exp).
+    if let Some(link) = &cfg.control {
+        if crate::poll::revocations_stale(link, live.synced_at_ms, now_ms) {
             return done(Verdict::RevocationsStale, None, false);
         }
     }
