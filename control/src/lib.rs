@@ -10,6 +10,7 @@
 //! - [`audit`]: the hash-chained log;
 //! - [`notify`]: the outbox and its sender (webhooks, Slack);
 //! - [`signature`]: webhook and Slack request signatures;
+//! - [`text`]: human text fields: what may be stored, how it is shown;
 //! - [`api`]: HTTP handlers, thin, over the modules above;
 //! - [`cli`]: the `jitgate` command's subcommands.
 
@@ -27,6 +28,7 @@ pub mod policy;
 pub mod requests;
 pub mod signature;
 pub mod store;
+pub mod text;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -28,7 +28,9 @@ pub fn resource<'c>(cfg: &'c Config, id: &str) -> Result<&'c Resource, ApiError>
 }
 
 /// Checks free text: required, bounded, no control characters but newline
-/// and tab.
+/// and tab, and nothing that can make an approver read something else than
+/// what is stored (bidi controls, invisible formatting characters: see
+/// [`crate::text`]).
 pub fn text(field: &'static str, code: &'static str, value: &str, max: usize) -> Result<(), ApiError> {
     if value.trim().is_empty() {
         return Err(invalid(code, format!("{field} is required")));
@@ -38,6 +40,15 @@ pub fn text(field: &'static str, code: &'static str, value: &str, max: usize) ->
     }
     if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
         return Err(invalid(code, format!("{field} contains control characters")));
+    }
+    if let Some(c) = crate::text::first_deceptive(value) {
+        return Err(invalid(
+            code,
+            format!(
+                "{field} contains U+{:04X}, a bidirectional control or invisible formatting character that can change what readers see",
+                u32::from(c)
+            ),
+        ));
     }
     Ok(())
 }
