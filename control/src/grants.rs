@@ -222,6 +222,17 @@ pub async fn revoke(app: &App, p: &Principal, grant_id: &str, input: Revoke) -> 
     Ok(out)
 }
 
+/// The access request a grant was minted for, if the grant exists (read
+/// from the read pool: grants are committed before anyone refers to them).
+pub async fn request_of(app: &App, grant_id: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query("SELECT request_id FROM grants WHERE id = $1")
+        .bind(grant_id.to_owned())
+        .fetch_optional(&app.db.read)
+        .await?
+        .map(|row| row.try_get("request_id"))
+        .transpose()
+}
+
 /// The token of a request's grant: only for its requester, only while the
 /// grant is active; every fetch is audited.
 pub async fn fetch_token(app: &App, p: &Principal, request_id: &str) -> Result<TokenResponse, ApiError> {

@@ -6,6 +6,7 @@
 mod common;
 
 use common::{spawn_app_with, Backend, TestApp};
+use control::signature::hex_hmac;
 use serde_json::{json, Value};
 use sqlx::Row;
 
@@ -27,6 +28,152 @@ async fn app(backend: Backend, edit: impl FnOnce(String) -> String) -> Option<Te
 
 fn id(v: &Value) -> String {
     v["id"].as_str().unwrap().to_owned()
+}
+
+async fn trail(app: &TestApp, query: &str) -> Vec<Value> {
+    let (status, records) = app.get(&format!("/v1/audit?{query}&limit=1000"), "ada").await;
+    assert_eq!(status, 200, "{records}");
+    records.as_array().unwrap().clone()
+}
+
+fn refusal_codes(records: &[Value]) -> Vec<String> {
+    records
+        .iter()
+        .filter(|r| r["action"].as_str().is_some_and(|a| a.ends_with(".refused")))
+        .map(|r| {
+            format!(
+                "{}:{}",
+                r["channel"].as_str().unwrap_or("-"),
+                r["details"]["code"].as_str().unwrap_or("-")
+            )
+        })
+        .collect()
+}
+
+// --- refusals in the trail ---------------------------------------------------
+
+async fn a_refused_self_approval_is_in_the_requests_trail(app: &TestApp) {
+    let req = app.request_access("alice", "payments-api", 600).await;
+    let r = id(&req);
+    let (status, _) = app.post(&format!("/v1/requests/{r}/approve"), "alice", json!({})).await;
+    assert_eq!(status, 403);
+    let (status, _) = app.post(&format!("/v1/requests/{r}/cancel"), "bob", json!({})).await;
+    assert_eq!(status, 403);
+    let records = trail(app, &format!("request_id={r}")).await;
+    assert_eq!(
+        refusal_codes(&records),
+        ["api:self_approval", "api:not_the_requester"],
+        "{records:?}"
+    );
+    assert!(records.iter().all(|x| x["request_id"] == r.as_str()));
+}
+
+async fn a_refused_revocation_is_in_the_grants_and_requests_trail(app: &TestApp) {
+    let req = app.request_access("alice", "payments-api", 600).await;
+    let r = id(&req);
+    let (_, body) = app.post(&format!("/v1/requests/{r}/approve"), "bob", json!({})).await;
+    let g = body["grant"]["id"].as_str().unwrap().to_owned();
+    let (status, _) = app
+        .post(&format!("/v1/grants/{g}/revoke"), "dave", json!({"reason": "mischief"}))
+        .await;
+    assert!(status == 403 || status == 404, "{status}");
+    let by_grant = trail(app, &format!("grant_id={g}")).await;
+    assert_eq!(refusal_codes(&by_grant).len(), 1, "{by_grant:?}");
+    let by_request = trail(app, &format!("request_id={r}")).await;
+    assert_eq!(refusal_codes(&by_request).len(), 1, "{by_request:?}");
+}
+
+fn signed_callback(body: &str) -> String {
+    let ts = common::now_s();
+    format!(
+        "t={ts},v1={}",
+        hex_hmac(
+            CALLBACK_SECRET.as_bytes(),
+            &[ts.to_string().as_bytes(), b".", body.as_bytes()]
+        )
+    )
+}
+
+async fn post_callback(app: &TestApp, body: &str) -> u16 {
+    app.http
+        .post(format!("{}/v1/integrations/callback", app.base))
+        .header("x-jitgate-signature", signed_callback(body))
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn every_refused_signed_callback_is_audited_with_its_request(app: &TestApp) {
+    let req = app.request_access("alice", "payments-api", 600).await;
+    let r = id(&req);
+    let invalid = json!({"request_id": r, "decision": "maybe", "actor": "UBOB"}).to_string();
+    assert_eq!(post_callback(app, &invalid).await, 422);
+    let not_a_callback = json!({"request_id": r, "decision": "approve"}).to_string();
+    assert_eq!(post_callback(app, &not_a_callback).await, 400);
+    let records = trail(app, &format!("request_id={r}")).await;
+    assert_eq!(refusal_codes(&records), ["callback:decision_invalid"], "{records:?}");
+    let all = trail(app, "action=integration.refused").await;
+    assert!(
+        refusal_codes(&all).contains(&"callback:invalid_body".to_owned()),
+        "{all:?}"
+    );
+}
+
+async fn a_signed_slack_call_that_is_refused_is_audited(app: &TestApp) {
+    let ts = common::now_s();
+    let body = "payload=%7B%22nonsense%22%3Atrue%7D";
+    let sig = format!(
+        "v0={}",
+        hex_hmac(
+            SLACK_SECRET.as_bytes(),
+            &[b"v0:", ts.to_string().as_bytes(), b":", body.as_bytes()]
+        )
+    );
+    let status = app
+        .http
+        .post(format!("{}/v1/integrations/slack/actions", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", ts.to_string())
+        .header("x-slack-signature", sig)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(status, 400);
+    let all = trail(app, "action=integration.refused").await;
+    assert_eq!(refusal_codes(&all), ["slack:slack_action_unknown"], "{all:?}");
+}
+
+async fn a_proxy_batch_refused_after_authentication_is_audited_but_a_bad_key_adds_no_record(app: &TestApp) {
+    let post = |key: &'static str, body: Value| {
+        app.http
+            .post(format!("{}/v1/audit/events", app.base))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+    };
+    let before = app.count("audit_log").await;
+    let bad_key = post("not-the-ingest-key-000", json!({"proxy": "p", "events": []}))
+        .await
+        .unwrap();
+    assert_eq!(bad_key.status().as_u16(), 401);
+    assert_eq!(
+        app.count("audit_log").await,
+        before,
+        "unauthenticated calls add no per-call record"
+    );
+    let too_long = "x".repeat(200);
+    let refused = post("dev-ingest-key-0123456789", json!({"proxy": too_long, "events": []}))
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 422);
+    let all = trail(app, "action=proxy.refused").await;
+    assert_eq!(refusal_codes(&all), ["proxy:event_invalid"], "{all:?}");
 }
 
 // --- deceptive text ----------------------------------------------------------
@@ -120,6 +267,11 @@ macro_rules! on_both_with {
 }
 
 on_both_with!(|c: String| c =>
+    a_refused_self_approval_is_in_the_requests_trail,
+    a_refused_revocation_is_in_the_grants_and_requests_trail,
+    every_refused_signed_callback_is_audited_with_its_request,
+    a_signed_slack_call_that_is_refused_is_audited,
+    a_proxy_batch_refused_after_authentication_is_audited_but_a_bad_key_adds_no_record,
     bidi_controls_and_invisible_characters_are_refused_naming_the_field,
 );
 
