@@ -240,7 +240,7 @@ pub async fn fetch_token(app: &App, p: &Principal, request_id: &str) -> Result<T
     // Read (and check visibility) before taking a connection for the
     // transaction: SQLite's pool has one.
     let req = requests::get(app, p, request_id).await?;
-    if req.requester != p.id {
+    if !requests::is_requester(app, p, &req.requester) {
         return Err(ApiError::Forbidden(
             "not_the_requester",
             "only the requester can fetch the grant".into(),

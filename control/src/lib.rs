@@ -4,6 +4,7 @@
 //! - [`config`]: the TOML configuration, validated at start;
 //! - [`store`]: the database (SQLite or PostgreSQL) and its migrations;
 //! - [`auth`]: who is calling (bearer JWTs);
+//! - [`identity`]: canonical user ids and emails, to tell people apart;
 //! - [`policy`]: who may do what (pure);
 //! - [`requests`]: the access-request workflow;
 //! - [`grants`]: minting, revocation and what proxies sync;
@@ -22,6 +23,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod grants;
+pub mod identity;
 pub mod metrics;
 pub mod notify;
 pub mod policy;

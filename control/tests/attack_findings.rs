@@ -26,6 +26,24 @@ async fn app(backend: Backend, edit: impl FnOnce(String) -> String) -> Option<Te
     .await
 }
 
+/// A bearer token with any user claim, email and groups.
+fn token(app: &TestApp, user: &str, email: Option<&str>, groups: &[&str]) -> String {
+    control::auth::dev_token(&app.cfg.auth, user, email, groups, 3600, common::now_s()).unwrap()
+}
+
+async fn call_as(app: &TestApp, bearer: &str, path: &str, body: Value) -> (u16, Value) {
+    let resp = app
+        .http
+        .post(format!("{}{path}", app.base))
+        .bearer_auth(bearer)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
 fn id(v: &Value) -> String {
     v["id"].as_str().unwrap().to_owned()
 }
@@ -48,6 +66,79 @@ fn refusal_codes(records: &[Value]) -> Vec<String> {
             )
         })
         .collect()
+}
+
+// --- look-alike identities -------------------------------------------------
+
+async fn usernames_differing_in_case_or_width_are_one_person(app: &TestApp) {
+    // user_claim = preferred_username: compared case- and NFKC-folded.
+    let alice = token(app, "alice", Some("alice@example.com"), &["dev"]);
+    let (status, req) = call_as(
+        app,
+        &alice,
+        "/v1/requests",
+        json!({"resource": "payments-api", "scope": [{"methods": ["GET"], "paths": ["/v1/invoices/*"]}],
+               "duration_seconds": 600, "reason": "INC-1"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{req}");
+    let r = id(&req);
+    for look_alike in [
+        "Alice",
+        "ALICE",
+        "\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}",
+        "A\u{ff2c}ice",
+    ] {
+        // Another email, and in the approver group: only the user id links them.
+        let t = token(
+            app,
+            look_alike,
+            Some("someone.else@example.com"),
+            &["payments-approvers"],
+        );
+        let (status, body) = call_as(app, &t, &format!("/v1/requests/{r}/approve"), json!({})).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (403, Some("self_approval")),
+            "{look_alike:?}: {body}"
+        );
+    }
+    assert_eq!(app.count("votes").await, 0);
+    // The canonical form is what is stored and shown.
+    let shouty = token(app, "BOB", Some("Bob@Example.com"), &["payments-approvers"]);
+    let (status, body) = call_as(app, &shouty, &format!("/v1/requests/{r}/approve"), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["votes"][0]["approver"], "bob");
+    assert_eq!(body["requester"], "alice");
+}
+
+async fn an_approver_sharing_the_requesters_email_is_refused(app: &TestApp) {
+    // user_claim = sub (opaque, compared exactly): a different sub with the
+    // requester's email, in another case or with a +tag, is still her.
+    let req = app.request_access("alice", "payments-api", 600).await;
+    let r = id(&req);
+    for email in [
+        "alice@example.com",
+        "Alice@EXAMPLE.com",
+        "alice+jit@example.com",
+        "\u{ff41}lice@example.com",
+    ] {
+        let t = token(app, "user-7f3a", Some(email), &["payments-approvers"]);
+        let (status, body) = call_as(app, &t, &format!("/v1/requests/{r}/approve"), json!({})).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (403, Some("self_approval")),
+            "{email}: {body}"
+        );
+    }
+    // An opaque sub differing only in case is another user, but here the
+    // email gives her away too.
+    let t = token(app, "Alice", Some("alice@example.com"), &["payments-approvers"]);
+    let (status, body) = call_as(app, &t, &format!("/v1/requests/{r}/approve"), json!({})).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("self_approval")), "{body}");
+    // Someone else entirely may approve.
+    let (status, body) = app.post(&format!("/v1/requests/{r}/approve"), "bob", json!({})).await;
+    assert_eq!((status, body["state"].as_str()), (200, Some("approved")), "{body}");
 }
 
 // --- refusals in the trail ---------------------------------------------------
@@ -266,7 +357,12 @@ macro_rules! on_both_with {
     )*};
 }
 
+on_both_with!(|c: String| c.replace("user_claim = \"sub\"", "user_claim = \"preferred_username\"") =>
+    usernames_differing_in_case_or_width_are_one_person,
+);
+
 on_both_with!(|c: String| c =>
+    an_approver_sharing_the_requesters_email_is_refused,
     a_refused_self_approval_is_in_the_requests_trail,
     a_refused_revocation_is_in_the_grants_and_requests_trail,
     every_refused_signed_callback_is_audited_with_its_request,
