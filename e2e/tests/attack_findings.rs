@@ -1,6 +1,8 @@
 //! The attack catalogue, continued: the cases an outside attack run found
 //! (issue 13), one named test each, through real Envoy and the real control
-//! service. Each ends in its documented, safe outcome.
+//! service. Each ends in its documented, safe outcome. (The control
+//! service's own tests of the same findings are in
+//! `control/tests/attack_findings.rs`, on SQLite and PostgreSQL.)
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -11,9 +13,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use grant::{mint, GrantClaims, ScopeRule, SigningKey};
 use jitgate_e2e::control::Control;
 use jitgate_e2e::envoy::{Envoy, EnvoyOptions};
-use jitgate_e2e::http::{get_with_grant, send_raw, Response};
+use jitgate_e2e::http::{call, get_with_grant, send_raw, Response};
 use jitgate_e2e::upstream::Upstream;
-use serde_json::json;
+use serde_json::{json, Value};
 
 const K1: &str = "AaJjqsgdCNs5ZNQycUgeL_QbOX0xYMHMY7_8lj5ZJIs";
 
@@ -263,4 +265,113 @@ fn polls_back_off_while_control_is_down_instead_of_hammering_it() {
     // The backoff is visible in the stats.
     assert!(envoy.stat_now("wasmcustom.jitgate.sync.consecutive_failures") >= 6);
     assert!(envoy.stat_now("wasmcustom.jitgate.sync.backoff_ms") <= 1000);
+}
+
+// --- the control service -----------------------------------------------------
+
+const CALLBACK_SECRET: &str = "callback-secret-0123456789";
+
+/// The control service with usernames as user ids (compared folded) and
+/// signed callbacks, bob mapped as a callback actor.
+fn control_with_usernames() -> (Control, control::config::AuthConfig) {
+    let edit = |c: String| {
+        format!(
+            "{}\n[integrations]\ncallback_secret = {{ value = \"{CALLBACK_SECRET}\" }}\n\n\
+             [[integrations.users]]\nchat_id = \"UBOB\"\nuser = \"bob\"\ngroups = [\"payments-approvers\"]\n",
+            c.replace("user_claim = \"sub\"", "user_claim = \"preferred_username\"")
+        )
+    };
+    let text = std::fs::read_to_string(jitgate_e2e::workspace_root().join("control/examples/jitgate.toml")).unwrap();
+    let auth = control::config::Config::parse(&edit(text)).unwrap().auth;
+    (Control::start(edit), auth)
+}
+
+fn bearer(auth: &control::config::AuthConfig, user: &str, groups: &[&str]) -> String {
+    let t = control::auth::dev_token(auth, user, None, groups, 600, now() as i64).unwrap();
+    format!("Bearer {t}")
+}
+
+fn pending_request(control: &Control, reason: &str) -> Response {
+    control.as_user(
+        "alice",
+        "POST",
+        "/v1/requests",
+        Some(json!({"resource": "payments-api", "scope": read_scope(), "duration_seconds": 600, "reason": reason})),
+    )
+}
+
+#[test]
+fn a_look_alike_of_the_requester_cannot_approve_her_request() {
+    let (control, auth) = control_with_usernames();
+    let id = pending_request(&control, "INC-7").json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for look_alike in ["Alice", "\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}"] {
+        let r = call(
+            control.port,
+            "POST",
+            &format!("/v1/requests/{id}/approve"),
+            &[("authorization", bearer(&auth, look_alike, &["payments-approvers"]))],
+            Some(&json!({})),
+        );
+        assert_eq!(
+            (r.status, r.json()["code"].as_str()),
+            (403, Some("self_approval")),
+            "{look_alike}"
+        );
+    }
+}
+
+#[test]
+fn a_reason_with_a_right_to_left_override_is_refused_naming_the_field() {
+    let (control, _) = control_with_usernames();
+    let r = pending_request(&control, "refund \u{202E}7-CNI");
+    assert_eq!((r.status, r.json()["code"].as_str()), (422, Some("reason_invalid")));
+    assert!(r.json()["detail"]
+        .as_str()
+        .unwrap()
+        .starts_with("reason contains U+202E"));
+}
+
+fn refusals(records: &[Value]) -> Vec<String> {
+    records
+        .iter()
+        .filter(|r| r["action"].as_str().is_some_and(|a| a.ends_with(".refused")))
+        .map(|r| r["details"]["code"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_refused_self_approval_shows_in_the_requests_trail() {
+    let (control, _) = control_with_usernames();
+    let id = pending_request(&control, "INC-7").json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = control.as_user("alice", "POST", &format!("/v1/requests/{id}/approve"), Some(json!({})));
+    assert_eq!(r.status, 403);
+    assert_eq!(refusals(&control.audit_for(&id)), ["self_approval"]);
+}
+
+#[test]
+fn a_signed_callback_with_an_invalid_decision_is_in_the_requests_trail() {
+    let (control, _) = control_with_usernames();
+    let id = pending_request(&control, "INC-7").json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = json!({"request_id": id, "decision": "maybe", "actor": "UBOB"});
+    let ts = now().to_string();
+    let text = body.to_string();
+    let v1 = control::signature::hex_hmac(CALLBACK_SECRET.as_bytes(), &[ts.as_bytes(), b".", text.as_bytes()]);
+    let r = call(
+        control.port,
+        "POST",
+        "/v1/integrations/callback",
+        &[("x-jitgate-signature", format!("t={ts},v1={v1}"))],
+        Some(&body),
+    );
+    assert_eq!((r.status, r.json()["code"].as_str()), (422, Some("decision_invalid")));
+    assert_eq!(refusals(&control.audit_for(&id)), ["decision_invalid"]);
 }
