@@ -134,12 +134,14 @@ impl Authenticator {
             .get(&self.cfg.user_claim)
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty() && s.len() <= 256)
-            .ok_or_else(|| unauthenticated("auth_missing_claim", "the bearer token has no user id"))?
-            .to_owned();
+            .ok_or_else(|| unauthenticated("auth_missing_claim", "the bearer token has no user id"))?;
+        // Stored and compared in canonical form, so look-alikes of one
+        // user (`Alice`, `alice`) are one user where they should be.
+        let id = crate::identity::canonical_user(id, self.cfg.user_match);
         let email = claims
             .get(&self.cfg.email_claim)
             .and_then(Value::as_str)
-            .map(str::to_owned);
+            .map(crate::identity::canonical_email);
         let groups = match claims.get(&self.cfg.groups_claim) {
             Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
             Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),

@@ -248,6 +248,7 @@ struct RawAuth {
     user_claim: String,
     #[serde(default = "default_email_claim")]
     email_claim: String,
+    user_match: Option<String>,
     #[serde(default = "default_groups_claim")]
     groups_claim: String,
     hs256_secret: Option<SecretSource>,
@@ -330,6 +331,8 @@ pub struct AuthConfig {
     pub user_claim: String,
     /// Claim with the email.
     pub email_claim: String,
+    /// How user ids are compared (and stored).
+    pub user_match: crate::identity::UserMatch,
     /// Claim with the groups.
     pub groups_claim: String,
     /// HS256 secret (development).
@@ -547,7 +550,19 @@ impl RawConfig {
                 "configure hs256_secret (development) or jwks_file (production)",
             ));
         }
+        let user_match = match a.user_match.as_deref() {
+            None => crate::identity::UserMatch::for_claim(&a.user_claim),
+            Some("exact") => crate::identity::UserMatch::Exact,
+            Some("folded") => crate::identity::UserMatch::Folded,
+            Some(other) => {
+                return Err(err(
+                    "auth.user_match",
+                    format!("{other:?} is not one of exact (opaque ids such as sub), folded (emails, usernames)"),
+                ))
+            }
+        };
         let auth = AuthConfig {
+            user_match,
             issuer: a.issuer,
             audience: a.audience,
             leeway_seconds: a.leeway_seconds,
@@ -713,8 +728,8 @@ impl RawConfig {
                 .into_iter()
                 .map(|u| ChatUser {
                     chat_id: u.chat_id,
-                    user: u.user,
-                    email: u.email,
+                    user: crate::identity::canonical_user(&u.user, user_match),
+                    email: u.email.as_deref().map(crate::identity::canonical_email),
                     groups: u.groups.into_iter().collect(),
                 })
                 .collect(),

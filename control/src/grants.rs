@@ -225,6 +225,17 @@ pub async fn revoke(app: &App, p: &Principal, grant_id: &str, input: Revoke) -> 
     Ok(out)
 }
 
+/// The access request a grant was minted for, if the grant exists (read
+/// from the read pool: grants are committed before anyone refers to them).
+pub async fn request_of(app: &App, grant_id: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query("SELECT request_id FROM grants WHERE id = $1")
+        .bind(grant_id.to_owned())
+        .fetch_optional(&app.db.read)
+        .await?
+        .map(|row| row.try_get("request_id"))
+        .transpose()
+}
+
 /// The token of a request's grant: only for its requester, only while the
 /// grant is active; every fetch is audited.
 pub async fn fetch_token(app: &App, p: &Principal, request_id: &str) -> Result<TokenResponse, ApiError> {
@@ -232,7 +243,7 @@ pub async fn fetch_token(app: &App, p: &Principal, request_id: &str) -> Result<T
     // Read (and check visibility) before taking a connection for the
     // transaction: SQLite's pool has one.
     let req = requests::get(app, p, request_id).await?;
-    if req.requester != p.id {
+    if !requests::is_requester(app, p, &req.requester) {
         return Err(ApiError::Forbidden(
             "not_the_requester",
             "only the requester can fetch the grant".into(),

@@ -4,12 +4,14 @@
 //! - [`config`]: the TOML configuration, validated at start;
 //! - [`store`]: the database (SQLite or PostgreSQL) and its migrations;
 //! - [`auth`]: who is calling (bearer JWTs);
+//! - [`identity`]: canonical user ids and emails, to tell people apart;
 //! - [`policy`]: who may do what (pure);
 //! - [`requests`]: the access-request workflow;
 //! - [`grants`]: minting, revocation and what proxies sync;
 //! - [`audit`]: the hash-chained log;
 //! - [`notify`]: the outbox and its sender (webhooks, Slack);
 //! - [`signature`]: webhook and Slack request signatures;
+//! - [`text`]: human text fields: what may be stored, how it is shown;
 //! - [`api`]: HTTP handlers, thin, over the modules above;
 //! - [`cli`]: the `jitgate` command's subcommands.
 
@@ -21,12 +23,14 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod grants;
+pub mod identity;
 pub mod metrics;
 pub mod notify;
 pub mod policy;
 pub mod requests;
 pub mod signature;
 pub mod store;
+pub mod text;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -75,10 +75,11 @@ fn payload(app: &App, target: &Target, event: &str, row: &RequestRow, extra: &Va
         "approver_groups": approvers,
         "details": extra,
     });
-    match target.kind {
+    // Text stored before bidi controls were refused is shown escaped.
+    crate::text::shown_json(match target.kind {
         TargetKind::Webhook => base,
         TargetKind::Slack => slack_message(event, row, extra),
-    }
+    })
 }
 
 /// A Slack-compatible message: who, what, for how long and why, with

@@ -7,6 +7,7 @@ use grant::scope::ScopeRule;
 use crate::auth::Principal;
 use crate::config::{AutoApprove, Config, Resource};
 use crate::error::ApiError;
+use crate::identity::{canonical_user, mailbox, UserMatch};
 
 /// Longest reason accepted.
 pub const MAX_REASON: usize = 2000;
@@ -28,7 +29,9 @@ pub fn resource<'c>(cfg: &'c Config, id: &str) -> Result<&'c Resource, ApiError>
 }
 
 /// Checks free text: required, bounded, no control characters but newline
-/// and tab.
+/// and tab, and nothing that can make an approver read something else than
+/// what is stored (bidi controls, invisible formatting characters: see
+/// [`crate::text`]).
 pub fn text(field: &'static str, code: &'static str, value: &str, max: usize) -> Result<(), ApiError> {
     if value.trim().is_empty() {
         return Err(invalid(code, format!("{field} is required")));
@@ -38,6 +41,15 @@ pub fn text(field: &'static str, code: &'static str, value: &str, max: usize) ->
     }
     if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
         return Err(invalid(code, format!("{field} contains control characters")));
+    }
+    if let Some(c) = crate::text::first_deceptive(value) {
+        return Err(invalid(
+            code,
+            format!(
+                "{field} contains U+{:04X}, a bidirectional control or invisible formatting character that can change what readers see",
+                u32::from(c)
+            ),
+        ));
     }
     Ok(())
 }
@@ -100,6 +112,30 @@ pub fn can_request(resource: &Resource, p: &Principal) -> bool {
     p.in_any(&resource.requesters)
 }
 
+/// What identifies a person for the self-approval rule: the canonical user
+/// id, and the mailbox of every value that is an email.
+fn identity_keys(id: &str, email: Option<&str>, how: UserMatch) -> Vec<String> {
+    let mut keys = vec![canonical_user(id, how)];
+    keys.extend(
+        [Some(id), email]
+            .into_iter()
+            .flatten()
+            .filter(|v| v.contains('@'))
+            .map(mailbox),
+    );
+    keys
+}
+
+/// Whether the caller is the requester under another look: the same user
+/// id (compared as configured) or an email reaching the same mailbox. Such
+/// a caller may not vote on or review the request (`self_approval`).
+pub fn same_person(requester: &str, requester_email: Option<&str>, p: &Principal, how: UserMatch) -> bool {
+    let theirs = identity_keys(requester, requester_email, how);
+    identity_keys(&p.id, p.email.as_deref(), how)
+        .iter()
+        .any(|k| theirs.contains(k))
+}
+
 /// Whether the caller may approve or deny requests for the resource.
 pub fn can_approve(resource: &Resource, p: &Principal) -> bool {
     p.in_any(&resource.approvers)
@@ -141,4 +177,51 @@ pub fn break_glass(resource: &Resource, p: &Principal, seconds: u64) -> Result<(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(id: &str, email: Option<&str>) -> Principal {
+        Principal {
+            id: id.into(),
+            email: email.map(str::to_owned),
+            groups: Default::default(),
+        }
+    }
+
+    #[test]
+    fn look_alike_identities_are_the_same_person() {
+        let folded = UserMatch::Folded;
+        assert!(same_person("alice", None, &p("Alice", None), folded));
+        assert!(same_person("alice", None, &p("\u{ff41}lice", None), folded));
+        assert!(!same_person("alice", None, &p("Alice", None), UserMatch::Exact));
+        // Any shared mailbox links them, whatever the user ids.
+        for email in ["alice@example.com", "ALICE@example.com", "alice+x@example.com"] {
+            assert!(
+                same_person(
+                    "u-1",
+                    Some("alice@example.com"),
+                    &p("u-2", Some(email)),
+                    UserMatch::Exact
+                ),
+                "{email}"
+            );
+        }
+        // An email used as the user id matches the other side's email.
+        assert!(same_person(
+            "Alice@Example.com",
+            None,
+            &p("u-2", Some("alice@example.com")),
+            folded
+        ));
+        assert!(!same_person(
+            "alice",
+            Some("alice@example.com"),
+            &p("bob", Some("bob@example.com")),
+            folded
+        ));
+        assert!(!same_person("alice", None, &p("bob", None), folded));
+    }
 }

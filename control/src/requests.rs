@@ -154,6 +154,8 @@ pub struct RequestRow {
     pub resource: String,
     /// Requester.
     pub requester: String,
+    /// The requester's email when the request was made.
+    pub requester_email: Option<String>,
     /// Scope JSON.
     pub scope: Vec<Rule>,
     /// Duration.
@@ -186,7 +188,7 @@ pub struct RequestRow {
     pub resolved_at: Option<i64>,
 }
 
-const COLUMNS: &str = "id, resource, requester, scope, duration_seconds, reason, ticket, source_cidrs, state, \
+const COLUMNS: &str = "id, resource, requester, requester_email, scope, duration_seconds, reason, ticket, source_cidrs, state, \
     approvals_required, break_glass, review_state, reviewed_by, auto_rule, extends_request, created_at, pending_until, resolved_at";
 
 fn row(r: &AnyRow) -> Result<RequestRow, sqlx::Error> {
@@ -197,6 +199,7 @@ fn row(r: &AnyRow) -> Result<RequestRow, sqlx::Error> {
         id: r.try_get("id")?,
         resource: r.try_get("resource")?,
         requester: r.try_get("requester")?,
+        requester_email: r.try_get("requester_email")?,
         scope: serde_json::from_str(&scope).unwrap_or_default(),
         duration_seconds: r.try_get("duration_seconds")?,
         reason: r.try_get("reason")?,
@@ -307,10 +310,27 @@ fn assemble(app: &App, row: RequestRow, votes: Vec<Vote>, grant: Option<GrantVie
     }
 }
 
+/// Whether the caller made the request (rows stored before user ids were
+/// kept in canonical form are compared in that form too).
+pub fn is_requester(app: &App, p: &Principal, requester: &str) -> bool {
+    crate::identity::canonical_user(requester, app.cfg.auth.user_match) == p.id
+}
+
+/// Whether the caller is the requester under any of their identities: a
+/// vote or review by them would be a self-approval.
+fn self_approval(app: &App, p: &Principal, row: &RequestRow) -> bool {
+    policy::same_person(
+        &row.requester,
+        row.requester_email.as_deref(),
+        p,
+        app.cfg.auth.user_match,
+    )
+}
+
 /// Whether the caller may see the request: its requester, the resource's
 /// approvers, admins and auditors. Everyone else gets "not found".
 fn visible(app: &App, p: &Principal, row: &RequestRow) -> bool {
-    row.requester == p.id
+    is_requester(app, p, &row.requester)
         || app
             .cfg
             .resource(&row.resource)
@@ -363,6 +383,7 @@ pub async fn create(app: &App, p: &Principal, input: NewRequest) -> Result<Acces
         id: new_id("req"),
         resource: resource.id.clone(),
         requester: p.id.clone(),
+        requester_email: p.email.clone(),
         scope: input.scope,
         duration_seconds: input.duration_seconds as i64,
         reason: input.reason,
@@ -380,7 +401,7 @@ pub async fn create(app: &App, p: &Principal, input: NewRequest) -> Result<Acces
         resolved_at: None,
     };
     let mut tx = app.db.pool.begin().await?;
-    insert(&mut tx, &row, p.email.as_deref()).await?;
+    insert(&mut tx, &row).await?;
     let mut grant = None;
     let mut entries = vec![entry(
         p,
@@ -436,7 +457,7 @@ pub async fn create(app: &App, p: &Principal, input: NewRequest) -> Result<Acces
     Ok(out)
 }
 
-async fn insert(conn: &mut AnyConnection, row: &RequestRow, email: Option<&str>) -> Result<(), sqlx::Error> {
+async fn insert(conn: &mut AnyConnection, row: &RequestRow) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO access_requests (id, resource, requester, requester_email, scope, duration_seconds, reason, ticket, \
          source_cidrs, state, approvals_required, break_glass, review_state, auto_rule, extends_request, created_at, \
@@ -445,7 +466,7 @@ async fn insert(conn: &mut AnyConnection, row: &RequestRow, email: Option<&str>)
     .bind(row.id.clone())
     .bind(row.resource.clone())
     .bind(row.requester.clone())
-    .bind(email.map(str::to_owned))
+    .bind(row.requester_email.clone())
     .bind(serde_json::to_string(&row.scope).unwrap_or_default())
     .bind(row.duration_seconds)
     .bind(row.reason.clone())
@@ -528,7 +549,7 @@ pub async fn vote(
         return Err(ApiError::request_not_found());
     }
     let resource = policy::resource(&app.cfg, &row.resource)?;
-    if row.requester == p.id {
+    if self_approval(app, p, &row) {
         return Err(ApiError::Forbidden(
             "self_approval",
             "you cannot decide on your own request".into(),
@@ -678,7 +699,7 @@ pub async fn cancel(app: &App, p: &Principal, id: &str) -> Result<AccessRequest,
     if !visible(app, p, &row) {
         return Err(ApiError::request_not_found());
     }
-    if row.requester != p.id {
+    if !is_requester(app, p, &row.requester) {
         return Err(ApiError::Forbidden(
             "not_the_requester",
             "only the requester can cancel a request".into(),
@@ -712,7 +733,7 @@ pub async fn extend(app: &App, p: &Principal, id: &str, input: Extension) -> Res
         if !visible(app, p, &row) {
             return Err(ApiError::request_not_found());
         }
-        if row.requester != p.id {
+        if !is_requester(app, p, &row.requester) {
             return Err(ApiError::Forbidden(
                 "not_the_requester",
                 "only the requester can extend a grant".into(),
@@ -785,7 +806,7 @@ pub async fn review(app: &App, p: &Principal, id: &str, input: Decision) -> Resu
         return Err(ApiError::request_not_found());
     }
     let resource = policy::resource(&app.cfg, &row.resource)?;
-    if row.requester == p.id {
+    if self_approval(app, p, &row) {
         return Err(ApiError::Forbidden(
             "self_approval",
             "you cannot review your own break-glass access".into(),

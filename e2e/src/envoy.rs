@@ -193,8 +193,32 @@ impl Envoy {
             attempt += 1;
             match Envoy::spawn(&options) {
                 Err(log) if attempt < 3 && log.contains("Address already in use") => continue,
+                Ok(envoy) => {
+                    envoy.wait_for_first_sync(&options);
+                    return Ok(envoy);
+                }
                 result => return result,
             }
+        }
+    }
+
+    /// A filter with a control link refuses protected requests
+    /// (`revocations_stale`) until its first revocation sync, one tick and
+    /// a poll after start. When the control service is listening, waits
+    /// (at most 10 s) for that sync or for a failed poll, so that tests
+    /// start from a proxy that has asked.
+    fn wait_for_first_sync(&self, options: &EnvoyOptions) {
+        let linked = options.plugin_config.contains(r#""control""#)
+            && TcpStream::connect(("127.0.0.1", options.control_port)).is_ok();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while linked && Instant::now() < deadline {
+            let asked = ["successes", "failures"]
+                .iter()
+                .any(|n| self.stat_now(&format!("wasmcustom.jitgate.sync.{n}")) > 0);
+            if asked {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

@@ -13,7 +13,7 @@ use grant::{check_request, decide_checked, GrantVerifier, Identity, Outcome, Pee
 
 use crate::cache::GrantCache;
 use crate::config::{FilterConfig, IdentitySource, Mode, Unmatched};
-use crate::headers::HeaderMap;
+use crate::headers::{header_safe, HeaderMap};
 use crate::jsonw;
 use crate::route::route;
 use crate::sync::Live;
@@ -90,6 +90,8 @@ pub enum Verdict {
     Unprotected,
     /// Strict mode: the revocation list is older than allowed.
     RevocationsStale,
+    /// The authority is not a plain `host[:port]`: it cannot be routed.
+    AuthorityRejected,
 }
 
 impl Verdict {
@@ -100,6 +102,7 @@ impl Verdict {
             Verdict::NoResource => "no_resource",
             Verdict::Unprotected => "unprotected",
             Verdict::RevocationsStale => "revocations_stale",
+            Verdict::AuthorityRejected => "authority_rejected",
         }
     }
 
@@ -110,6 +113,7 @@ impl Verdict {
             Verdict::NoResource => 403,
             Verdict::Unprotected => 200,
             Verdict::RevocationsStale => 503,
+            Verdict::AuthorityRejected => 400,
         }
     }
 
@@ -122,6 +126,7 @@ impl Verdict {
             Verdict::RevocationsStale => {
                 "The gateway cannot confirm that grants are still valid: its revocation list is out of date."
             }
+            Verdict::AuthorityRejected => "The request's host is not a valid host name with an optional port.",
         }
     }
 
@@ -217,7 +222,8 @@ pub fn evaluate(
     let path = single(b":path");
     let authority = single(b":authority");
     let method = single(b":method");
-    let resource = route(&cfg.resources, authority, path);
+    let routed = route(&cfg.resources, authority, path);
+    let resource = routed.unwrap_or(None);
     let done = |verdict, grant, in_auth| Evaluation {
         verdict,
         resource,
@@ -229,6 +235,9 @@ pub fn evaluate(
     let Ok(checked_path) = grant::path::check_request_path(path) else {
         return done(Verdict::Grant(Outcome::PathRejected), None, false);
     };
+    if routed.is_err() {
+        return done(Verdict::AuthorityRejected, None, false);
+    }
     let Some(index) = resource else {
         return match cfg.unmatched {
             Unmatched::Deny => done(Verdict::NoResource, None, false),
@@ -236,11 +245,9 @@ pub fn evaluate(
         };
     };
     let resource_id = cfg.resources.get(index).map_or("", |r| r.id.as_str());
-    if let Some(max) = cfg.control.as_ref().and_then(|c| c.max_staleness_seconds) {
-        let fresh = live
-            .synced_at_ms
-            .is_some_and(|t| now_ms.saturating_sub(t) <= max.saturating_mul(1000));
-        if !fresh {
+    // No control link: no revocation list is expected (grants end at exp).
+    if let Some(link) = &cfg.control {
+        if crate::poll::revocations_stale(link, live.synced_at_ms, now_ms) {
             return done(Verdict::RevocationsStale, None, false);
         }
     }
@@ -379,28 +386,6 @@ pub fn plan<'a>(cfg: &FilterConfig, headers: &'a HeaderMap, eval: &'a Evaluation
         }
     }
     Plan::Forward { remove, add }
-}
-
-/// Percent-encodes control characters and `%` so that a claim can never
-/// break a header line, and the encoding stays reversible. Borrows the
-/// value when there is nothing to encode (the usual case).
-fn header_safe(value: &[u8]) -> Cow<'_, [u8]> {
-    // Branch-free scan: claims are short and nearly always plain.
-    let needs_encoding = value
-        .iter()
-        .fold(false, |acc, &b| acc | (b < 0x20) | (b == 0x7F) | (b == b'%'));
-    if !needs_encoding {
-        return Cow::Borrowed(value);
-    }
-    let mut out = Vec::with_capacity(value.len() + 8);
-    for &b in value {
-        if b < 0x20 || b == 0x7F || b == b'%' {
-            out.extend_from_slice(format!("%{b:02X}").as_bytes());
-        } else {
-            out.push(b);
-        }
-    }
-    Cow::Owned(out)
 }
 
 fn deny(cfg: &FilterConfig, eval: &Evaluation) -> Plan<'static> {
@@ -613,6 +598,26 @@ mod tests {
     }
 
     #[test]
+    fn unparsable_authority_is_rejected_even_when_unmatched_is_allowed() {
+        let allow = cfg(r#","unmatched":"allow""#);
+        for authority in [
+            "api.local..",
+            "alice@api.local",
+            "api.local:443:443",
+            "api.local,hr.local",
+        ] {
+            let h = HeaderMap::from_pairs(&[(":method", "GET"), (":path", "/other"), (":authority", authority)]);
+            assert_eq!(verdict(&allow, &h), Verdict::AuthorityRejected, "{authority}");
+            let e = evaluate(&allow, &h, &HOST, NOW * 1000, &Live::default());
+            let Plan::Deny { status, body, .. } = plan(&allow, &h, &e) else {
+                panic!("forwarded {authority}")
+            };
+            assert_eq!(status, 400);
+            assert!(body.contains(r#""error":"authority_rejected""#), "{body}");
+        }
+    }
+
+    #[test]
     fn identity_header_must_equal_sub() {
         let c = cfg(r#","identity":{"source":"header","name":"x-user"}"#);
         let t = token("alice", None);
@@ -758,13 +763,6 @@ mod tests {
         assert_eq!(with(Some(bound)), Verdict::Grant(Outcome::Allowed));
         assert_eq!(with(Some([8u8; 32])), Verdict::Grant(Outcome::DeviceMismatch));
         assert_eq!(with(None), Verdict::Grant(Outcome::DeviceMismatch));
-    }
-
-    #[test]
-    fn control_characters_in_claims_cannot_break_header_lines() {
-        assert!(matches!(header_safe(b"alice"), Cow::Borrowed(b"alice")));
-        assert_eq!(header_safe(b"a\r\nx-evil: 1").as_ref(), b"a%0D%0Ax-evil: 1");
-        assert_eq!(header_safe(b"50%").as_ref(), b"50%25");
     }
 
     #[test]

@@ -202,6 +202,31 @@ impl IdentityHeaders {
     }
 }
 
+/// What protected requests get before the revocation list has been synced
+/// once since the proxy started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Unsynced {
+    /// Refuse them (`revocations_stale`, 503): a proxy (re)started while
+    /// the control service is down does not know which grants were
+    /// revoked, and would otherwise honour them all.
+    #[default]
+    Deny,
+    /// Check grants without a revocation list (counted in
+    /// `jitgate.revocations.unsynced_allowed`): available through a control
+    /// outage, at the cost of honouring revoked grants until the first sync.
+    Allow,
+}
+
+/// One control service endpoint: an Envoy cluster and the authority sent
+/// to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The Envoy cluster.
+    pub cluster: String,
+    /// The `:authority` to send.
+    pub authority: String,
+}
+
 /// How the filter talks to the control service: never on the request path,
 /// only from the root context's tick.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,6 +244,12 @@ pub struct ControlLink {
     /// Strict mode: deny (`revocations_stale`, 503) once the revocation
     /// list is older than this. `None`: keep serving valid grants.
     pub max_staleness_seconds: Option<u64>,
+    /// Before the first sync since start: deny or allow.
+    pub unsynced: Unsynced,
+    /// Where revocations are polled: `cluster` first, then each of
+    /// `fallback_clusters` (a replica or read-only mirror) in turn after a
+    /// failed poll.
+    pub endpoints: Vec<Endpoint>,
     /// Whether decisions are reported.
     pub report: bool,
     /// Events per batch.
@@ -566,7 +597,6 @@ pub fn parse(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
 
 fn control_link(mut f: Fields) -> Result<ControlLink, ConfigError> {
     let cluster = f.required_string("cluster")?;
-    let authority = f.string("authority")?.unwrap_or_else(|| cluster.clone());
     let ingest_key = f.required_string("ingest_key")?;
     let poll_interval_ms = f.integer("poll_interval_ms", 1000)?;
     let timeout_ms = f.integer("timeout_ms", 2000)?;
@@ -574,6 +604,14 @@ fn control_link(mut f: Fields) -> Result<ControlLink, ConfigError> {
         0 => None,
         n => Some(n),
     };
+    let unsynced = choice(
+        "control.unsynced",
+        f.string("unsynced")?,
+        &[("deny", Unsynced::Deny), ("allow", Unsynced::Allow)],
+    )?
+    .unwrap_or_default();
+    let fallback_clusters = f.array("fallback_clusters")?;
+    let explicit_authority = f.string("authority")?;
     let report = match f.take("report") {
         None => true,
         Some(Value::Bool(b)) => b,
@@ -589,9 +627,30 @@ fn control_link(mut f: Fields) -> Result<ControlLink, ConfigError> {
     let report_interval_ms = f.integer("report_interval_ms", 1000)?;
     let proxy_id = f.string("proxy_id")?.unwrap_or_else(|| "envoy".to_owned());
     f.finish()?;
+    let authority = explicit_authority.clone().unwrap_or_else(|| cluster.clone());
     let printable = |s: &str| !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| (0x21..0x7F).contains(&b));
     if !printable(&cluster) {
         return Err(ConfigError::new("control.cluster", "must name an Envoy cluster"));
+    }
+    let mut endpoints = vec![Endpoint {
+        cluster: cluster.clone(),
+        authority: authority.clone(),
+    }];
+    for (i, fallback) in fallback_clusters.into_iter().enumerate() {
+        let field = format!("control.fallback_clusters[{i}]");
+        let Value::Str(name) = fallback else {
+            return Err(ConfigError::new(field, "must name an Envoy cluster"));
+        };
+        if !printable(&name) || endpoints.iter().any(|e| e.cluster == name) {
+            return Err(ConfigError::new(field, "must name another Envoy cluster"));
+        }
+        endpoints.push(Endpoint {
+            authority: explicit_authority.clone().unwrap_or_else(|| name.clone()),
+            cluster: name,
+        });
+    }
+    if endpoints.len() > 8 {
+        return Err(ConfigError::new("control.fallback_clusters", "list at most 7"));
     }
     if !printable(&authority) {
         return Err(ConfigError::new("control.authority", "must be a host name"));
@@ -636,6 +695,8 @@ fn control_link(mut f: Fields) -> Result<ControlLink, ConfigError> {
         poll_interval_ms,
         timeout_ms,
         max_staleness_seconds,
+        unsynced,
+        endpoints,
         report,
         report_batch: report_batch as usize,
         report_buffer: report_buffer as usize,
@@ -765,6 +826,23 @@ mod tests {
     }
 
     #[test]
+    fn control_link_denies_before_the_first_sync_and_lists_fallbacks_after_the_primary() {
+        let c = parse(
+            with(r#","control":{"cluster":"primary","ingest_key":"0123456789abcdef","fallback_clusters":["mirror"]}"#)
+                .as_bytes(),
+        )
+        .unwrap();
+        let link = c.control.unwrap();
+        assert_eq!(link.unsynced, Unsynced::Deny);
+        let clusters: Vec<(&str, &str)> = link
+            .endpoints
+            .iter()
+            .map(|e| (e.cluster.as_str(), e.authority.as_str()))
+            .collect();
+        assert_eq!(clusters, [("primary", "primary"), ("mirror", "mirror")]);
+    }
+
+    #[test]
     fn errors_name_the_field() {
         assert_eq!(err(&with(r#","mode":"audit""#)).field, "mode");
         assert_eq!(err(&with(r#","leeway":"30""#)).field, "leeway");
@@ -825,6 +903,20 @@ mod tests {
             "control.poll_interval_ms"
         );
         assert_eq!(err(&with(r#","identity_aware":true"#)).field, "identity_aware");
+        let link = |extra: &str| {
+            with(&format!(
+                r#","control":{{"cluster":"c","ingest_key":"0123456789abcdef"{extra}}}"#
+            ))
+        };
+        assert_eq!(err(&link(r#","unsynced":"maybe""#)).field, "control.unsynced");
+        assert_eq!(
+            err(&link(r#","fallback_clusters":["m",1]"#)).field,
+            "control.fallback_clusters[1]"
+        );
+        assert_eq!(
+            err(&link(r#","fallback_clusters":["c"]"#)).field,
+            "control.fallback_clusters[0]"
+        );
         // Found by fuzzing (fuzz/artifacts/filter_config): an empty member
         // name gave an error naming no field.
         assert_eq!(err(&with(r#","":1"#)).field, r#""""#);

@@ -1,4 +1,5 @@
-//! The request's header map as one borrowed buffer.
+//! The request's header map as one borrowed buffer, and the encoding of
+//! the identity header values the filter adds.
 //!
 //! The host hands over all headers (pseudo-headers included) in its
 //! serialized map format. The SDK's own decoder turns every name into a
@@ -7,6 +8,7 @@
 //! allocations per request whatever the header count.
 
 use core::ops::Range;
+use std::borrow::Cow;
 
 /// Most headers considered; a larger map is treated as unreadable (deny).
 pub const MAX_HEADERS: usize = 1024;
@@ -94,9 +96,81 @@ impl HeaderMap {
     }
 }
 
+/// Whether `value[at]` starts a C1 control character (U+0080 to U+009F,
+/// UTF-8 `C2 80` to `C2 9F`).
+fn c1_at(value: &[u8], at: usize) -> bool {
+    value.get(at) == Some(&0xC2) && value.get(at + 1).is_some_and(|b| (0x80..=0x9F).contains(b))
+}
+
+/// Percent-encodes what an upstream could read differently from what the
+/// grant says: C0 and C1 control characters (U+0085 is a line break to some
+/// parsers), DEL, `%` (so the encoding stays reversible) and leading or
+/// trailing spaces (which HTTP parsers trim, so ` alice` would arrive as
+/// `alice`). Borrows the value when there is nothing to encode (the usual
+/// case).
+pub fn header_safe(value: &[u8]) -> Cow<'_, [u8]> {
+    // Branch-free scan: claims are short and nearly always plain. `C2` also
+    // starts printable Latin-1 characters; those take the slow path and
+    // come out unchanged.
+    let edges = value.first() == Some(&b' ') || value.last() == Some(&b' ');
+    let needs_encoding = value.iter().fold(edges, |acc, &b| {
+        acc | (b < 0x20) | (b == 0x7F) | (b == b'%') | (b == 0xC2)
+    });
+    if !needs_encoding {
+        return Cow::Borrowed(value);
+    }
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let lead = value.iter().take_while(|&&b| b == b' ').count();
+    let trail = value.len() - value.iter().rev().take_while(|&&b| b == b' ').count();
+    let mut out = Vec::with_capacity(value.len() + 8);
+    let hex = |n: u8| HEX.get(usize::from(n & 0xF)).copied().unwrap_or(b'0');
+    let encode = |out: &mut Vec<u8>, b: u8| out.extend_from_slice(&[b'%', hex(b >> 4), hex(b)]);
+    let mut i = 0;
+    while let Some(&b) = value.get(i) {
+        if c1_at(value, i) {
+            encode(&mut out, b);
+            encode(&mut out, value.get(i + 1).copied().unwrap_or(0));
+            i += 2;
+            continue;
+        }
+        if b < 0x20 || b == 0x7F || b == b'%' || (b == b' ' && (i < lead || i >= trail)) {
+            encode(&mut out, b);
+        } else {
+            out.push(b);
+        }
+        i += 1;
+    }
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_in_claims_cannot_break_header_lines() {
+        assert!(matches!(header_safe(b"alice"), Cow::Borrowed(b"alice")));
+        assert_eq!(header_safe(b"a\r\nx-evil: 1").as_ref(), b"a%0D%0Ax-evil: 1");
+        assert_eq!(header_safe(b"50%").as_ref(), b"50%25");
+    }
+
+    #[test]
+    fn c1_controls_and_edge_spaces_are_encoded_like_c0() {
+        // U+0085 (NEL) is a line break to some parsers; U+009F the last C1.
+        assert_eq!(header_safe("a\u{85}b".as_bytes()).as_ref(), b"a%C2%85b");
+        assert_eq!(header_safe("\u{9f}".as_bytes()).as_ref(), b"%C2%9F");
+        // Leading and trailing spaces would be trimmed upstream.
+        assert_eq!(header_safe(b" alice ").as_ref(), b"%20alice%20");
+        assert_eq!(header_safe(b"  ").as_ref(), b"%20%20");
+        // Inner spaces and printable Latin-1 (also starting with C2) stay.
+        assert_eq!(
+            header_safe("Al ice \u{a9}".as_bytes()).as_ref(),
+            "Al ice \u{a9}".as_bytes()
+        );
+        assert_eq!(header_safe("\u{a0}".as_bytes()).as_ref(), "\u{a0}".as_bytes());
+        // A lone C2 at the end is not a C1 character.
+        assert_eq!(header_safe(b"x\xC2").as_ref(), b"x\xC2");
+    }
 
     fn serialize(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
         let mut out = (pairs.len() as u32).to_le_bytes().to_vec();

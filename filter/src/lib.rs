@@ -8,6 +8,8 @@
 //! - [`check`]: the decision and what to do with the request (pure Rust);
 //! - [`cache`]: recently verified grants, per worker;
 //! - [`metrics`]: counters per decision code;
+//! - [`sync`] and [`poll`]: what is synced from the control service, and
+//!   when and where it is polled;
 //! - [`plugin`]: the proxy-wasm contexts that connect the above to the host.
 #![cfg_attr(
     not(test),
@@ -22,6 +24,7 @@ mod hostmap;
 mod jsonw;
 pub mod metrics;
 pub mod plugin;
+pub mod poll;
 pub mod report;
 pub mod route;
 pub mod sync;

@@ -10,8 +10,9 @@ use grant::Outcome;
 use crate::check::Verdict;
 
 /// Number of distinct decision codes: the spec's outcomes plus the
-/// filter's `no_resource`, `unprotected` and `revocations_stale`.
-pub const CODES: usize = Outcome::ALL.len() + 3;
+/// filter's `no_resource`, `unprotected`, `revocations_stale` and
+/// `authority_rejected`.
+pub const CODES: usize = Outcome::ALL.len() + 4;
 
 /// Position of a verdict in the per-code tables.
 pub fn code_index(verdict: Verdict) -> usize {
@@ -20,6 +21,7 @@ pub fn code_index(verdict: Verdict) -> usize {
         Verdict::NoResource => Outcome::ALL.len(),
         Verdict::Unprotected => Outcome::ALL.len() + 1,
         Verdict::RevocationsStale => Outcome::ALL.len() + 2,
+        Verdict::AuthorityRejected => Outcome::ALL.len() + 3,
     }
 }
 
@@ -29,6 +31,7 @@ pub fn codes() -> impl Iterator<Item = &'static str> {
         Verdict::NoResource.code(),
         Verdict::Unprotected.code(),
         Verdict::RevocationsStale.code(),
+        Verdict::AuthorityRejected.code(),
     ])
 }
 
@@ -45,12 +48,16 @@ pub fn names(resource_ids: &[String]) -> Vec<String> {
 
 /// Counters and gauges about the control link, after the decision counters
 /// (the dry-run counter comes last).
-pub const GAUGES: [&str; 6] = [
+pub const GAUGES: [&str; 10] = [
     "jitgate.revocations.staleness_ms",
     "jitgate.revocations.entries",
     "jitgate.sync.failures",
     "jitgate.reports.delivered",
     "jitgate.reports.dropped",
+    "jitgate.sync.consecutive_failures",
+    "jitgate.sync.backoff_ms",
+    "jitgate.revocations.unsynced_allowed",
+    "jitgate.sync.successes",
     "jitgate.dry_run.would_deny",
 ];
 
@@ -67,11 +74,26 @@ pub enum Gauge {
     ReportsDelivered = 3,
     /// Reported decisions dropped because the buffer was full (counter).
     ReportsDropped = 4,
+    /// Polls failed in a row, across the proxy's workers (gauge).
+    ConsecutiveFailures = 5,
+    /// Time until the next poll may start while backing off (gauge).
+    BackoffMs = 6,
+    /// Protected requests checked without a revocation list because none
+    /// was synced yet and `unsynced` is `allow` (counter).
+    UnsyncedAllowed = 7,
+    /// Polls that brought the revocation list up to date (counter).
+    SyncSuccesses = 8,
 }
 
 /// Whether a metric of [`GAUGES`] is a gauge (else a counter).
 pub fn is_gauge(name: &str) -> bool {
-    matches!(name, "jitgate.revocations.staleness_ms" | "jitgate.revocations.entries")
+    matches!(
+        name,
+        "jitgate.revocations.staleness_ms"
+            | "jitgate.revocations.entries"
+            | "jitgate.sync.consecutive_failures"
+            | "jitgate.sync.backoff_ms"
+    )
 }
 
 /// Metric ids as the host assigned them, laid out as [`names`] lists them,
@@ -103,6 +125,17 @@ impl MetricIds {
             if let Some(n) = pending.get_mut(i) {
                 *n += 1;
             }
+        }
+    }
+
+    /// Counts one event of a link counter locally (flushed with the
+    /// decision counters).
+    pub fn count_link(&self, which: Gauge) {
+        let Some(base) = self.ids.len().checked_sub(GAUGES.len()) else {
+            return;
+        };
+        if let Some(n) = self.pending.borrow_mut().get_mut(base + which as usize) {
+            *n += 1;
         }
     }
 

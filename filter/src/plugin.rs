@@ -5,8 +5,9 @@
 //! control link is configured, ticks every 100 ms: it copies the shared
 //! revocation snapshot into this worker's memory, polls the control service
 //! when the snapshot is due (one worker at a time, claimed through shared
-//! data), and sends decision reports. HTTP contexts only read that memory
-//! and append to the report buffer.
+//! data, backing off after failures: see [`crate::poll`]), and sends
+//! decision reports. HTTP contexts only read that memory and append to the
+//! report buffer.
 
 use core::cell::{Cell, RefCell};
 use core::net::{IpAddr, SocketAddr};
@@ -22,6 +23,7 @@ use crate::check::{self, Plan, RequestHost, Verdict};
 use crate::config::{self, ControlLink, FilterConfig, Mode};
 use crate::hostmap;
 use crate::metrics::{self, Gauge, MetricIds};
+use crate::poll::{self, PollState};
 use crate::report::{Event, Reporter};
 use crate::sync::{self, GrantIndex, Live, Snapshot};
 
@@ -43,9 +45,14 @@ enum Call {
 #[derive(Default)]
 struct Link {
     calls: Vec<(u32, Call)>,
+    /// Whether this worker's poll in flight got its revocations.
+    revocations_ok: bool,
     seen_cas: Option<u32>,
     grants_cursor: String,
     last_warning_ms: u64,
+    /// When this worker was configured (ms): a list never synced is only
+    /// warned about once the first polls had time to answer.
+    configured_at_ms: u64,
     reported_delivered: u64,
     reported_dropped: u64,
 }
@@ -98,6 +105,15 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Jitter for the poll backoff: the clock's nanoseconds, mixed.
+fn random() -> u64 {
+    let nanos = hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::from(d.subsec_nanos()) ^ d.as_secs());
+    poll::mix(nanos)
+}
+
 fn snapshot_key(link: &ControlLink) -> String {
     format!("jitgate/{}/snapshot", link.cluster)
 }
@@ -128,9 +144,7 @@ impl Root {
         };
         let active = Rc::clone(active);
         let mut live = active.live.borrow_mut();
-        live.revoked = snapshot.revoked;
-        live.revoked.prune(now_ms / 1000, active.cfg.verifier.leeway());
-        live.synced_at_ms = snapshot.synced_at_ms;
+        adopt_revocations(&active, &mut live, snapshot.revoked, snapshot.synced_at_ms, now_ms);
         if active.cfg.identity_aware && snapshot.grants_cursor != self.link.grants_cursor {
             let (index, rejected) = GrantIndex::build(&active.cfg.verifier, &snapshot.grants, now_ms / 1000);
             if rejected > 0 {
@@ -145,14 +159,36 @@ impl Root {
         self.link.seen_cas = cas;
     }
 
-    /// Claims the next poll for this worker if it is due and nobody else
-    /// holds the claim.
-    fn claim_poll(&self, now_ms: u64) -> bool {
-        let Some((active, link)) = self.control() else {
-            return false;
+    /// The poll state all workers share, with its compare-and-swap token.
+    fn poll_state(&self) -> (PollState, Option<u32>) {
+        let Some((_, link)) = self.control() else {
+            return (PollState::default(), None);
         };
+        let (bytes, cas) = hostcalls::get_shared_data(&claim_key(link)).unwrap_or((None, None));
+        (PollState::decode(&bytes.unwrap_or_default()), cas)
+    }
+
+    /// Changes the shared poll state (compare-and-swap, retried).
+    fn update_poll_state(&self, change: impl Fn(PollState) -> PollState) {
+        let Some((_, link)) = self.control() else {
+            return;
+        };
+        for _ in 0..8 {
+            let (state, cas) = self.poll_state();
+            match hostcalls::set_shared_data(&claim_key(link), Some(&change(state).encode()), cas) {
+                Err(Status::CasMismatch) => continue,
+                _ => return,
+            }
+        }
+    }
+
+    /// Claims the next poll for this worker if it is due, no other worker
+    /// holds the claim and the proxy is not backing off after failures;
+    /// returns the endpoint to ask.
+    fn claim_poll(&self, now_ms: u64) -> Option<usize> {
+        let (active, link) = self.control()?;
         if !self.link.calls.is_empty() {
-            return false;
+            return None;
         }
         let due = active
             .live
@@ -160,38 +196,45 @@ impl Root {
             .synced_at_ms
             .is_none_or(|t| now_ms.saturating_sub(t) >= link.poll_interval_ms);
         if !due {
-            return false;
+            return None;
         }
-        let key = claim_key(link);
-        let (current, cas) = hostcalls::get_shared_data(&key).unwrap_or((None, None));
-        let held_until = current
-            .and_then(|b| b.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()))
-            .map_or(0, u64::from_le_bytes);
-        if held_until > now_ms {
-            return false;
+        let (state, cas) = self.poll_state();
+        if !state.may_claim(now_ms) {
+            return None;
         }
-        let until = now_ms.saturating_add(link.timeout_ms).to_le_bytes();
+        let claimed = state.claimed(now_ms, link.timeout_ms);
         // With a CAS of an absent key two workers can both win once; two
         // polls are harmless.
-        hostcalls::set_shared_data(&key, Some(&until), cas).is_ok()
+        hostcalls::set_shared_data(&claim_key(link), Some(&claimed.encode()), cas).ok()?;
+        Some(usize::try_from(state.endpoint).unwrap_or(0) % link.endpoints.len().max(1))
     }
 
-    /// Lets the next due poll go to any worker (the claim only guards
-    /// against two polls in flight at once).
-    fn release_claim(&self) {
-        if let Some((_, link)) = self.control() {
-            let _ = hostcalls::set_shared_data(&claim_key(link), Some(&0u64.to_le_bytes()), None);
-        }
+    /// Ends this worker's poll: the next one is due after the poll interval
+    /// if it got the revocations, else after the backoff, at the next
+    /// endpoint.
+    fn finish_poll(&self, now_ms: u64, ok: bool) {
+        let Some((_, link)) = self.control() else {
+            return;
+        };
+        let (interval, endpoints, jitter) = (link.poll_interval_ms, link.endpoints.len(), random());
+        self.update_poll_state(|state| {
+            if ok {
+                state.succeeded()
+            } else {
+                state.failed(now_ms, interval, endpoints, jitter)
+            }
+        });
     }
 
-    fn dispatch_get(&self, link: &ControlLink, path: &str) -> Result<u32, Status> {
+    fn dispatch_get(&self, link: &ControlLink, endpoint: usize, path: &str) -> Result<u32, Status> {
         let auth = format!("Bearer {}", link.ingest_key);
+        let endpoint = link.endpoints.get(endpoint).ok_or(Status::NotFound)?;
         hostcalls::dispatch_http_call(
-            &link.cluster,
+            &endpoint.cluster,
             vec![
                 (":method", "GET"),
                 (":path", path),
-                (":authority", &link.authority),
+                (":authority", &endpoint.authority),
                 ("authorization", &auth),
                 ("accept", "application/json"),
             ],
@@ -202,9 +245,9 @@ impl Root {
     }
 
     fn poll(&mut self, now_ms: u64) {
-        if !self.claim_poll(now_ms) {
+        let Some(endpoint) = self.claim_poll(now_ms) else {
             return;
-        }
+        };
         let Some((active, link)) = self.control() else {
             return;
         };
@@ -218,17 +261,22 @@ impl Root {
         };
         let mut calls = Vec::new();
         let path = format!("/v1/revocations?since={}", query_escape(&cursor));
-        match self.dispatch_get(link, &path) {
+        match self.dispatch_get(link, endpoint, &path) {
             Ok(token) => calls.push((token, Call::Revocations)),
-            Err(status) => self.sync_failed(now_ms, &format!("cannot call cluster {}: {status:?}", link.cluster)),
+            Err(status) => {
+                self.sync_failed(now_ms, &format!("cannot call control endpoint {endpoint}: {status:?}"));
+                self.finish_poll(now_ms, false);
+                return;
+            }
         }
         if active.cfg.identity_aware {
             let path = format!("/v1/proxy/grants?since={}", query_escape(&grants_cursor));
-            if let Ok(token) = self.dispatch_get(link, &path) {
+            if let Ok(token) = self.dispatch_get(link, endpoint, &path) {
                 calls.push((token, Call::Grants));
             }
         }
         self.link.calls = calls;
+        self.link.revocations_ok = false;
     }
 
     fn sync_failed(&self, now_ms: u64, why: &str) {
@@ -345,8 +393,19 @@ impl Root {
         if let Some(id) = active.metrics.link(Gauge::Revocations) {
             let _ = hostcalls::record_metric(id, live.revoked.len() as u64);
         }
+        let (state, _) = self.poll_state();
+        if let Some(id) = active.metrics.link(Gauge::ConsecutiveFailures) {
+            let _ = hostcalls::record_metric(id, u64::from(state.failures));
+        }
+        if let Some(id) = active.metrics.link(Gauge::BackoffMs) {
+            let _ = hostcalls::record_metric(id, state.backoff_remaining_ms(now_ms));
+        }
         let limit = link.poll_interval_ms.saturating_mul(3);
-        if staleness > limit && now_ms.saturating_sub(self.link.last_warning_ms) >= WARN_EVERY_MS {
+        let overdue = match live.synced_at_ms {
+            Some(_) => staleness > limit,
+            None => now_ms.saturating_sub(self.link.configured_at_ms) > limit,
+        };
+        if overdue && now_ms.saturating_sub(self.link.last_warning_ms) >= WARN_EVERY_MS {
             let age = if staleness == u64::MAX {
                 "never synced".to_owned()
             } else {
@@ -355,17 +414,47 @@ impl Root {
             log(
                 LogLevel::Warn,
                 &format!(
-                    "jitgate: revocation list is {age} (control cluster {}); valid grants keep working{}",
+                    "jitgate: revocation list is {age} (control cluster {}); {}",
                     link.cluster,
-                    if link.max_staleness_seconds.is_some() {
-                        " until max_staleness_seconds"
+                    if staleness == u64::MAX && link.unsynced == config::Unsynced::Deny {
+                        "protected requests are refused until the first sync"
+                    } else if link.max_staleness_seconds.is_some() {
+                        "valid grants keep working until max_staleness_seconds"
                     } else {
-                        ""
+                        "valid grants keep working"
                     }
                 ),
             );
             self.link.last_warning_ms = now_ms;
         }
+    }
+}
+
+/// Makes a synced revocation list this worker's.
+fn adopt_revocations(
+    active: &Active,
+    live: &mut Live,
+    revoked: sync::RevocationSet,
+    synced_at_ms: Option<u64>,
+    now_ms: u64,
+) {
+    live.revoked = revoked;
+    live.revoked.prune(now_ms / 1000, active.cfg.verifier.leeway());
+    live.synced_at_ms = synced_at_ms;
+}
+
+/// While this worker has never synced, a request first looks at shared
+/// data: the list another worker fetched counts at once rather than at this
+/// worker's next tick, so the refusals before the first sync last no longer
+/// than the first poll. (Only until then: afterwards requests read local
+/// memory alone.)
+fn adopt_first_sync(active: &Active, link: &ControlLink, now_ms: u64) {
+    let Ok((Some(bytes), _)) = hostcalls::get_shared_data(&snapshot_key(link)) else {
+        return;
+    };
+    if let Some(snapshot) = Snapshot::decode(&bytes).filter(|s| s.synced_at_ms.is_some()) {
+        let mut live = active.live.borrow_mut();
+        adopt_revocations(active, &mut live, snapshot.revoked, snapshot.synced_at_ms, now_ms);
     }
 }
 
@@ -397,16 +486,24 @@ impl Context for Root {
 
         if let Some(at) = self.link.calls.iter().position(|(t, _)| *t == token_id) {
             let (_, call) = self.link.calls.swap_remove(at);
-            if self.link.calls.is_empty() {
-                self.release_claim();
-            }
             let result = match (ok, body()) {
                 (true, Some(body)) => self.apply(call, &body, now),
                 _ => Err(sync::SyncError("control service answered with an error")),
             };
+            if call == Call::Revocations {
+                self.link.revocations_ok = result.is_ok();
+                if let (Ok(()), Some(active)) = (&result, &self.active) {
+                    if let Some(id) = active.metrics.link(Gauge::SyncSuccesses) {
+                        let _ = hostcalls::increment_metric(id, 1);
+                    }
+                }
+            }
             match result {
                 Ok(()) => self.refresh_from_shared(now),
                 Err(e) => self.sync_failed(now, &format!("{:?} {}", status, e.0)),
+            }
+            if self.link.calls.is_empty() {
+                self.finish_poll(now, self.link.revocations_ok);
             }
             return;
         }
@@ -479,7 +576,10 @@ impl RootContext for Root {
             reporter,
             ticked_ms: Cell::new(None),
         }));
-        self.link = Link::default();
+        self.link = Link {
+            configured_at_ms: now_ms(),
+            ..Link::default()
+        };
         if has_control {
             // A new worker starts from what the others already synced, so it
             // enforces the current list before its first request.
@@ -580,7 +680,20 @@ impl HttpContext for Request {
             return self.unavailable();
         };
         let now = active.request_now_ms();
+        if let Some(link) = &active.cfg.control {
+            if active.live.borrow().synced_at_ms.is_none() {
+                adopt_first_sync(&active, link, now);
+            }
+        }
         let eval = check::evaluate(&active.cfg, &headers, self, now, &active.live.borrow());
+        if eval.resource.is_some()
+            && eval.verdict.passes()
+            && active.cfg.control.is_some()
+            && active.live.borrow().synced_at_ms.is_none()
+        {
+            // Only reachable with `unsynced: allow`.
+            active.metrics.count_link(Gauge::UnsyncedAllowed);
+        }
         let denied = !eval.verdict.passes();
         let dry_run_denied = denied && active.cfg.mode == Mode::DryRun;
         active.metrics.count(eval.verdict, eval.resource, dry_run_denied);

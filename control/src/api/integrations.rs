@@ -129,20 +129,38 @@ pub async fn slack_actions(
             "this Slack request was already processed".into(),
         ));
     }
+    // From here on the call is signed by Slack: every refusal is audited.
     let text = std::str::from_utf8(&body).unwrap_or_default();
-    let payload = text
+    let Some(payload) = text
         .split('&')
         .find_map(|kv| kv.strip_prefix("payload="))
         .map(percent_decode)
         .and_then(|p| serde_json::from_str::<Value>(&p).ok())
-        .ok_or_else(|| ApiError::BadRequest("slack_payload_invalid", "no interactive payload".into()))?;
+    else {
+        audit_refusal(&app, "slack", "slack", "slack_payload_invalid", None).await;
+        return Err(ApiError::BadRequest(
+            "slack_payload_invalid",
+            "no interactive payload".into(),
+        ));
+    };
     let slack_user = payload["user"]["id"].as_str().unwrap_or_default().to_owned();
     let action = &payload["actions"][0];
     let request_id = action["value"].as_str().unwrap_or_default().to_owned();
     let approve = match action["action_id"].as_str() {
         Some("jitgate_approve") => true,
         Some("jitgate_deny") => false,
-        _ => return Err(ApiError::BadRequest("slack_action_unknown", "unknown action".into())),
+        _ => {
+            let linked = Some(request_id.as_str()).filter(|r| !r.is_empty());
+            audit_refusal(
+                &app,
+                "slack",
+                &format!("slack:{slack_user}"),
+                "slack_action_unknown",
+                linked,
+            )
+            .await;
+            return Err(ApiError::BadRequest("slack_action_unknown", "unknown action".into()));
+        }
     };
     let Some(p) = principal_for(&app, &slack_user) else {
         audit_refusal(
@@ -230,16 +248,24 @@ pub async fn callback(
             "this callback was already processed".into(),
         ));
     }
-    let cb: Callback =
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest("invalid_body", e.to_string()))?;
+    // From here on the call is signed: every refusal is audited.
+    let cb: Callback = match serde_json::from_slice(&body) {
+        Ok(cb) => cb,
+        Err(e) => {
+            audit_refusal(&app, "callback", "callback", "invalid_body", None).await;
+            return Err(ApiError::BadRequest("invalid_body", e.to_string()));
+        }
+    };
     let approve = match cb.decision.as_str() {
         "approve" => true,
         "deny" => false,
         _ => {
+            let actor = format!("callback:{}", cb.actor);
+            audit_refusal(&app, "callback", &actor, "decision_invalid", Some(&cb.request_id)).await;
             return Err(ApiError::Invalid(
                 "decision_invalid",
                 "decision is approve or deny".into(),
-            ))
+            ));
         }
     };
     let Some(p) = principal_for(&app, &cb.actor) else {

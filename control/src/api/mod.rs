@@ -8,7 +8,7 @@ mod proxy;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -121,7 +121,8 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/revocations", get(proxy::revocations))
         .route("/v1/proxy/grants", get(proxy::grant_set))
         .route("/v1/audit/events", post(proxy::ingest))
-        .layer(DefaultBodyLimit::max(MAX_INGEST_BODY));
+        .layer(DefaultBodyLimit::max(MAX_INGEST_BODY))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&app), authenticate_proxy));
     let integrations = Router::new()
         .route("/v1/integrations/slack/actions", post(integrations::slack_actions))
         .route("/v1/integrations/callback", post(integrations::callback))
@@ -173,22 +174,119 @@ async fn authenticate(State(app): State<AppState>, mut req: Request, next: Next)
             return e.into_response();
         }
     };
+    let matched = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
     req.extensions_mut().insert(principal.clone());
     let response = next.run(req).await;
     if response.status().is_client_error() {
-        let code = response.extensions().get::<ErrorCode>().map_or("unknown", |c| c.0);
-        let entry = Entry {
-            actor: principal.id.clone(),
-            action: "api.refused".into(),
-            channel: Some("api".into()),
-            details: json!({"code": code, "status": response.status().as_u16(), "method": method, "path": path}),
-            ..Entry::default()
-        };
-        if let Err(db) = audit::append_alone(&app.db, app.clock.now_ms(), &[entry]).await {
-            tracing::error!(error = %db, "could not audit a refused call");
-        }
+        let concerns = matched.as_deref().and_then(|m| concerns(m, &path));
+        let refusal = Refusal::of(&response, principal.id.clone(), "api.refused", "api", method, path);
+        audit_refusal(&app, refusal, concerns).await;
     }
     response
+}
+
+/// Authenticates proxies by the ingest key before anything else is read
+/// (a failure adds no audit record per call: anyone can send those), and
+/// audits what is refused after that.
+async fn authenticate_proxy(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    if let Err(e) = proxy::ingest_key_ok(&app, req.headers()) {
+        return e.into_response();
+    }
+    let (method, path) = (req.method().to_string(), req.uri().path().to_owned());
+    let response = next.run(req).await;
+    if response.status().is_client_error() {
+        let refusal = Refusal::of(&response, "proxy".into(), "proxy.refused", "proxy", method, path);
+        audit_refusal(&app, refusal, None).await;
+    }
+    response
+}
+
+/// A call refused to an authenticated caller, as the audit records it.
+struct Refusal {
+    actor: String,
+    action: &'static str,
+    channel: &'static str,
+    code: &'static str,
+    status: u16,
+    method: String,
+    path: String,
+}
+
+impl Refusal {
+    fn of(
+        response: &Response,
+        actor: String,
+        action: &'static str,
+        channel: &'static str,
+        method: String,
+        path: String,
+    ) -> Refusal {
+        Refusal {
+            actor,
+            action,
+            channel,
+            code: response.extensions().get::<ErrorCode>().map_or("unknown", |c| c.0),
+            status: response.status().as_u16(),
+            method,
+            path,
+        }
+    }
+}
+
+/// What a call's path names: an access request or a grant.
+#[derive(Debug, PartialEq, Eq)]
+enum Concerns {
+    Request(String),
+    Grant(String),
+}
+
+/// The access request or grant a route concerns, from its template
+/// (`/v1/requests/{id}/approve`) and the actual path. Ids longer than any
+/// the service issues are not linked.
+fn concerns(matched: &str, path: &str) -> Option<Concerns> {
+    let mut template = matched.split('/');
+    let mut actual = path.split('/');
+    let mut previous = "";
+    loop {
+        let (t, a) = (template.next()?, actual.next()?);
+        if t == "{id}" {
+            if a.is_empty() || a.len() > 128 {
+                return None;
+            }
+            return match previous {
+                "requests" => Some(Concerns::Request(a.to_owned())),
+                "grants" => Some(Concerns::Grant(a.to_owned())),
+                _ => None,
+            };
+        }
+        previous = t;
+    }
+}
+
+/// Audits a refused call, linked to the request or grant it concerns (a
+/// grant's request is looked up), so that a request's trail shows every
+/// attempt on it.
+async fn audit_refusal(app: &App, refusal: Refusal, concerns: Option<Concerns>) {
+    let (request_id, grant_id) = match concerns {
+        None => (None, None),
+        Some(Concerns::Request(id)) => (Some(id), None),
+        Some(Concerns::Grant(id)) => {
+            let request = crate::grants::request_of(app, &id).await.unwrap_or_default();
+            (request, Some(id))
+        }
+    };
+    let entry = Entry {
+        actor: refusal.actor,
+        action: refusal.action.into(),
+        request_id,
+        grant_id,
+        channel: Some(refusal.channel.into()),
+        details: json!({"code": refusal.code, "status": refusal.status, "method": refusal.method, "path": refusal.path}),
+        ..Entry::default()
+    };
+    if let Err(db) = audit::append_alone(&app.db, app.clock.now_ms(), &[entry]).await {
+        tracing::error!(error = %db, "could not audit a refused call");
+    }
 }
 
 /// The caller, as authenticated by the middleware.
@@ -260,5 +358,29 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
         ApiJson::<T>::from_request(req, state)
             .await
             .map(|j| OptionalJson(Some(j.0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_linked_to_the_request_or_grant_their_path_names() {
+        assert_eq!(
+            concerns("/v1/requests/{id}/approve", "/v1/requests/req_1/approve"),
+            Some(Concerns::Request("req_1".into()))
+        );
+        assert_eq!(
+            concerns("/v1/requests/{id}", "/v1/requests/req_2"),
+            Some(Concerns::Request("req_2".into()))
+        );
+        assert_eq!(
+            concerns("/v1/grants/{id}/revoke", "/v1/grants/g_1/revoke"),
+            Some(Concerns::Grant("g_1".into()))
+        );
+        assert_eq!(concerns("/v1/requests", "/v1/requests"), None);
+        let long = format!("/v1/requests/{}/approve", "x".repeat(200));
+        assert_eq!(concerns("/v1/requests/{id}/approve", &long), None);
     }
 }

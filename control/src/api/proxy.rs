@@ -7,7 +7,6 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use utoipa::ToSchema;
 
 use super::{ApiJson, AppState};
@@ -18,7 +17,7 @@ use crate::grants::{self, GrantSet, RevocationList};
 /// Most decisions in one batch.
 pub const MAX_EVENTS: usize = 20_000;
 
-fn ingest_key_ok(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn ingest_key_ok(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -165,12 +164,8 @@ pub async fn ingest(
     for e in batch.events.iter().filter(|e| e.access_request_id.is_none()) {
         if let Some(g) = &e.grant_id {
             if looked_up.insert(g.as_str()) {
-                if let Some(row) = sqlx::query("SELECT request_id FROM grants WHERE id = $1")
-                    .bind(g.clone())
-                    .fetch_optional(&app.db.read)
-                    .await?
-                {
-                    request_of.insert(g.clone(), row.try_get("request_id")?);
+                if let Some(request) = grants::request_of(&app, g).await? {
+                    request_of.insert(g.clone(), request);
                 }
             }
         }

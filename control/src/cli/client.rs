@@ -13,6 +13,8 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::text::shown;
+
 /// Where and as whom to call the API.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Profile {
@@ -179,10 +181,10 @@ pub fn table(requests: &Value) -> String {
             "{:<26} {:<16} {:<14} {:<10} {:>8}  {}",
             r["id"].as_str().unwrap_or(""),
             r["resource"].as_str().unwrap_or(""),
-            r["requester"].as_str().unwrap_or(""),
+            shown(r["requester"].as_str().unwrap_or("")),
             r["state"].as_str().unwrap_or(""),
             r["duration_seconds"].as_i64().unwrap_or(0) / 60,
-            r["reason"].as_str().unwrap_or("").lines().next().unwrap_or(""),
+            shown(r["reason"].as_str().unwrap_or("").lines().next().unwrap_or("")),
         );
     }
     out
@@ -204,10 +206,10 @@ pub fn audit_lines(records: &Value) -> String {
             "{:>6} {} {:<24} {:<22} {:<14} {}",
             r["seq"],
             r["at"],
-            r["actor"].as_str().unwrap_or(""),
+            shown(r["actor"].as_str().unwrap_or("")),
             r["action"].as_str().unwrap_or(""),
             r["resource"].as_str().unwrap_or("-"),
-            why
+            shown(why)
         );
     }
     out
@@ -225,5 +227,20 @@ mod tests {
         assert_eq!(parse_duration("600").unwrap(), 600);
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5d").is_err());
+    }
+
+    #[test]
+    fn stored_bidi_controls_are_shown_escaped_in_tables_and_audit_lines() {
+        let requests = json!([{"id": "req_1", "resource": "payments-api", "requester": "alice", "state": "pending",
+            "duration_seconds": 600, "reason": "refund \u{202E}7-CNI"}]);
+        let table = table(&requests);
+        assert!(
+            table.contains("refund <U+202E>7-CNI") && !table.contains('\u{202E}'),
+            "{table}"
+        );
+        let records = json!([{"seq": 1, "at": 0, "actor": "a\u{2066}", "action": "vote.approve",
+            "details": {"comment": "ok\u{200B}"}}]);
+        let lines = audit_lines(&records);
+        assert!(lines.contains("a<U+2066>") && lines.contains("ok<U+200B>"), "{lines}");
     }
 }
