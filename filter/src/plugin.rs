@@ -625,6 +625,15 @@ struct Request {
 
 impl Context for Request {}
 
+/// The client address as Envoy reports it, without the port, for decision
+/// reports. Kept as text: formatting a parsed address would link the
+/// standard library's IP formatting into the size-budgeted module.
+fn source_address_text() -> Option<String> {
+    let raw = hostcalls::get_property(vec!["source", "address"]).ok().flatten()?;
+    let text = String::from_utf8(raw).ok()?;
+    Some(crate::report::strip_port(&text).to_owned())
+}
+
 impl RequestHost for Request {
     fn source_address(&self) -> Option<IpAddr> {
         let raw = hostcalls::get_property(vec!["source", "address"]).ok().flatten()?;
@@ -705,7 +714,7 @@ impl HttpContext for Request {
         }
         let plan = check::plan(&active.cfg, &headers, &eval);
         if active.reporter.is_some() {
-            let client = self.source_address().map(|ip| ip.to_string());
+            let client = source_address_text();
             let g = eval.grant.as_ref();
             let event = Event {
                 time_ms: now,

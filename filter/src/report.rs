@@ -217,9 +217,29 @@ impl Reporter {
     }
 }
 
+/// The host part of `host:port`, `[v6]:port` or a bare address, as Envoy
+/// spells `source.address`.
+pub fn strip_port(address: &str) -> &str {
+    if let Some(v6) = address.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or(v6);
+    }
+    match address.split_once(':') {
+        Some((host, port)) if !port.contains(':') => host,
+        _ => address,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_addresses_lose_only_their_port() {
+        assert_eq!(strip_port("10.1.2.3:5678"), "10.1.2.3");
+        assert_eq!(strip_port("[2001:db8::1]:443"), "2001:db8::1");
+        assert_eq!(strip_port("2001:db8::1"), "2001:db8::1");
+        assert_eq!(strip_port("10.1.2.3"), "10.1.2.3");
+    }
 
     fn event(path: &[u8]) -> String {
         Event {
