@@ -214,7 +214,7 @@ impl Envoy {
         while linked && Instant::now() < deadline {
             let asked = ["successes", "failures"]
                 .iter()
-                .any(|n| self.stat_now(&format!("wasmcustom.jitgate.sync.{n}")) > 0);
+                .any(|n| self.stat(&format!("wasmcustom.jitgate.sync.{n}")) > 0);
             if asked {
                 return;
             }

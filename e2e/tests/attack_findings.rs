@@ -48,6 +48,7 @@ fn grant_for(sub: &str) -> String {
             scope: vec![ScopeRule::new(&["GET"], &["/v1/invoices/*"])],
             src: None,
             req: Some("r-finding".into()),
+            cnf: None,
         },
         &SigningKey::from_base64url("k1", K1).unwrap(),
     )
@@ -192,7 +193,7 @@ fn with_unsynced_allow_a_restart_during_an_outage_allows_and_counts() {
         assert_eq!(get_with_grant(envoy.port, "/v1/invoices/1", &token).status, 200);
     }
     eventually(Duration::from_secs(5), "unsynced requests are counted", || {
-        envoy.stat_now("wasmcustom.jitgate.revocations.unsynced_allowed") == 5
+        envoy.stat("wasmcustom.jitgate.revocations.unsynced_allowed") == 5
     });
 }
 
@@ -263,8 +264,8 @@ fn polls_back_off_while_control_is_down_instead_of_hammering_it() {
     assert!(polls <= most, "{polls} polls in {seconds:.1} s (at most {most})");
     assert!(polls >= 1, "polling goes on during the outage");
     // The backoff is visible in the stats.
-    assert!(envoy.stat_now("wasmcustom.jitgate.sync.consecutive_failures") >= 6);
-    assert!(envoy.stat_now("wasmcustom.jitgate.sync.backoff_ms") <= 1000);
+    assert!(envoy.stat("wasmcustom.jitgate.sync.consecutive_failures") >= 6);
+    assert!(envoy.stat("wasmcustom.jitgate.sync.backoff_ms") <= 1000);
 }
 
 // --- the control service -----------------------------------------------------
