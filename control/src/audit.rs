@@ -350,6 +350,8 @@ pub async fn verify(db: &Db) -> Result<Verification, sqlx::Error> {
 
 /// Filters for reading the log.
 #[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Query {
     /// Only records about this access request.
     pub request_id: Option<String>,
@@ -362,8 +364,10 @@ pub struct Query {
     /// Only this action.
     pub action: Option<String>,
     /// Only records after this seq.
+    #[param(minimum = 0)]
     pub after: Option<i64>,
-    /// At most this many (default 100, at most 1000).
+    /// At most this many (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 

@@ -90,6 +90,7 @@ pub struct Vote {
     /// Who.
     pub approver: String,
     /// `approve` or `deny`.
+    #[schema(value_type = VoteDecision)]
     pub decision: String,
     /// Comment.
     pub comment: Option<String>,
@@ -97,6 +98,62 @@ pub struct Vote {
     pub channel: String,
     /// When (ms).
     pub at: i64,
+}
+
+/// The state of an access request as the API shows it (refined by time:
+/// an approved request whose grant ran out is `expired`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestState {
+    /// Waiting for approvals.
+    Pending,
+    /// Approved; its grant is active.
+    Approved,
+    /// Approved; its grant has expired.
+    Expired,
+    /// Approved; its grant was revoked.
+    Revoked,
+    /// Denied by an approver.
+    Denied,
+    /// Withdrawn by its requester.
+    Cancelled,
+    /// Nobody decided in time.
+    TimedOut,
+}
+
+impl RequestState {
+    /// The state's name, as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Pending => "pending",
+            RequestState::Approved => "approved",
+            RequestState::Expired => "expired",
+            RequestState::Revoked => "revoked",
+            RequestState::Denied => "denied",
+            RequestState::Cancelled => "cancelled",
+            RequestState::TimedOut => "timed_out",
+        }
+    }
+}
+
+/// Where a break-glass access stands in its after-the-fact review.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewState {
+    /// Not reviewed yet.
+    Pending,
+    /// Reviewed.
+    Reviewed,
+}
+
+/// A vote's decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VoteDecision {
+    /// For.
+    Approve,
+    /// Against (ends the request).
+    Deny,
 }
 
 /// An access request as the API shows it.
@@ -120,6 +177,7 @@ pub struct AccessRequest {
     pub source_cidrs: Option<Vec<String>>,
     /// `pending`, `approved` (grant active), `expired`, `revoked`,
     /// `denied`, `cancelled` or `timed_out`.
+    #[schema(value_type = RequestState)]
     pub state: String,
     /// Approvals needed.
     pub approvals_required: i64,
@@ -128,6 +186,7 @@ pub struct AccessRequest {
     /// Break-glass access.
     pub break_glass: bool,
     /// `pending` or `reviewed` for break-glass access.
+    #[schema(value_type = Option<ReviewState>)]
     pub review_state: Option<String>,
     /// Who reviewed.
     pub reviewed_by: Option<String>,
@@ -839,9 +898,11 @@ pub async fn get(app: &App, p: &Principal, id: &str) -> Result<AccessRequest, Ap
 
 /// `GET /v1/requests` filters.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only this (effective) state.
-    pub state: Option<String>,
+    pub state: Option<RequestState>,
     /// Only this resource.
     pub resource: Option<String>,
     /// Only my own requests.
@@ -879,7 +940,7 @@ pub async fn list(app: &App, p: &Principal, q: &ListQuery) -> Result<Vec<AccessR
             continue;
         }
         let v = view(app, &mut conn, r).await?;
-        if q.state.as_ref().is_none_or(|s| *s == v.state) {
+        if q.state.is_none_or(|s| s.as_str() == v.state) {
             out.push(v);
         }
         if out.len() >= 200 {

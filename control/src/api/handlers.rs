@@ -1,15 +1,39 @@
 //! Handlers for people: requests, votes, grants, audit, health.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 
-use super::{ApiJson, AppState, Caller, OptionalJson};
+use super::{ApiJson, ApiQuery, AppState, Caller, OptionalJson};
 use crate::audit;
 use crate::error::ApiError;
 use crate::grants::{self, GrantView, Revoke, TokenResponse};
 use crate::requests::{self, AccessRequest, Decision, Extension, ListQuery, NewRequest};
+
+/// The comment of an approve, deny or review body: no body, `null`, no
+/// `comment`, `null` and an empty or blank comment all mean "no comment"
+/// (the document says so).
+fn comment_of(d: Option<Decision>) -> Option<String> {
+    d.and_then(|d| d.comment).filter(|c| !c.trim().is_empty())
+}
+
+/// The audit filters, with `limit` and `after` held to what the document
+/// declares instead of being clamped silently.
+fn audit_filters(q: audit::Query) -> Result<audit::Query, ApiError> {
+    let out_of_range = |field: &str, message: &str| ApiError::Field {
+        code: "invalid_query",
+        field: field.into(),
+        message: message.into(),
+    };
+    if q.limit.is_some_and(|l| !(1..=1000).contains(&l)) {
+        return Err(out_of_range("limit", "must be 1 to 1000"));
+    }
+    if q.after.is_some_and(|a| a < 0) {
+        return Err(out_of_range("after", "must be 0 or more"));
+    }
+    Ok(q)
+}
 
 /// Ask for access.
 #[utoipa::path(post, path = "/v1/requests", request_body = NewRequest,
@@ -27,7 +51,7 @@ pub async fn create_request(
 pub async fn list_requests(
     State(app): State<AppState>,
     Caller(p): Caller,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<AccessRequest>>, ApiError> {
     Ok(Json(requests::list(&app, &p, &q).await?))
 }
@@ -51,8 +75,7 @@ pub async fn approve(
     Path(id): Path<String>,
     OptionalJson(d): OptionalJson<Decision>,
 ) -> Result<Json<AccessRequest>, ApiError> {
-    let comment = d.and_then(|d| d.comment);
-    Ok(Json(requests::vote(&app, &p, &id, true, comment, "api").await?))
+    Ok(Json(requests::vote(&app, &p, &id, true, comment_of(d), "api").await?))
 }
 
 /// Deny (one deny ends the request).
@@ -64,8 +87,7 @@ pub async fn deny(
     Path(id): Path<String>,
     OptionalJson(d): OptionalJson<Decision>,
 ) -> Result<Json<AccessRequest>, ApiError> {
-    let comment = d.and_then(|d| d.comment);
-    Ok(Json(requests::vote(&app, &p, &id, false, comment, "api").await?))
+    Ok(Json(requests::vote(&app, &p, &id, false, comment_of(d), "api").await?))
 }
 
 /// Withdraw a pending request (requester only).
@@ -99,7 +121,8 @@ pub async fn review(
     Path(id): Path<String>,
     OptionalJson(d): OptionalJson<Decision>,
 ) -> Result<Json<AccessRequest>, ApiError> {
-    Ok(Json(requests::review(&app, &p, &id, d.unwrap_or_default()).await?))
+    let d = Decision { comment: comment_of(d) };
+    Ok(Json(requests::review(&app, &p, &id, d).await?))
 }
 
 /// The grant token (requester only, while active).
@@ -152,10 +175,10 @@ fn auditor(app: &AppState, p: &crate::auth::Principal) -> Result<(), ApiError> {
 pub async fn audit_query(
     State(app): State<AppState>,
     Caller(p): Caller,
-    Query(q): Query<audit::Query>,
+    ApiQuery(q): ApiQuery<audit::Query>,
 ) -> Result<Json<Vec<audit::Record>>, ApiError> {
     auditor(&app, &p)?;
-    Ok(Json(audit::query(&app.db, &q).await?))
+    Ok(Json(audit::query(&app.db, &audit_filters(q)?).await?))
 }
 
 /// Checks the whole hash chain and names the first broken link.
@@ -173,9 +196,10 @@ pub async fn audit_verify(
 pub async fn audit_export(
     State(app): State<AppState>,
     Caller(p): Caller,
-    Query(mut q): Query<audit::Query>,
+    ApiQuery(q): ApiQuery<audit::Query>,
 ) -> Result<impl IntoResponse, ApiError> {
     auditor(&app, &p)?;
+    let mut q = audit_filters(q)?;
     let mut out = String::new();
     q.limit = Some(1000);
     loop {
@@ -215,4 +239,9 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         app.metrics.render(),
     )
+}
+
+/// This document.
+pub async fn openapi(State(app): State<AppState>) -> impl IntoResponse {
+    Json(super::ApiDoc::for_config(&app.cfg))
 }

@@ -6,7 +6,7 @@
 //! refusal is audited with its channel.
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;
@@ -39,6 +39,29 @@ async fn audit_refusal(app: &AppState, channel: &str, actor: &str, code: &str, r
     if let Err(err) = audit::append_alone(&app.db, app.clock.now_ms(), &[e]).await {
         tracing::error!(error = %err, "could not audit a refused integration call");
     }
+}
+
+/// What can be checked of a signature before the body is read: a
+/// timestamp that parses and is inside the replay window. Anything else
+/// is refused without reading (let alone buffering) the body.
+fn fresh(timestamp: Option<i64>, now_s: i64) -> Result<(), Refusal> {
+    let t = timestamp.ok_or(Refusal::Malformed)?;
+    if (now_s - t).abs() > signature::REPLAY_WINDOW_S {
+        return Err(Refusal::Stale);
+    }
+    Ok(())
+}
+
+/// The raw body (within the router's body limit), once the cheap checks
+/// passed.
+async fn raw_body(req: Request) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, &()).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::BadRequest("body_unreadable", rejection.body_text())
+        }
+    })
 }
 
 /// Records a signature as used; false if it was seen before (a replay).
@@ -103,25 +126,33 @@ fn percent_decode(s: &str) -> String {
 /// Slack interactivity: the Approve / Deny buttons of a request message.
 #[utoipa::path(post, path = "/v1/integrations/slack/actions", request_body(content = String, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, body = Object), (status = 401, body = super::Problem), (status = 403, body = super::Problem)))]
-pub async fn slack_actions(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+pub async fn slack_actions(State(app): State<AppState>, req: Request) -> Result<Json<Value>, ApiError> {
     let Some(secret) = app.cfg.integrations.slack_signing_secret.clone() else {
         return Err(ApiError::NotFound("not_found", "Slack is not configured".into()));
     };
+    let headers = req.headers().clone();
     let ts = header(&headers, "x-slack-request-timestamp").unwrap_or_default();
     let sig = header(&headers, "x-slack-signature").unwrap_or_default();
-    if let Err(refusal) = signature::verify_slack_v0(&secret, ts, &body, sig, app.clock.now_s()) {
-        let code = match refusal {
-            Refusal::Malformed => "slack_timestamp_invalid",
-            Refusal::Stale => "slack_replay_window",
-            Refusal::Mismatch => "slack_signature_invalid",
-        };
-        audit_refusal(&app, "slack", "anonymous", code, None).await;
-        return Err(refused(code, "the Slack signature is missing, wrong or too old"));
-    }
+    let checked = match fresh(ts.parse().ok(), app.clock.now_s()) {
+        Ok(()) if sig.starts_with("v0=") => {
+            let body = raw_body(req).await?;
+            signature::verify_slack_v0(&secret, ts, &body, sig, app.clock.now_s()).map(|()| body)
+        }
+        Ok(()) => Err(Refusal::Malformed),
+        Err(refusal) => Err(refusal),
+    };
+    let body = match checked {
+        Ok(body) => body,
+        Err(refusal) => {
+            let code = match refusal {
+                Refusal::Malformed => "slack_timestamp_invalid",
+                Refusal::Stale => "slack_replay_window",
+                Refusal::Mismatch => "slack_signature_invalid",
+            };
+            audit_refusal(&app, "slack", "anonymous", code, None).await;
+            return Err(refused(code, "the Slack signature is missing, wrong or too old"));
+        }
+    };
     if !first_use(&app, sig).await? {
         audit_refusal(&app, "slack", "anonymous", "slack_replayed", None).await;
         return Err(ApiError::Conflict(
@@ -201,20 +232,26 @@ pub struct Callback {
 /// outgoing webhooks; 5-minute window; each signature accepted once.
 #[utoipa::path(post, path = "/v1/integrations/callback", request_body = Callback,
     responses((status = 200, body = crate::requests::AccessRequest), (status = 401, body = super::Problem)))]
-pub async fn callback(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn callback(State(app): State<AppState>, req: Request) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Some(secret) = app.cfg.integrations.callback_secret.clone() else {
         return Err(ApiError::NotFound(
             "not_found",
             "signed callbacks are not configured".into(),
         ));
     };
-    let header_value = header(&headers, "x-jitgate-signature").unwrap_or_default();
-    let v1 = match signature::verify_webhook(&secret, header_value, &body, app.clock.now_s()) {
-        Ok(v1) => v1.to_owned(),
+    let header_value = header(req.headers(), "x-jitgate-signature")
+        .unwrap_or_default()
+        .to_owned();
+    let now_s = app.clock.now_s();
+    let checked = match fresh(signature::parse_webhook_header(&header_value).map(|(t, _)| t), now_s) {
+        Ok(()) => {
+            let body = raw_body(req).await?;
+            signature::verify_webhook(&secret, &header_value, &body, now_s).map(|v1| (v1.to_owned(), body))
+        }
+        Err(refusal) => Err(refusal),
+    };
+    let (v1, body) = match checked {
+        Ok(checked) => checked,
         Err(_) => {
             audit_refusal(&app, "callback", "anonymous", "callback_signature_invalid", None).await;
             return Err(refused(
@@ -230,8 +267,7 @@ pub async fn callback(
             "this callback was already processed".into(),
         ));
     }
-    let cb: Callback =
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest("invalid_body", e.to_string()))?;
+    let cb: Callback = super::decode_object(&body)?;
     let approve = match cb.decision.as_str() {
         "approve" => true,
         "deny" => false,

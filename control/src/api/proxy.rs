@@ -3,14 +3,14 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::ToSchema;
 
-use super::{ApiJson, AppState};
+use super::{ApiJson, ApiQuery, AppState};
 use crate::audit::{self, Entry};
 use crate::error::ApiError;
 use crate::grants::{self, GrantSet, RevocationList};
@@ -18,29 +18,10 @@ use crate::grants::{self, GrantSet, RevocationList};
 /// Most decisions in one batch.
 pub const MAX_EVENTS: usize = 20_000;
 
-fn ingest_key_ok(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let expected = app.cfg.ingest_key.as_bytes();
-    // Constant-time comparison (length aside).
-    let same = presented.len() == expected.len()
-        && presented.bytes().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-    if same {
-        Ok(())
-    } else {
-        app.metrics.auth_failures.inc();
-        Err(ApiError::Unauthenticated(
-            "ingest_key_invalid",
-            "send Authorization: Bearer <ingest key>".into(),
-        ))
-    }
-}
-
 /// `?since=` of the sync endpoints.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Since {
     /// The cursor of the previous answer.
     pub since: Option<String>,
@@ -50,10 +31,8 @@ pub struct Since {
 #[utoipa::path(get, path = "/v1/revocations", params(Since), responses((status = 200, body = RevocationList)))]
 pub async fn revocations(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<Since>,
+    ApiQuery(q): ApiQuery<Since>,
 ) -> Result<Json<RevocationList>, ApiError> {
-    ingest_key_ok(&app, &headers)?;
     Ok(Json(
         grants::revocations(&app, q.since.as_deref().filter(|s| !s.is_empty())).await?,
     ))
@@ -61,8 +40,7 @@ pub async fn revocations(
 
 /// The active grant set (identity-aware proxies).
 #[utoipa::path(get, path = "/v1/proxy/grants", params(Since), responses((status = 200, body = GrantSet)))]
-pub async fn grant_set(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<GrantSet>, ApiError> {
-    ingest_key_ok(&app, &headers)?;
+pub async fn grant_set(State(app): State<AppState>) -> Result<Json<GrantSet>, ApiError> {
     Ok(Json(grants::active_set(&app).await?))
 }
 
@@ -128,10 +106,8 @@ fn bounded(field: &'static str, s: &str, max: usize) -> Result<(), ApiError> {
     responses((status = 202, body = IngestResult), (status = 401, body = super::Problem)))]
 pub async fn ingest(
     State(app): State<AppState>,
-    headers: HeaderMap,
     ApiJson(batch): ApiJson<IngestBatch>,
 ) -> Result<(StatusCode, Json<IngestResult>), ApiError> {
-    ingest_key_ok(&app, &headers)?;
     bounded("proxy", &batch.proxy, 128)?;
     if batch.events.len() > MAX_EVENTS {
         return Err(ApiError::Invalid(
