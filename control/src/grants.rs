@@ -49,7 +49,8 @@ pub struct TokenResponse {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Revoke {
-    /// Why (required).
+    /// Why (required; not blank).
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
 }
 

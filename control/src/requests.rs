@@ -22,8 +22,10 @@ use crate::{notify, policy, App};
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     /// Upper-case methods, or `*`.
+    #[schema(min_items = 1)]
     pub methods: Vec<String>,
     /// Path patterns (`*` one segment, `**` the rest).
+    #[schema(min_items = 1)]
     pub paths: Vec<String>,
 }
 
@@ -45,21 +47,49 @@ impl From<ScopeRule> for Rule {
     }
 }
 
+/// An integer field that also takes a JSON number with no fraction
+/// (`600.0`): JSON Schema's `integer` includes them, so clients and tools
+/// generated from the document may send one.
+pub fn whole_number<'de, D, T>(de: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64> + TryFrom<u64>,
+{
+    use serde::de::Error;
+    let n = serde_json::Number::deserialize(de)?;
+    let whole = if let Some(u) = n.as_u64() {
+        T::try_from(u).ok()
+    } else if let Some(i) = n.as_i64() {
+        T::try_from(i).ok()
+    } else {
+        // Within ±2^53 a float's integer value is exact.
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0)
+            .and_then(|f| T::try_from(f as i64).ok())
+    };
+    whole.ok_or_else(|| D::Error::custom(format!("invalid value: {n}, expected an integer in range")))
+}
+
 /// `POST /v1/requests`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRequest {
     /// The resource id.
     pub resource: String,
-    /// What to allow.
+    /// What to allow (each rule within what the resource allows to request).
+    #[schema(min_items = 1, max_items = 32)]
     pub scope: Vec<Rule>,
-    /// For how long, from approval.
+    /// For how long, from approval (at most the resource's maximum).
+    #[serde(deserialize_with = "whole_number")]
     pub duration_seconds: u64,
-    /// Why (required).
+    /// Why (required; not blank, no control characters but newline and tab).
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
     /// A ticket reference.
+    #[schema(min_length = 1, max_length = 200)]
     pub ticket: Option<String>,
-    /// Client address blocks the grant is limited to.
+    /// Client address blocks (CIDR) the grant is limited to.
+    #[schema(min_items = 1, max_items = 16)]
     pub source_cidrs: Option<Vec<String>>,
     /// Emergency access without waiting for approvers.
     #[serde(default)]
@@ -70,7 +100,8 @@ pub struct NewRequest {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Decision {
-    /// A comment.
+    /// A comment; missing, `null`, empty or blank means no comment.
+    #[schema(max_length = 2000)]
     pub comment: Option<String>,
 }
 
@@ -79,8 +110,10 @@ pub struct Decision {
 #[serde(deny_unknown_fields)]
 pub struct Extension {
     /// New duration, from the extension's approval.
+    #[serde(deserialize_with = "whole_number")]
     pub duration_seconds: u64,
-    /// Why.
+    /// Why (required).
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
 }
 

@@ -202,6 +202,8 @@ fn plain_type(expected: &str, out_of_range: bool) -> String {
         "u8" | "u16" | "u32" | "u64" | "usize" if out_of_range => "a non-negative integer in range".into(),
         "i8" | "i16" | "i32" | "i64" | "isize" if out_of_range => "an integer in range".into(),
         "u8" | "u16" | "u32" | "u64" | "usize" | "i8" | "i16" | "i32" | "i64" | "isize" => "an integer".into(),
+        // Integer fields that take whole floats too read a JSON number first.
+        "a JSON number" => "an integer".into(),
         "a sequence" => "an array".into(),
         "a map" => "an object".into(),
         "a boolean" | "a string" => expected.into(),

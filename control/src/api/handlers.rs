@@ -5,11 +5,37 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 
-use super::{ApiJson, ApiQuery, AppState, Caller, OptionalJson};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::{ApiJson, ApiQuery, AppState, Caller, OptionalJson, Problem};
 use crate::audit;
 use crate::error::ApiError;
 use crate::grants::{self, GrantView, Revoke, TokenResponse};
 use crate::requests::{self, AccessRequest, Decision, Extension, ListQuery, NewRequest};
+
+/// What the body of `approve`, `deny` and `review` may be.
+const DECISION_BODY: &str = "Optional: no body, `null`, or an object. A missing, `null`, empty or blank \
+    `comment` means no comment; any other comment must be at most 2000 bytes without control characters \
+    other than newline and tab (else 422 `comment_invalid`).";
+
+/// `{id}` of the operations on one access request.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct RequestId {
+    /// The access request's id (`req_...`).
+    id: String,
+}
+
+/// `{id}` of the operations on one grant.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct GrantId {
+    /// The grant's id (`g_...`, the token's `jti`; `grant_id` of the token response).
+    id: String,
+}
 
 /// The comment of an approve, deny or review body: no body, `null`, no
 /// `comment`, `null` and an empty or blank comment all mean "no comment"
@@ -36,8 +62,12 @@ fn audit_filters(q: audit::Query) -> Result<audit::Query, ApiError> {
 }
 
 /// Ask for access.
-#[utoipa::path(post, path = "/v1/requests", request_body = NewRequest,
-    responses((status = 201, body = AccessRequest), (status = 422, body = super::Problem), (status = 403, body = super::Problem)))]
+#[utoipa::path(post, path = "/v1/requests", operation_id = "create_request", tag = "requests",
+    security(("bearer" = [])), request_body = NewRequest,
+    responses(
+        (status = 201, description = "Created (approved at once by an auto-approve rule or break-glass, else pending)", body = AccessRequest),
+        (status = 403, description = "Not a requester of the resource, or not allowed break-glass (`not_a_requester`, `break_glass_not_allowed`)", body = Problem),
+        (status = 422, description = "Breaks a rule: unknown resource, scope not requestable, duration out of range, text invalid (`unknown_resource`, `scope_invalid`, `scope_not_allowed`, `duration_out_of_range`, `reason_invalid`, `ticket_invalid`, `source_cidrs_invalid`)", body = Problem)))]
 pub async fn create_request(
     State(app): State<AppState>,
     Caller(p): Caller,
@@ -47,7 +77,9 @@ pub async fn create_request(
 }
 
 /// The requests the caller may see.
-#[utoipa::path(get, path = "/v1/requests", params(ListQuery), responses((status = 200, body = [AccessRequest])))]
+#[utoipa::path(get, path = "/v1/requests", operation_id = "list_requests", tag = "requests",
+    security(("bearer" = [])), params(ListQuery),
+    responses((status = 200, description = "The requests the caller may see, newest first (at most 200)", body = [AccessRequest])))]
 pub async fn list_requests(
     State(app): State<AppState>,
     Caller(p): Caller,
@@ -57,7 +89,9 @@ pub async fn list_requests(
 }
 
 /// One request.
-#[utoipa::path(get, path = "/v1/requests/{id}", responses((status = 200, body = AccessRequest), (status = 404, body = super::Problem)))]
+#[utoipa::path(get, path = "/v1/requests/{id}", operation_id = "get_request", tag = "requests",
+    security(("bearer" = [])), params(RequestId),
+    responses((status = 200, description = "The request", body = AccessRequest)))]
 pub async fn get_request(
     State(app): State<AppState>,
     Caller(p): Caller,
@@ -67,8 +101,13 @@ pub async fn get_request(
 }
 
 /// Approve (an approver of the resource, not the requester).
-#[utoipa::path(post, path = "/v1/requests/{id}/approve", request_body = Option<Decision>,
-    responses((status = 200, body = AccessRequest), (status = 403, body = super::Problem), (status = 409, body = super::Problem)))]
+#[utoipa::path(post, path = "/v1/requests/{id}/approve", operation_id = "approve_request", tag = "requests",
+    security(("bearer" = [])), params(RequestId), request_body(content = Option<Decision>, description = DECISION_BODY),
+    responses(
+        (status = 200, description = "The request after the vote (approved once enough approvals are in); repeating a vote changes nothing", body = AccessRequest),
+        (status = 403, description = "The requester, or not an approver (`self_approval`, `not_an_approver`)", body = Problem),
+        (status = 409, description = "No longer pending, or already voted the other way (`request_resolved`, `request_timed_out`, `already_voted`)", body = Problem),
+        (status = 422, description = "The comment is invalid (`comment_invalid`)", body = Problem)))]
 pub async fn approve(
     State(app): State<AppState>,
     Caller(p): Caller,
@@ -79,8 +118,13 @@ pub async fn approve(
 }
 
 /// Deny (one deny ends the request).
-#[utoipa::path(post, path = "/v1/requests/{id}/deny", request_body = Option<Decision>,
-    responses((status = 200, body = AccessRequest), (status = 403, body = super::Problem), (status = 409, body = super::Problem)))]
+#[utoipa::path(post, path = "/v1/requests/{id}/deny", operation_id = "deny_request", tag = "requests",
+    security(("bearer" = [])), params(RequestId), request_body(content = Option<Decision>, description = DECISION_BODY),
+    responses(
+        (status = 200, description = "The request, denied; repeating the vote changes nothing", body = AccessRequest),
+        (status = 403, description = "The requester, or not an approver (`self_approval`, `not_an_approver`)", body = Problem),
+        (status = 409, description = "No longer pending, or already voted the other way (`request_resolved`, `request_timed_out`, `already_voted`)", body = Problem),
+        (status = 422, description = "The comment is invalid (`comment_invalid`)", body = Problem)))]
 pub async fn deny(
     State(app): State<AppState>,
     Caller(p): Caller,
@@ -91,7 +135,12 @@ pub async fn deny(
 }
 
 /// Withdraw a pending request (requester only).
-#[utoipa::path(post, path = "/v1/requests/{id}/cancel", responses((status = 200, body = AccessRequest), (status = 409, body = super::Problem)))]
+#[utoipa::path(post, path = "/v1/requests/{id}/cancel", operation_id = "cancel_request", tag = "requests",
+    security(("bearer" = [])), params(RequestId),
+    responses(
+        (status = 200, description = "The request, cancelled", body = AccessRequest),
+        (status = 403, description = "Not the requester (`not_the_requester`)", body = Problem),
+        (status = 409, description = "Not pending (`request_not_pending`)", body = Problem)))]
 pub async fn cancel(
     State(app): State<AppState>,
     Caller(p): Caller,
@@ -101,8 +150,13 @@ pub async fn cancel(
 }
 
 /// Ask to extend an active grant (a new request through the same policy).
-#[utoipa::path(post, path = "/v1/requests/{id}/extend", request_body = Extension,
-    responses((status = 201, body = AccessRequest), (status = 409, body = super::Problem)))]
+#[utoipa::path(post, path = "/v1/requests/{id}/extend", operation_id = "extend_request", tag = "requests",
+    security(("bearer" = [])), params(RequestId), request_body = Extension,
+    responses(
+        (status = 201, description = "The new request (its grant replaces and revokes the old one on approval)", body = AccessRequest),
+        (status = 403, description = "Not the requester (`not_the_requester`)", body = Problem),
+        (status = 409, description = "The grant is not active (`grant_not_active`)", body = Problem),
+        (status = 422, description = "Breaks a rule (`duration_out_of_range`, `reason_invalid`)", body = Problem)))]
 pub async fn extend(
     State(app): State<AppState>,
     Caller(p): Caller,
@@ -113,8 +167,13 @@ pub async fn extend(
 }
 
 /// Review a break-glass access after the fact.
-#[utoipa::path(post, path = "/v1/requests/{id}/review", request_body = Option<Decision>,
-    responses((status = 200, body = AccessRequest), (status = 409, body = super::Problem)))]
+#[utoipa::path(post, path = "/v1/requests/{id}/review", operation_id = "review_request", tag = "requests",
+    security(("bearer" = [])), params(RequestId), request_body(content = Option<Decision>, description = DECISION_BODY),
+    responses(
+        (status = 200, description = "The request, reviewed", body = AccessRequest),
+        (status = 403, description = "The requester, or not an approver (`self_approval`, `not_an_approver`)", body = Problem),
+        (status = 409, description = "Not awaiting review (`review_not_pending`)", body = Problem),
+        (status = 422, description = "The comment is invalid (`comment_invalid`)", body = Problem)))]
 pub async fn review(
     State(app): State<AppState>,
     Caller(p): Caller,
@@ -126,8 +185,12 @@ pub async fn review(
 }
 
 /// The grant token (requester only, while active).
-#[utoipa::path(get, path = "/v1/requests/{id}/grant",
-    responses((status = 200, body = TokenResponse), (status = 403, body = super::Problem), (status = 409, body = super::Problem)))]
+#[utoipa::path(get, path = "/v1/requests/{id}/grant", operation_id = "fetch_grant", tag = "grants",
+    security(("bearer" = [])), params(RequestId),
+    responses(
+        (status = 200, description = "The grant token (audited)", body = TokenResponse),
+        (status = 403, description = "Not the requester (`not_the_requester`)", body = Problem),
+        (status = 409, description = "No active grant (`grant_not_active`)", body = Problem)))]
 pub async fn fetch_grant(
     State(app): State<AppState>,
     Caller(p): Caller,
@@ -137,7 +200,9 @@ pub async fn fetch_grant(
 }
 
 /// Notification deliveries about a request (visible to whoever sees it).
-#[utoipa::path(get, path = "/v1/requests/{id}/deliveries", responses((status = 200, body = [crate::notify::Delivery])))]
+#[utoipa::path(get, path = "/v1/requests/{id}/deliveries", operation_id = "list_deliveries", tag = "requests",
+    security(("bearer" = [])), params(RequestId),
+    responses((status = 200, description = "Notification deliveries about the request", body = [crate::notify::Delivery])))]
 pub async fn deliveries(
     State(app): State<AppState>,
     Caller(p): Caller,
@@ -148,8 +213,13 @@ pub async fn deliveries(
 }
 
 /// Revoke a grant (approvers of its resource, admins, or its holder).
-#[utoipa::path(post, path = "/v1/grants/{id}/revoke", request_body = Revoke,
-    responses((status = 200, body = GrantView), (status = 404, body = super::Problem)))]
+#[utoipa::path(post, path = "/v1/grants/{id}/revoke", operation_id = "revoke_grant", tag = "grants",
+    security(("bearer" = [])), params(GrantId), request_body = Revoke,
+    responses(
+        (status = 200, description = "The grant, revoked (revoking it again changes nothing)", body = GrantView),
+        (status = 403, description = "Not an approver of its resource, an admin or its holder (`not_an_approver`)", body = Problem),
+        (status = 409, description = "The grant has expired (`grant_expired`)", body = Problem),
+        (status = 422, description = "The reason is invalid (`reason_invalid`)", body = Problem)))]
 pub async fn revoke_grant(
     State(app): State<AppState>,
     Caller(p): Caller,
@@ -171,7 +241,11 @@ fn auditor(app: &AppState, p: &crate::auth::Principal) -> Result<(), ApiError> {
 }
 
 /// Audit records, filtered.
-#[utoipa::path(get, path = "/v1/audit", params(audit::Query), responses((status = 200, body = [audit::Record])))]
+#[utoipa::path(get, path = "/v1/audit", operation_id = "query_audit", tag = "audit",
+    security(("bearer" = [])), params(audit::Query),
+    responses(
+        (status = 200, description = "Matching records, oldest first", body = [audit::Record]),
+        (status = 403, description = "Not an auditor or admin (`not_an_auditor`)", body = Problem)))]
 pub async fn audit_query(
     State(app): State<AppState>,
     Caller(p): Caller,
@@ -182,7 +256,11 @@ pub async fn audit_query(
 }
 
 /// Checks the whole hash chain and names the first broken link.
-#[utoipa::path(get, path = "/v1/audit/verify", responses((status = 200, body = audit::Verification)))]
+#[utoipa::path(get, path = "/v1/audit/verify", operation_id = "verify_audit", tag = "audit",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The result of checking the whole chain", body = audit::Verification),
+        (status = 403, description = "Not an auditor or admin (`not_an_auditor`)", body = Problem)))]
 pub async fn audit_verify(
     State(app): State<AppState>,
     Caller(p): Caller,
@@ -192,7 +270,11 @@ pub async fn audit_verify(
 }
 
 /// The log as JSON lines.
-#[utoipa::path(get, path = "/v1/audit/export", params(audit::Query), responses((status = 200, content_type = "application/x-ndjson", body = String)))]
+#[utoipa::path(get, path = "/v1/audit/export", operation_id = "export_audit", tag = "audit",
+    security(("bearer" = [])), params(audit::Query),
+    responses(
+        (status = 200, description = "Matching records as JSON lines (one `Record` per line)", content_type = "application/x-ndjson", body = String),
+        (status = 403, description = "Not an auditor or admin (`not_an_auditor`)", body = Problem)))]
 pub async fn audit_export(
     State(app): State<AppState>,
     Caller(p): Caller,
@@ -218,13 +300,17 @@ pub async fn audit_export(
 }
 
 /// Liveness.
-#[utoipa::path(get, path = "/healthz", responses((status = 200, body = String)))]
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "service", security(()),
+    responses((status = 200, description = "The process is up", content_type = "text/plain", body = String)))]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
 /// Readiness: the database answers.
-#[utoipa::path(get, path = "/readyz", responses((status = 200, body = String), (status = 503, body = super::Problem)))]
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "service", security(()),
+    responses(
+        (status = 200, description = "The database answers", content_type = "text/plain", body = String),
+        (status = 503, description = "The database does not answer (`service_unavailable`)", body = Problem)))]
 pub async fn readyz(State(app): State<AppState>) -> Result<&'static str, ApiError> {
     if app.db.ping().await {
         Ok("ready")
@@ -234,6 +320,8 @@ pub async fn readyz(State(app): State<AppState>) -> Result<&'static str, ApiErro
 }
 
 /// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "service", security(()),
+    responses((status = 200, description = "Counters in the Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -241,7 +329,9 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// This document.
-pub async fn openapi(State(app): State<AppState>) -> impl IntoResponse {
-    Json(super::ApiDoc::for_config(&app.cfg))
+/// This document (with this service's resource ids and duration range).
+#[utoipa::path(get, path = "/openapi.json", operation_id = "openapi", tag = "service", security(()),
+    responses((status = 200, description = "The OpenAPI document", body = Object)))]
+pub async fn openapi(State(app): State<AppState>) -> Json<serde_json::Value> {
+    Json(super::document(Some(&app.cfg)))
 }

@@ -124,8 +124,17 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Slack interactivity: the Approve / Deny buttons of a request message.
-#[utoipa::path(post, path = "/v1/integrations/slack/actions", request_body(content = String, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, body = Object), (status = 401, body = super::Problem), (status = 403, body = super::Problem)))]
+#[utoipa::path(post, path = "/v1/integrations/slack/actions", operation_id = "slack_actions", tag = "integrations",
+    security(("slack_signature" = [])),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Slack's interactive payload (`payload=<JSON>`)"),
+    responses(
+        (status = 200, description = "The vote was recorded; `text` says the outcome", body = Object),
+        (status = 400, description = "No interactive payload, or an unknown action (`slack_payload_invalid`, `slack_action_unknown`)", body = super::Problem),
+        (status = 401, description = "The signature is missing, wrong or outside the 5-minute window (`slack_timestamp_invalid`, `slack_signature_invalid`, `slack_replay_window`)", body = super::Problem),
+        (status = 403, description = "The Slack user is not mapped, or the vote is refused by policy (`chat_user_unknown`, `self_approval`...)", body = super::Problem),
+        (status = 404, description = "Slack is not configured, or no such request (`not_found`, `request_not_found`)", body = super::Problem),
+        (status = 409, description = "Replayed, or the request is resolved (`slack_replayed`, `request_resolved`...)", body = super::Problem),
+        (status = 413, description = "The body is too large (`payload_too_large`)", body = super::Problem)))]
 pub async fn slack_actions(State(app): State<AppState>, req: Request) -> Result<Json<Value>, ApiError> {
     let Some(secret) = app.cfg.integrations.slack_signing_secret.clone() else {
         return Err(ApiError::NotFound("not_found", "Slack is not configured".into()));
@@ -220,18 +229,27 @@ pub struct Callback {
     /// The access request.
     pub request_id: String,
     /// `approve` or `deny`.
+    #[schema(value_type = crate::requests::VoteDecision)]
     pub decision: String,
     /// The tool's id of the person deciding (mapped in `integrations.users`).
     pub actor: String,
     /// A comment.
+    #[schema(max_length = 2000)]
     pub comment: Option<String>,
 }
 
 /// Generic signed callback: `x-jitgate-signature: t=<unix s>,v1=<hex>` with
 /// `v1 = HMAC-SHA256(callback_secret, "<t>.<raw body>")`, the same scheme as
 /// outgoing webhooks; 5-minute window; each signature accepted once.
-#[utoipa::path(post, path = "/v1/integrations/callback", request_body = Callback,
-    responses((status = 200, body = crate::requests::AccessRequest), (status = 401, body = super::Problem)))]
+#[utoipa::path(post, path = "/v1/integrations/callback", operation_id = "signed_callback", tag = "integrations",
+    security(("callback_signature" = [])), request_body = Callback,
+    responses(
+        (status = 200, description = "The vote was recorded", body = crate::requests::AccessRequest),
+        (status = 401, description = "The signature is missing, wrong or outside the 5-minute window (`callback_signature_invalid`)", body = super::Problem),
+        (status = 403, description = "The actor is not mapped, or the vote is refused by policy (`chat_user_unknown`, `self_approval`...)", body = super::Problem),
+        (status = 404, description = "Callbacks are not configured, or no such request (`not_found`, `request_not_found`)", body = super::Problem),
+        (status = 409, description = "Replayed, or the request is resolved (`callback_replayed`, `request_resolved`...)", body = super::Problem),
+        (status = 422, description = "The decision or comment is invalid (`decision_invalid`, `comment_invalid`)", body = super::Problem)))]
 pub async fn callback(State(app): State<AppState>, req: Request) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Some(secret) = app.cfg.integrations.callback_secret.clone() else {
         return Err(ApiError::NotFound(

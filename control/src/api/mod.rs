@@ -5,6 +5,7 @@ pub mod auth_failures;
 mod extract;
 mod handlers;
 mod integrations;
+mod openapi;
 mod proxy;
 
 use std::net::SocketAddr;
@@ -17,10 +18,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::json;
-use utoipa::OpenApi;
 
 use self::auth_failures::Failure;
 pub use self::extract::{decode_object, decode_query, ApiJson, ApiQuery, Caller, OptionalJson};
+pub use self::openapi::{document, ApiDoc, Problem};
 use crate::audit::{self, Entry};
 use crate::error::{ApiError, ErrorCode};
 use crate::App;
@@ -30,80 +31,6 @@ pub type AppState = Arc<App>;
 
 /// Largest decision batch a proxy may post.
 pub const MAX_INGEST_BODY: usize = 8 * 1024 * 1024;
-
-/// The OpenAPI document, generated from the handlers and types.
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "jitgate control API",
-        description = "Just-in-time access requests, approvals, grants, revocation and audit."
-    ),
-    paths(
-        handlers::create_request,
-        handlers::list_requests,
-        handlers::get_request,
-        handlers::approve,
-        handlers::deny,
-        handlers::cancel,
-        handlers::extend,
-        handlers::review,
-        handlers::fetch_grant,
-        handlers::revoke_grant,
-        handlers::audit_query,
-        handlers::audit_verify,
-        handlers::audit_export,
-        proxy::revocations,
-        proxy::grant_set,
-        proxy::ingest,
-        handlers::healthz,
-        handlers::readyz,
-    ),
-    components(schemas(
-        crate::requests::NewRequest,
-        crate::requests::AccessRequest,
-        crate::requests::Rule,
-        crate::requests::Vote,
-        crate::requests::Decision,
-        crate::requests::Extension,
-        crate::grants::GrantView,
-        crate::grants::TokenResponse,
-        crate::grants::Revoke,
-        crate::grants::RevocationList,
-        crate::grants::Revoked,
-        crate::grants::GrantSet,
-        crate::audit::Record,
-        crate::audit::Verification,
-        crate::audit::BrokenLink,
-        proxy::IngestBatch,
-        proxy::ProxyEvent,
-        proxy::IngestResult,
-        Problem,
-    ))
-)]
-pub struct ApiDoc;
-
-impl ApiDoc {
-    /// The document as this service serves it.
-    pub fn for_config(_cfg: &crate::config::Config) -> utoipa::openapi::OpenApi {
-        ApiDoc::openapi()
-    }
-}
-
-/// An RFC 9457 problem document (the shape of every error).
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct Problem {
-    /// A URI naming the problem type.
-    r#type: String,
-    /// Short summary.
-    title: String,
-    /// HTTP status.
-    status: u16,
-    /// Stable machine-readable code.
-    code: String,
-    /// What went wrong.
-    detail: String,
-}
 
 /// The router.
 pub fn router(app: AppState) -> Router {

@@ -28,7 +28,9 @@ pub struct Since {
 }
 
 /// Revocations since a cursor.
-#[utoipa::path(get, path = "/v1/revocations", params(Since), responses((status = 200, body = RevocationList)))]
+#[utoipa::path(get, path = "/v1/revocations", operation_id = "list_revocations", tag = "proxies",
+    security(("ingest_key" = [])), params(Since),
+    responses((status = 200, description = "Revocations since the cursor (all current ones without it)", body = RevocationList)))]
 pub async fn revocations(
     State(app): State<AppState>,
     ApiQuery(q): ApiQuery<Since>,
@@ -39,7 +41,9 @@ pub async fn revocations(
 }
 
 /// The active grant set (identity-aware proxies).
-#[utoipa::path(get, path = "/v1/proxy/grants", params(Since), responses((status = 200, body = GrantSet)))]
+#[utoipa::path(get, path = "/v1/proxy/grants", operation_id = "list_active_grants", tag = "proxies",
+    security(("ingest_key" = [])),
+    responses((status = 200, description = "Every active grant token", body = GrantSet)))]
 pub async fn grant_set(State(app): State<AppState>) -> Result<Json<GrantSet>, ApiError> {
     Ok(Json(grants::active_set(&app).await?))
 }
@@ -48,26 +52,37 @@ pub async fn grant_set(State(app): State<AppState>) -> Result<Json<GrantSet>, Ap
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ProxyEvent {
     /// When (ms).
+    #[serde(deserialize_with = "crate::requests::whole_number")]
     pub time_ms: i64,
     /// Decision code.
+    #[schema(max_length = 64)]
     pub outcome: String,
     /// Resource.
+    #[schema(max_length = 512)]
     pub resource: Option<String>,
     /// Grant id.
+    #[schema(max_length = 512)]
     pub grant_id: Option<String>,
     /// Grant subject.
+    #[schema(max_length = 512)]
     pub subject: Option<String>,
     /// Access request id.
+    #[schema(max_length = 512)]
     pub access_request_id: Option<String>,
     /// Method.
+    #[schema(max_length = 32)]
     pub method: String,
     /// Path without query.
+    #[schema(max_length = 4096)]
     pub path: String,
     /// Status returned.
+    #[serde(deserialize_with = "crate::requests::whole_number")]
     pub status: u16,
     /// Client address.
+    #[schema(max_length = 512)]
     pub client: Option<String>,
     /// The proxy's request id.
+    #[schema(max_length = 512)]
     pub request_id: Option<String>,
 }
 
@@ -76,8 +91,10 @@ pub struct ProxyEvent {
 #[serde(deny_unknown_fields)]
 pub struct IngestBatch {
     /// The reporting proxy.
+    #[schema(max_length = 128)]
     pub proxy: String,
     /// Its decisions.
+    #[schema(max_items = 20000)]
     pub events: Vec<ProxyEvent>,
 }
 
@@ -102,8 +119,11 @@ fn bounded(field: &'static str, s: &str, max: usize) -> Result<(), ApiError> {
 
 /// Writes a batch of decisions to the audit log, each linked to its grant
 /// and access request. Acknowledged only once committed.
-#[utoipa::path(post, path = "/v1/audit/events", request_body = IngestBatch,
-    responses((status = 202, body = IngestResult), (status = 401, body = super::Problem)))]
+#[utoipa::path(post, path = "/v1/audit/events", operation_id = "ingest_decisions", tag = "proxies",
+    security(("ingest_key" = [])), request_body = IngestBatch,
+    responses(
+        (status = 202, description = "Written to the audit log (acknowledged once committed)", body = IngestResult),
+        (status = 422, description = "A field is too long, or too many events (`event_invalid`, `batch_too_large`)", body = super::Problem)))]
 pub async fn ingest(
     State(app): State<AppState>,
     ApiJson(batch): ApiJson<IngestBatch>,
