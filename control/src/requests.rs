@@ -118,7 +118,7 @@ pub struct Extension {
 }
 
 /// A vote.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Vote {
     /// Who.
     pub approver: String,
@@ -190,7 +190,7 @@ pub enum VoteDecision {
 }
 
 /// An access request as the API shows it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AccessRequest {
     /// Id.
     pub id: String,

@@ -222,3 +222,42 @@ async fn unauthenticated_calls_are_counted_each_but_audited_once_per_source_and_
     assert_eq!(records[0]["details"]["source"], "127.0.0.1");
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_null_or_empty_decision_body_means_no_comment() {
+    let app = app().await;
+    let first = app.request_access("alice", "hr-api", 600).await;
+    let id = first["id"].as_str().unwrap().to_owned();
+    // `null` as the whole body, and an empty comment: both "no comment".
+    let req = app
+        .http
+        .post(format!("{}/v1/requests/{id}/approve", app.base))
+        .bearer_auth(app.token("dave"))
+        .header("content-type", "application/json")
+        .body("null");
+    let (status, _, _, body) = send(req).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app
+        .post(&format!("/v1/requests/{id}/approve"), "erin", json!({"comment": "  "}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "approved");
+    let comments: Vec<&Value> = body["votes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| &v["comment"])
+        .collect();
+    assert_eq!(comments, [&Value::Null, &Value::Null]);
+    // A comment that is there must still be valid text.
+    let second = app.request_access("alice", "payments-api", 600).await;
+    let (status, body) = app
+        .post(
+            &format!("/v1/requests/{}/deny", second["id"].as_str().unwrap()),
+            "bob",
+            json!({"comment": "x".repeat(2001)}),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("comment_invalid")));
+    app.finish().await;
+}

@@ -11,7 +11,7 @@ use utoipa::IntoParams;
 use super::{ApiJson, ApiQuery, AppState, Caller, OptionalJson, Problem};
 use crate::audit;
 use crate::error::ApiError;
-use crate::grants::{self, GrantView, Revoke, TokenResponse};
+use crate::grants::{self, Revocation, Revoke, TokenResponse};
 use crate::requests::{self, AccessRequest, Decision, Extension, ListQuery, NewRequest};
 
 /// What the body of `approve`, `deny` and `review` may be.
@@ -216,7 +216,7 @@ pub async fn deliveries(
 #[utoipa::path(post, path = "/v1/grants/{id}/revoke", operation_id = "revoke_grant", tag = "grants",
     security(("bearer" = [])), params(GrantId), request_body = Revoke,
     responses(
-        (status = 200, description = "The grant, revoked (revoking it again changes nothing)", body = GrantView),
+        (status = 200, description = "The grant, revoked (revoking it again changes nothing: `already_revoked`)", body = Revocation),
         (status = 403, description = "Not an approver of its resource, an admin or its holder (`not_an_approver`)", body = Problem),
         (status = 409, description = "The grant has expired (`grant_expired`)", body = Problem),
         (status = 422, description = "The reason is invalid (`reason_invalid`)", body = Problem)))]
@@ -225,7 +225,7 @@ pub async fn revoke_grant(
     Caller(p): Caller,
     Path(id): Path<String>,
     ApiJson(input): ApiJson<Revoke>,
-) -> Result<Json<GrantView>, ApiError> {
+) -> Result<Json<Revocation>, ApiError> {
     Ok(Json(grants::revoke(&app, &p, &id, input).await?))
 }
 
@@ -282,6 +282,8 @@ pub async fn audit_export(
 ) -> Result<impl IntoResponse, ApiError> {
     auditor(&app, &p)?;
     let mut q = audit_filters(q)?;
+    // Pages follow `after`, so they go oldest first whatever was asked.
+    q.order = None;
     let mut out = String::new();
     q.limit = Some(1000);
     loop {
