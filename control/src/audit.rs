@@ -371,6 +371,7 @@ pub struct Query {
     pub limit: Option<i64>,
     /// `asc` (default: the oldest matching records first) or `desc` (the
     /// newest first, for `jitgate audit tail`).
+    #[param(inline)]
     pub order: Option<Order>,
 }
 

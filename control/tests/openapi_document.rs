@@ -226,6 +226,33 @@ async fn links_lead_from_a_new_request_through_its_workflow() {
     app.finish().await;
 }
 
+/// Every `$ref` in `value`.
+fn refs(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(r)) = map.get("$ref") {
+                out.push(r.clone());
+            }
+            map.values().for_each(|v| refs(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn every_reference_resolves() {
+    let (app, doc) = app_and_document().await;
+    let mut all = vec![];
+    refs(&doc, &mut all);
+    assert!(!all.is_empty());
+    for r in all {
+        let name = r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("{r}"));
+        assert!(doc["components"]["schemas"][name].is_object(), "{r} is not defined");
+    }
+    app.finish().await;
+}
+
 #[tokio::test]
 async fn integrations_that_are_not_configured_are_not_offered() {
     let app = common::spawn_app(Backend::Sqlite).await.unwrap();

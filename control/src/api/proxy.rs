@@ -77,6 +77,7 @@ pub struct ProxyEvent {
     pub path: String,
     /// Status returned.
     #[serde(deserialize_with = "crate::requests::whole_number")]
+    #[schema(maximum = 65535)]
     pub status: u16,
     /// Client address.
     #[schema(max_length = 512)]
