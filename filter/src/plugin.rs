@@ -46,6 +46,9 @@ struct Link {
     seen_cas: Option<u32>,
     grants_cursor: String,
     last_warning_ms: u64,
+    /// The first tick since the configuration was loaded: a list never
+    /// synced is only "stale" once the first poll has had its time.
+    started_ms: Option<u64>,
     reported_delivered: u64,
     reported_dropped: u64,
 }
@@ -345,8 +348,9 @@ impl Root {
         if let Some(id) = active.metrics.link(Gauge::Revocations) {
             let _ = hostcalls::record_metric(id, live.revoked.len() as u64);
         }
-        let limit = link.poll_interval_ms.saturating_mul(3);
-        if staleness > limit && now_ms.saturating_sub(self.link.last_warning_ms) >= WARN_EVERY_MS {
+        let started = *self.link.started_ms.get_or_insert(now_ms);
+        let since = live.synced_at_ms.unwrap_or(started);
+        if stale_warning_due(since, now_ms, link.poll_interval_ms, self.link.last_warning_ms) {
             let age = if staleness == u64::MAX {
                 "never synced".to_owned()
             } else {
@@ -367,6 +371,15 @@ impl Root {
             self.link.last_warning_ms = now_ms;
         }
     }
+}
+
+/// Whether the staleness warning is due: the list has not been synced for
+/// three poll intervals since `since` (its last sync, or the first tick
+/// when it was never synced: the first poll needs its time), and the last
+/// warning is [`WARN_EVERY_MS`] old.
+fn stale_warning_due(since_ms: u64, now_ms: u64, poll_interval_ms: u64, last_warning_ms: u64) -> bool {
+    now_ms.saturating_sub(since_ms) > poll_interval_ms.saturating_mul(3)
+        && now_ms.saturating_sub(last_warning_ms) >= WARN_EVERY_MS
 }
 
 /// Escapes a cursor for a query string (cursors are opaque).
@@ -665,5 +678,19 @@ fn describe(
             g.sub()
         ),
         None => format!("jitgate: deny {} resource={resource}", verdict.code()),
+    }
+}
+
+#[cfg(test)]
+mod staleness_warning_tests {
+    use super::stale_warning_due;
+
+    #[test]
+    fn a_list_never_synced_is_not_stale_before_three_poll_intervals_from_the_first_tick() {
+        let first_tick = 1_700_000_000_000;
+        assert!(!stale_warning_due(first_tick, first_tick, 1000, 0), "at the first tick");
+        assert!(!stale_warning_due(first_tick, first_tick + 2_900, 1000, 0));
+        assert!(stale_warning_due(first_tick, first_tick + 3_100, 1000, 0));
+        assert!(!stale_warning_due(first_tick, first_tick + 3_100, 1000, first_tick + 1));
     }
 }
