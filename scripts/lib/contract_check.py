@@ -158,6 +158,7 @@ def schemathesis(control, work, role, auth, ids, include, phases):
     counts = {
         "cases": re.search(r"(\d+) generated", text),
         "operations": re.search(r"Tested: (\d+)", text),
+        "selected": re.search(r"Selected: (\d+)/(\d+)", text),
         "links": re.search(r"API Links:\s+(\d+) covered / (\d+) selected", text),
         "stateful": re.search(r"Scenarios:\s+(\d+)", text),
     }
@@ -168,7 +169,8 @@ def schemathesis(control, work, role, auth, ids, include, phases):
     links = summary["links"] or ("0", "0")
     print(
         f"    {role}: {summary['cases'][0] if summary['cases'] else '?'} cases, "
-        f"{summary['operations'][0] if summary['operations'] else '?'} operations, "
+        f"{summary['operations'][0] if summary['operations'] else '?'} operations tested "
+        f"(of {summary['selected'][0] if summary['selected'] else '?'} selected), "
         f"{summary['stateful'][0] if summary['stateful'] else '0'} stateful scenarios, "
         f"links {links[0]} covered of {links[1]}, no failures",
         flush=True,
