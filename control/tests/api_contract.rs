@@ -261,3 +261,29 @@ async fn a_null_or_empty_decision_body_means_no_comment() {
     assert_eq!((status, body["code"].as_str()), (422, Some("comment_invalid")));
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_path_parameter_that_is_not_utf8_is_a_problem_naming_it() {
+    let app = app().await;
+    for path in ["/v1/requests/%FF", "/v1/requests/%FF/grant", "/v1/grants/%C3%28/revoke"] {
+        let method = if path.ends_with("revoke") {
+            reqwest::Method::POST
+        } else {
+            reqwest::Method::GET
+        };
+        let req = app
+            .http
+            .request(method, format!("{}{path}", app.base))
+            .bearer_auth(app.token("bob"))
+            .json(&json!({"reason": "x"}));
+        let (status, ct, _, problem) = send(req).await;
+        assert_eq!(
+            (status, ct.as_str()),
+            (400, "application/problem+json"),
+            "{path}: {problem}"
+        );
+        assert_eq!(problem["code"], "invalid_path");
+        assert_eq!(problem["errors"][0]["field"], "id", "{path}");
+    }
+    app.finish().await;
+}

@@ -9,7 +9,9 @@
 //! sentence about that field.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
@@ -79,6 +81,37 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         decode_query(parts.uri.query().unwrap_or_default()).map(ApiQuery)
+    }
+}
+
+/// A path parameter whose failures (a value that is not UTF-8 once
+/// percent-decoded) are 400 `invalid_path` naming the parameter.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| ApiPath(v))
+            .map_err(|rejection| {
+                let (field, message) = match &rejection {
+                    PathRejection::FailedToDeserializePathParams(e) => match e.kind() {
+                        ErrorKind::InvalidUtf8InPathParam { key } => (key.clone(), "is not valid UTF-8".into()),
+                        ErrorKind::ParseErrorAtKey { key, .. } | ErrorKind::DeserializeError { key, .. } => {
+                            (key.clone(), e.kind().to_string())
+                        }
+                        other => ("(path)".into(), other.to_string()),
+                    },
+                    other => ("(path)".into(), other.body_text()),
+                };
+                ApiError::Field {
+                    code: "invalid_path",
+                    field,
+                    message,
+                }
+            })
     }
 }
 
@@ -180,6 +213,7 @@ fn describe(path: &str, message: &str) -> (String, String) {
     };
     if let Some(rest) = message.strip_prefix("unknown variant ") {
         let expected = rest.split_once(", expected ").map(|(_, e)| e).unwrap_or("");
+        let expected = expected.strip_prefix("one of ").unwrap_or(expected);
         return (field, format!("is not one of {expected}"));
     }
     let expected = message.rsplit_once("expected ").map(|(_, e)| e);

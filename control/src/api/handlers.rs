@@ -1,6 +1,6 @@
 //! Handlers for people: requests, votes, grants, audit, health.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
@@ -8,7 +8,7 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::{ApiJson, ApiQuery, AppState, Caller, OptionalJson, Problem};
+use super::{ApiJson, ApiPath, ApiQuery, AppState, Caller, OptionalJson, Problem};
 use crate::audit;
 use crate::error::ApiError;
 use crate::grants::{self, Revocation, Revoke, TokenResponse};
@@ -95,7 +95,7 @@ pub async fn list_requests(
 pub async fn get_request(
     State(app): State<AppState>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<AccessRequest>, ApiError> {
     Ok(Json(requests::get(&app, &p, &id).await?))
 }
@@ -111,7 +111,7 @@ pub async fn get_request(
 pub async fn approve(
     State(app): State<AppState>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     OptionalJson(d): OptionalJson<Decision>,
 ) -> Result<Json<AccessRequest>, ApiError> {
     Ok(Json(requests::vote(&app, &p, &id, true, comment_of(d), "api").await?))
@@ -128,7 +128,7 @@ pub async fn approve(
 pub async fn deny(
     State(app): State<AppState>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     OptionalJson(d): OptionalJson<Decision>,
 ) -> Result<Json<AccessRequest>, ApiError> {
     Ok(Json(requests::vote(&app, &p, &id, false, comment_of(d), "api").await?))
@@ -144,7 +144,7 @@ pub async fn deny(
 pub async fn cancel(
     State(app): State<AppState>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<AccessRequest>, ApiError> {
     Ok(Json(requests::cancel(&app, &p, &id).await?))
 }
@@ -160,7 +160,7 @@ pub async fn cancel(
 pub async fn extend(
     State(app): State<AppState>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<Extension>,
 ) -> Result<(StatusCode, Json<AccessRequest>), ApiError> {
     Ok((StatusCode::CREATED, Json(requests::extend(&app, &p, &id, input).await?)))
@@ -177,7 +177,7 @@ pub async fn extend(
 pub async fn review(
     State(app): State<AppState>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     OptionalJson(d): OptionalJson<Decision>,
 ) -> Result<Json<AccessRequest>, ApiError> {
     let d = Decision { comment: comment_of(d) };
@@ -194,7 +194,7 @@ pub async fn review(
 pub async fn fetch_grant(
     State(app): State<AppState>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     Ok(Json(grants::fetch_token(&app, &p, &id).await?))
 }
@@ -206,7 +206,7 @@ pub async fn fetch_grant(
 pub async fn deliveries(
     State(app): State<AppState>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Vec<crate::notify::Delivery>>, ApiError> {
     requests::get(&app, &p, &id).await?;
     Ok(Json(crate::notify::deliveries(&app, &id).await?))
@@ -223,7 +223,7 @@ pub async fn deliveries(
 pub async fn revoke_grant(
     State(app): State<AppState>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<Revoke>,
 ) -> Result<Json<Revocation>, ApiError> {
     Ok(Json(grants::revoke(&app, &p, &id, input).await?))

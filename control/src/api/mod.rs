@@ -20,7 +20,7 @@ use axum::Router;
 use serde_json::json;
 
 use self::auth_failures::Failure;
-pub use self::extract::{decode_object, decode_query, ApiJson, ApiQuery, Caller, OptionalJson};
+pub use self::extract::{decode_object, decode_query, ApiJson, ApiPath, ApiQuery, Caller, OptionalJson};
 pub use self::openapi::{document, ApiDoc, Problem};
 use crate::audit::{self, Entry};
 use crate::error::{ApiError, ErrorCode};

@@ -166,6 +166,10 @@ fn add_errors(doc: &mut Value) {
                 ));
             }
             if path.contains('{') {
+                add.push((
+                    "400",
+                    "A path parameter is not valid UTF-8 (`invalid_path`; `errors` names it)",
+                ));
                 add.push(("404", "No such thing, or one the caller may not see"));
             }
             if path.starts_with("/v1/") {
