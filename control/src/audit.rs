@@ -7,7 +7,7 @@
 //! locking the chain head row, so replicas sharing one PostgreSQL never
 //! fork the chain.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, Row};
@@ -35,7 +35,7 @@ pub struct Entry {
 }
 
 /// A stored record.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Record {
     /// Position in the chain, from 1.
     pub seq: i64,
@@ -227,7 +227,7 @@ pub async fn append_alone(db: &Db, at: i64, entries: &[Entry]) -> Result<i64, sq
 }
 
 /// The result of checking the whole chain.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Verification {
     /// Whether every link holds.
     pub ok: bool,
@@ -238,7 +238,7 @@ pub struct Verification {
 }
 
 /// Where and why the chain breaks.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BrokenLink {
     /// The sequence number where the chain breaks.
     pub seq: i64,
@@ -350,6 +350,8 @@ pub async fn verify(db: &Db) -> Result<Verification, sqlx::Error> {
 
 /// Filters for reading the log.
 #[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Query {
     /// Only records about this access request.
     pub request_id: Option<String>,
@@ -362,12 +364,30 @@ pub struct Query {
     /// Only this action.
     pub action: Option<String>,
     /// Only records after this seq.
+    #[param(minimum = 0)]
     pub after: Option<i64>,
-    /// At most this many (default 100, at most 1000).
+    /// At most this many (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
+    /// `asc` (default: the oldest matching records first) or `desc` (the
+    /// newest first, for `jitgate audit tail`).
+    #[param(inline)]
+    pub order: Option<Order>,
 }
 
-/// Reads records matching the filters, oldest first.
+/// The order of records in an answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    /// Oldest first.
+    #[default]
+    Asc,
+    /// Newest first.
+    Desc,
+}
+
+/// Reads records matching the filters, oldest first (newest first with
+/// `order=desc`).
 pub async fn query(db: &Db, q: &Query) -> Result<Vec<Record>, sqlx::Error> {
     let mut sql = format!("{SELECT} WHERE seq > $1");
     let mut binds: Vec<String> = Vec::new();
@@ -384,7 +404,11 @@ pub async fn query(db: &Db, q: &Query) -> Result<Vec<Record>, sqlx::Error> {
         }
     }
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    sql.push_str(&format!(" ORDER BY seq LIMIT {limit}"));
+    let order = match q.order.unwrap_or_default() {
+        Order::Asc => "ASC",
+        Order::Desc => "DESC",
+    };
+    sql.push_str(&format!(" ORDER BY seq {order} LIMIT {limit}"));
     let mut query = sqlx::query(&sql).bind(q.after.unwrap_or(0));
     for b in binds {
         query = query.bind(b);

@@ -30,6 +30,20 @@ pub enum ApiError {
     /// The input is not well-formed (JSON, types, missing fields).
     #[error("{1}")]
     BadRequest(&'static str, String),
+    /// One field of the body or query string is not well-formed; the
+    /// problem document names it in its `errors` member.
+    #[error("{field}: {message}")]
+    Field {
+        /// Stable code (`invalid_body`, `invalid_query`).
+        code: &'static str,
+        /// The field's path (`duration_seconds`, `scope[0].methods`).
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The method is not one the endpoint serves.
+    #[error("this endpoint does not accept this method (see the Allow header)")]
+    MethodNotAllowed,
     /// The body is larger than allowed.
     #[error("the request body is larger than this endpoint accepts (max_body_bytes; 8 MiB for decision batches)")]
     PayloadTooLarge,
@@ -58,7 +72,8 @@ impl ApiError {
             ApiError::NotFound(..) => StatusCode::NOT_FOUND,
             ApiError::Conflict(..) => StatusCode::CONFLICT,
             ApiError::Invalid(..) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::BadRequest(..) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(..) | ApiError::Field { .. } => StatusCode::BAD_REQUEST,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -75,6 +90,8 @@ impl ApiError {
             | ApiError::Conflict(c, _)
             | ApiError::Invalid(c, _)
             | ApiError::BadRequest(c, _) => c,
+            ApiError::Field { code, .. } => code,
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Internal(_) => "internal_error",
@@ -112,13 +129,16 @@ impl IntoResponse for ApiError {
             }
             _ => self.to_string(),
         };
-        let body = json!({
+        let mut body = json!({
             "type": format!("https://jitgate.dev/problems/{}", self.code()),
             "title": status.canonical_reason().unwrap_or("Error"),
             "status": status.as_u16(),
             "code": self.code(),
             "detail": detail,
         });
+        if let ApiError::Field { field, message, .. } = &self {
+            body["errors"] = json!([{"field": field, "detail": message}]);
+        }
         let mut response = (
             status,
             [(header::CONTENT_TYPE, "application/problem+json")],

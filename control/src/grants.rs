@@ -16,7 +16,7 @@ use crate::requests::{self, RequestRow};
 use crate::{notify, policy, App};
 
 /// A grant as the API shows it (never the token).
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct GrantView {
     /// Grant id (the token's `jti`).
     pub id: String,
@@ -35,7 +35,7 @@ pub struct GrantView {
 }
 
 /// `GET /v1/requests/{id}/grant`.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TokenResponse {
     /// Grant id.
     pub grant_id: String,
@@ -49,8 +49,20 @@ pub struct TokenResponse {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Revoke {
-    /// Why (required).
+    /// Why (required; not blank).
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
+}
+
+/// The answer to `POST /v1/grants/{id}/revoke`: the grant, and whether it
+/// had already been revoked before this call (revoking is idempotent).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Revocation {
+    /// The grant, revoked.
+    #[serde(flatten)]
+    pub grant: GrantView,
+    /// True when an earlier call had revoked it (this one changed nothing).
+    pub already_revoked: bool,
 }
 
 const VIEW: &str = "SELECT id, kid, issued_at_s, expires_at_s, revoked_at, revoked_by, revoke_reason FROM grants";
@@ -162,7 +174,7 @@ pub async fn revoke_for_request(
 }
 
 /// Revokes a grant: approvers of its resource, admins, or its holder.
-pub async fn revoke(app: &App, p: &Principal, grant_id: &str, input: Revoke) -> Result<GrantView, ApiError> {
+pub async fn revoke(app: &App, p: &Principal, grant_id: &str, input: Revoke) -> Result<Revocation, ApiError> {
     policy::text("reason", "reason_invalid", &input.reason, policy::MAX_REASON)?;
     let now = app.clock.now_ms();
     let mut tx = app.db.pool.begin().await?;
@@ -222,7 +234,10 @@ pub async fn revoke(app: &App, p: &Principal, grant_id: &str, input: Revoke) -> 
         .await?;
     let out = view(&out)?;
     tx.commit().await?;
-    Ok(out)
+    Ok(Revocation {
+        grant: out,
+        already_revoked: revoked_at.is_some(),
+    })
 }
 
 /// The access request a grant was minted for, if the grant exists (read

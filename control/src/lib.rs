@@ -53,6 +53,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// Counters.
     pub metrics: Metrics,
+    /// Failed authentications not yet written to the audit log.
+    pub auth_failures: api::auth_failures::AuthFailures,
 }
 
 impl App {
@@ -66,6 +68,7 @@ impl App {
             auth,
             clock,
             metrics: Metrics::default(),
+            auth_failures: Default::default(),
         }))
     }
 }
@@ -80,12 +83,15 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io:
         tokio::spawn(async move { db.checkpoint_in_background().await })
     };
     let sender = tokio::spawn(notify::run(Arc::clone(&app)));
-    let result = axum::serve(listener, api::router(app))
-        .with_graceful_shutdown(shutdown())
-        .await;
+    // The peer address keys the aggregation of authentication failures.
+    let service = api::router(Arc::clone(&app)).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let result = axum::serve(listener, service).with_graceful_shutdown(shutdown()).await;
     sweeper.abort();
     checkpointer.abort();
     sender.abort();
+    if let Err(e) = api::auth_failures::flush(&app, true).await {
+        tracing::warn!(error = %e, "could not record the last authentication failures");
+    }
     result
 }
 
@@ -122,6 +128,9 @@ async fn sweep(app: Arc<App>) {
         }
         if let Err(e) = grants::sweep_expiring_soon(&app).await {
             tracing::warn!(error = %e, "expiring-soon sweep failed");
+        }
+        if let Err(e) = api::auth_failures::flush(&app, false).await {
+            tracing::warn!(error = %e, "recording authentication failures failed");
         }
     }
 }

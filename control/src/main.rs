@@ -5,14 +5,26 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use control::cli::{self, client, grant_check};
+use control::audit::{Record, Verification};
+use control::cli::client::{self, Client};
+use control::cli::{self, duration, grant_check};
 use control::clock::{Clock, SystemClock};
 use control::config::Config;
+use control::grants::Revocation;
+use control::requests::AccessRequest;
 use control::App;
 
 /// Just-in-time access to APIs.
 #[derive(Parser)]
-#[command(name = "jitgate", version, about)]
+#[command(
+    name = "jitgate",
+    version,
+    about,
+    after_help = "Commands that call the control service (request, requests, approve, deny, cancel, \
+        revoke, token, audit) find it and your token in JITGATE_URL and JITGATE_TOKEN, or in the \
+        profile file ~/.config/jitgate/config.toml (url = \"https://jitgate.example.com\", \
+        token = \"...\"); the environment wins."
+)]
 struct Cli {
     /// JSON output instead of tables and sentences (for scripts).
     #[arg(long, global = true)]
@@ -49,7 +61,7 @@ enum Command {
         /// Path patterns (repeatable).
         #[arg(long = "path", required = true)]
         paths: Vec<String>,
-        /// How long: 30m, 1h, 900s.
+        /// How long, with a unit: 30m, 1h, 1h30m, 900s.
         #[arg(long = "for")]
         duration: String,
         /// Why (required).
@@ -71,6 +83,11 @@ enum Command {
         #[arg(long)]
         mine: bool,
     },
+    /// Withdraw a pending request of yours.
+    Cancel {
+        /// Request id.
+        id: String,
+    },
     /// Approve a request.
     Approve {
         /// Request id.
@@ -87,12 +104,12 @@ enum Command {
         #[arg(short = 'm', long)]
         comment: Option<String>,
     },
-    /// Revoke a grant.
+    /// Revoke a grant (its id is in the GRANT column of `jitgate requests`).
     Revoke {
-        /// Grant id.
+        /// Grant id (`g_...`).
         grant: String,
-        /// Why.
-        #[arg(long, default_value = "revoked from the command line")]
+        /// Why (required; recorded in the audit log).
+        #[arg(long)]
         reason: String,
     },
     /// Print the grant of an approved request (for `curl -H "x-jit-grant: $(jitgate token ID)"`).
@@ -221,7 +238,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 resource,
                 methods,
                 paths,
-                seconds: client::parse_duration(&duration)?,
+                seconds: duration::parse_duration(&duration)?,
                 reason,
                 ticket,
             };
@@ -236,38 +253,42 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if mine {
                 q.push("mine=true");
             }
-            let list = api()?.call(reqwest::Method::GET, &format!("/v1/requests?{}", q.join("&")), None)?;
-            print!(
-                "{}",
-                if json {
-                    format!("{list}\n")
-                } else {
-                    client::table(&list)
-                }
-            );
+            let list: Vec<AccessRequest> = api()?.get(&format!("/v1/requests?{}", q.join("&")))?;
+            if json {
+                println!("{}", serde_json::to_string(&list)?);
+            } else {
+                print!("{}", client::table(&list));
+            }
             Ok(())
+        }
+        Command::Cancel { id } => {
+            let r: AccessRequest = api()?.post(&format!("/v1/requests/{id}/cancel"), &serde_json::json!({}))?;
+            print_request(&r, json)
         }
         Command::Approve { id, comment } => decide(&id, "approve", comment, json),
         Command::Deny { id, comment } => decide(&id, "deny", comment, json),
         Command::Revoke { grant, reason } => {
             let body = serde_json::json!({"reason": reason});
-            let g = api()?.call(reqwest::Method::POST, &format!("/v1/grants/{grant}/revoke"), Some(body))?;
+            let r: Revocation = api()?.post(&format!("/v1/grants/{grant}/revoke"), &body)?;
             if json {
-                println!("{g}");
+                println!("{}", serde_json::to_string(&r)?);
+            } else if r.already_revoked {
+                let by = r.grant.revoked_by.as_deref().unwrap_or("someone");
+                let at = r.grant.revoked_at.map_or_else(String::new, client::readable_time);
+                println!("{} was already revoked (by {by} at {at})", r.grant.id);
             } else {
-                println!("revoked {}", g["id"].as_str().unwrap_or(&grant));
+                println!("revoked {}", r.grant.id);
             }
             Ok(())
         }
         Command::Token { id, env } => {
-            let t = api()?.call(reqwest::Method::GET, &format!("/v1/requests/{id}/grant"), None)?;
-            let token = t["token"].as_str().unwrap_or_default();
+            let t: client::Token = api()?.get(&format!("/v1/requests/{id}/grant"))?;
             if json {
-                println!("{t}");
+                println!("{}", serde_json::to_string(&t)?);
             } else if env {
-                println!("export JITGATE_GRANT={token}");
+                println!("export JITGATE_GRANT={}", t.token);
             } else {
-                println!("{token}");
+                println!("{}", t.token);
             }
             Ok(())
         }
@@ -307,21 +328,32 @@ fn serve(config: PathBuf) -> anyhow::Result<()> {
     })
 }
 
-fn api() -> anyhow::Result<client::Client> {
-    client::Client::new(client::Profile::load()?)
+fn api() -> anyhow::Result<Client> {
+    Client::new(client::Profile::load()?)
+}
+
+fn print_request(r: &AccessRequest, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(r)?);
+    } else {
+        println!("{}", client::request_line(r));
+    }
+    Ok(())
 }
 
 fn decide(id: &str, decision: &str, comment: Option<String>, json: bool) -> anyhow::Result<()> {
     let body = serde_json::json!({"comment": comment});
-    let r = api()?.call(
-        reqwest::Method::POST,
-        &format!("/v1/requests/{id}/{decision}"),
-        Some(body),
-    )?;
+    let r: AccessRequest = api()?.post(&format!("/v1/requests/{id}/{decision}"), &body)?;
+    print_request(&r, json)
+}
+
+fn print_records(records: &[Record], json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{r}");
+        for r in records {
+            println!("{}", serde_json::to_string(r)?);
+        }
     } else {
-        println!("{id}\t{}", r["state"].as_str().unwrap_or(""));
+        print!("{}", client::audit_lines(records));
     }
     Ok(())
 }
@@ -330,61 +362,47 @@ fn audit(command: AuditCommand, json: bool) -> anyhow::Result<()> {
     let api = api()?;
     match command {
         AuditCommand::Verify => {
-            let v = api.call(reqwest::Method::GET, "/v1/audit/verify", None)?;
+            let v: Verification = api.get("/v1/audit/verify")?;
             if json {
-                println!("{v}");
+                println!("{}", serde_json::to_string(&v)?);
             }
-            if v["ok"] == true {
-                if !json {
-                    println!("ok: {} records, chain intact", v["records"]);
+            match (v.ok, v.first_broken) {
+                (true, _) => {
+                    if !json {
+                        println!("ok: {} records, chain intact", v.records);
+                    }
+                    Ok(())
                 }
-                Ok(())
-            } else {
-                let reason = v["first_broken"]["reason"].as_str().unwrap_or("");
-                anyhow::bail!("chain broken at seq {}: {reason}", v["first_broken"]["seq"])
+                (false, Some(b)) => anyhow::bail!("chain broken at seq {}: {}", b.seq, b.reason),
+                (false, None) => anyhow::bail!("the service says the chain is broken but names no link"),
             }
         }
         AuditCommand::Export => {
             let mut after = 0;
             loop {
-                let page = api.call(
-                    reqwest::Method::GET,
-                    &format!("/v1/audit?after={after}&limit=1000"),
-                    None,
-                )?;
-                let records = page.as_array().cloned().unwrap_or_default();
-                for r in &records {
-                    println!("{r}");
-                }
-                match records.last() {
-                    Some(last) if records.len() == 1000 => after = last["seq"].as_i64().unwrap_or(after),
+                let page: Vec<Record> = api.get(&format!("/v1/audit?after={after}&limit=1000"))?;
+                print_records(&page, true)?;
+                match page.last() {
+                    Some(last) if page.len() == 1000 => after = last.seq,
                     _ => return Ok(()),
                 }
             }
         }
         AuditCommand::Tail { lines, follow } => {
-            let head = api.call(reqwest::Method::GET, "/v1/audit/verify", None)?;
-            let mut after = (head["records"].as_i64().unwrap_or(0) - lines).max(0);
+            // The newest records, newest first; printed oldest first.
+            let limit = lines.clamp(1, 1000);
+            let mut newest: Vec<Record> = api.get(&format!("/v1/audit?order=desc&limit={limit}"))?;
+            newest.reverse();
+            print_records(&newest, json)?;
+            if !follow {
+                return Ok(());
+            }
+            let mut after = newest.last().map_or(0, |r| r.seq);
             loop {
-                let page = api.call(
-                    reqwest::Method::GET,
-                    &format!("/v1/audit?after={after}&limit=1000"),
-                    None,
-                )?;
-                if json {
-                    for r in page.as_array().into_iter().flatten() {
-                        println!("{r}");
-                    }
-                } else {
-                    print!("{}", client::audit_lines(&page));
-                }
-                if let Some(last) = page.as_array().and_then(|a| a.last()) {
-                    after = last["seq"].as_i64().unwrap_or(after);
-                }
-                if !follow {
-                    return Ok(());
-                }
                 std::thread::sleep(std::time::Duration::from_secs(1));
+                let page: Vec<Record> = api.get(&format!("/v1/audit?after={after}&limit=1000"))?;
+                print_records(&page, json)?;
+                after = page.last().map_or(after, |r| r.seq);
             }
         }
     }

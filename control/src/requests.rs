@@ -22,8 +22,10 @@ use crate::{notify, policy, App};
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     /// Upper-case methods, or `*`.
+    #[schema(min_items = 1)]
     pub methods: Vec<String>,
     /// Path patterns (`*` one segment, `**` the rest).
+    #[schema(min_items = 1)]
     pub paths: Vec<String>,
 }
 
@@ -45,21 +47,49 @@ impl From<ScopeRule> for Rule {
     }
 }
 
+/// An integer field that also takes a JSON number with no fraction
+/// (`600.0`): JSON Schema's `integer` includes them, so clients and tools
+/// generated from the document may send one.
+pub fn whole_number<'de, D, T>(de: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64> + TryFrom<u64>,
+{
+    use serde::de::Error;
+    let n = serde_json::Number::deserialize(de)?;
+    let whole = if let Some(u) = n.as_u64() {
+        T::try_from(u).ok()
+    } else if let Some(i) = n.as_i64() {
+        T::try_from(i).ok()
+    } else {
+        // Within ±2^53 a float's integer value is exact.
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0)
+            .and_then(|f| T::try_from(f as i64).ok())
+    };
+    whole.ok_or_else(|| D::Error::custom(format!("invalid value: {n}, expected an integer in range")))
+}
+
 /// `POST /v1/requests`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRequest {
     /// The resource id.
     pub resource: String,
-    /// What to allow.
+    /// What to allow (each rule within what the resource allows to request).
+    #[schema(min_items = 1, max_items = 32)]
     pub scope: Vec<Rule>,
-    /// For how long, from approval.
+    /// For how long, from approval (at most the resource's maximum).
+    #[serde(deserialize_with = "whole_number")]
     pub duration_seconds: u64,
-    /// Why (required).
+    /// Why (required; not blank, no control characters but newline and tab).
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
     /// A ticket reference.
+    #[schema(min_length = 1, max_length = 200)]
     pub ticket: Option<String>,
-    /// Client address blocks the grant is limited to.
+    /// Client address blocks (CIDR) the grant is limited to.
+    #[schema(min_items = 1, max_items = 16)]
     pub source_cidrs: Option<Vec<String>>,
     /// Emergency access without waiting for approvers.
     #[serde(default)]
@@ -70,7 +100,8 @@ pub struct NewRequest {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Decision {
-    /// A comment.
+    /// A comment; missing, `null`, empty or blank means no comment.
+    #[schema(max_length = 2000)]
     pub comment: Option<String>,
 }
 
@@ -79,17 +110,20 @@ pub struct Decision {
 #[serde(deny_unknown_fields)]
 pub struct Extension {
     /// New duration, from the extension's approval.
+    #[serde(deserialize_with = "whole_number")]
     pub duration_seconds: u64,
-    /// Why.
+    /// Why (required).
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
 }
 
 /// A vote.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Vote {
     /// Who.
     pub approver: String,
     /// `approve` or `deny`.
+    #[schema(value_type = VoteDecision)]
     pub decision: String,
     /// Comment.
     pub comment: Option<String>,
@@ -99,8 +133,64 @@ pub struct Vote {
     pub at: i64,
 }
 
+/// The state of an access request as the API shows it (refined by time:
+/// an approved request whose grant ran out is `expired`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestState {
+    /// Waiting for approvals.
+    Pending,
+    /// Approved; its grant is active.
+    Approved,
+    /// Approved; its grant has expired.
+    Expired,
+    /// Approved; its grant was revoked.
+    Revoked,
+    /// Denied by an approver.
+    Denied,
+    /// Withdrawn by its requester.
+    Cancelled,
+    /// Nobody decided in time.
+    TimedOut,
+}
+
+impl RequestState {
+    /// The state's name, as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Pending => "pending",
+            RequestState::Approved => "approved",
+            RequestState::Expired => "expired",
+            RequestState::Revoked => "revoked",
+            RequestState::Denied => "denied",
+            RequestState::Cancelled => "cancelled",
+            RequestState::TimedOut => "timed_out",
+        }
+    }
+}
+
+/// Where a break-glass access stands in its after-the-fact review.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewState {
+    /// Not reviewed yet.
+    Pending,
+    /// Reviewed.
+    Reviewed,
+}
+
+/// A vote's decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VoteDecision {
+    /// For.
+    Approve,
+    /// Against (ends the request).
+    Deny,
+}
+
 /// An access request as the API shows it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AccessRequest {
     /// Id.
     pub id: String,
@@ -120,6 +210,7 @@ pub struct AccessRequest {
     pub source_cidrs: Option<Vec<String>>,
     /// `pending`, `approved` (grant active), `expired`, `revoked`,
     /// `denied`, `cancelled` or `timed_out`.
+    #[schema(value_type = RequestState)]
     pub state: String,
     /// Approvals needed.
     pub approvals_required: i64,
@@ -128,6 +219,7 @@ pub struct AccessRequest {
     /// Break-glass access.
     pub break_glass: bool,
     /// `pending` or `reviewed` for break-glass access.
+    #[schema(value_type = Option<ReviewState>)]
     pub review_state: Option<String>,
     /// Who reviewed.
     pub reviewed_by: Option<String>,
@@ -860,9 +952,11 @@ pub async fn get(app: &App, p: &Principal, id: &str) -> Result<AccessRequest, Ap
 
 /// `GET /v1/requests` filters.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only this (effective) state.
-    pub state: Option<String>,
+    pub state: Option<RequestState>,
     /// Only this resource.
     pub resource: Option<String>,
     /// Only my own requests.
@@ -900,7 +994,7 @@ pub async fn list(app: &App, p: &Principal, q: &ListQuery) -> Result<Vec<AccessR
             continue;
         }
         let v = view(app, &mut conn, r).await?;
-        if q.state.as_ref().is_none_or(|s| *s == v.state) {
+        if q.state.is_none_or(|s| s.as_str() == v.state) {
             out.push(v);
         }
         if out.len() >= 200 {

@@ -287,3 +287,15 @@ fn a_short_grant_is_denied_once_expired_without_asking_the_control_service() {
         get_with_grant(envoy.port, "/v1/invoices/1", &token).error_code() == "grant_expired"
     });
 }
+
+#[test]
+fn a_proxy_that_cannot_reach_control_warns_after_three_poll_intervals() {
+    let _serial = serial();
+    let mut control = Control::start(|c| c);
+    let upstream = Upstream::start();
+    control.kill();
+    let envoy = start_envoy(&control, &upstream, "", "", 1);
+    eventually(Duration::from_secs(8), "the never-synced warning", || {
+        envoy.log().contains("revocation list is never synced")
+    });
+}

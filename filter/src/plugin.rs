@@ -50,9 +50,9 @@ struct Link {
     seen_cas: Option<u32>,
     grants_cursor: String,
     last_warning_ms: u64,
-    /// When this worker was configured (ms): a list never synced is only
-    /// warned about once the first polls had time to answer.
-    configured_at_ms: u64,
+    /// The first tick since the configuration was loaded: a list never
+    /// synced is only "stale" once the first poll has had its time.
+    started_ms: Option<u64>,
     reported_delivered: u64,
     reported_dropped: u64,
 }
@@ -400,12 +400,9 @@ impl Root {
         if let Some(id) = active.metrics.link(Gauge::BackoffMs) {
             let _ = hostcalls::record_metric(id, state.backoff_remaining_ms(now_ms));
         }
-        let limit = link.poll_interval_ms.saturating_mul(3);
-        let overdue = match live.synced_at_ms {
-            Some(_) => staleness > limit,
-            None => now_ms.saturating_sub(self.link.configured_at_ms) > limit,
-        };
-        if overdue && now_ms.saturating_sub(self.link.last_warning_ms) >= WARN_EVERY_MS {
+        let started = *self.link.started_ms.get_or_insert(now_ms);
+        let since = live.synced_at_ms.unwrap_or(started);
+        if stale_warning_due(since, now_ms, link.poll_interval_ms, self.link.last_warning_ms) {
             let age = if staleness == u64::MAX {
                 "never synced".to_owned()
             } else {
@@ -453,9 +450,19 @@ fn adopt_first_sync(active: &Active, link: &ControlLink, now_ms: u64) {
         return;
     };
     if let Some(snapshot) = Snapshot::decode(&bytes).filter(|s| s.synced_at_ms.is_some()) {
-        let mut live = active.live.borrow_mut();
-        adopt_revocations(active, &mut live, snapshot.revoked, snapshot.synced_at_ms, now_ms);
+        if let Ok(mut live) = active.live.try_borrow_mut() {
+            adopt_revocations(active, &mut live, snapshot.revoked, snapshot.synced_at_ms, now_ms);
+        }
     }
+}
+
+/// Whether the staleness warning is due: the list has not been synced for
+/// three poll intervals since `since` (its last sync, or the first tick
+/// when it was never synced: the first poll needs its time), and the last
+/// warning is [`WARN_EVERY_MS`] old.
+fn stale_warning_due(since_ms: u64, now_ms: u64, poll_interval_ms: u64, last_warning_ms: u64) -> bool {
+    now_ms.saturating_sub(since_ms) > poll_interval_ms.saturating_mul(3)
+        && now_ms.saturating_sub(last_warning_ms) >= WARN_EVERY_MS
 }
 
 /// Escapes a cursor for a query string (cursors are opaque).
@@ -576,10 +583,7 @@ impl RootContext for Root {
             reporter,
             ticked_ms: Cell::new(None),
         }));
-        self.link = Link {
-            configured_at_ms: now_ms(),
-            ..Link::default()
-        };
+        self.link = Link::default();
         if has_control {
             // A new worker starts from what the others already synced, so it
             // enforces the current list before its first request.
@@ -689,17 +693,21 @@ impl HttpContext for Request {
             return self.unavailable();
         };
         let now = active.request_now_ms();
+        // `try_borrow` throughout the request path: a re-entrant callback
+        // finds the state busy and the request fails closed (503), where a
+        // `borrow` would panic and trap the VM.
         if let Some(link) = &active.cfg.control {
-            if active.live.borrow().synced_at_ms.is_none() {
+            if active.live.try_borrow().is_ok_and(|l| l.synced_at_ms.is_none()) {
                 adopt_first_sync(&active, link, now);
             }
         }
-        let eval = check::evaluate(&active.cfg, &headers, self, now, &active.live.borrow());
-        if eval.resource.is_some()
-            && eval.verdict.passes()
-            && active.cfg.control.is_some()
-            && active.live.borrow().synced_at_ms.is_none()
-        {
+        let Ok(live) = active.live.try_borrow() else {
+            return self.unavailable();
+        };
+        let eval = check::evaluate(&active.cfg, &headers, self, now, &live);
+        let never_synced = live.synced_at_ms.is_none();
+        drop(live);
+        if eval.resource.is_some() && eval.verdict.passes() && active.cfg.control.is_some() && never_synced {
             // Only reachable with `unsynced: allow`.
             active.metrics.count_link(Gauge::UnsyncedAllowed);
         }
@@ -767,7 +775,9 @@ impl HttpContext for Request {
                 .and_then(|b| b.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()))
                 .map_or(0, |b| u16::try_from(u64::from_le_bytes(b)).unwrap_or(0))
         });
-        reporter.borrow_mut().record(&open, status);
+        if let Ok(mut reporter) = reporter.try_borrow_mut() {
+            reporter.record(&open, status);
+        }
     }
 }
 
@@ -796,5 +806,19 @@ fn describe(
             g.sub()
         ),
         None => format!("jitgate: deny {} resource={resource}", verdict.code()),
+    }
+}
+
+#[cfg(test)]
+mod staleness_warning_tests {
+    use super::stale_warning_due;
+
+    #[test]
+    fn a_list_never_synced_is_not_stale_before_three_poll_intervals_from_the_first_tick() {
+        let first_tick = 1_700_000_000_000;
+        assert!(!stale_warning_due(first_tick, first_tick, 1000, 0), "at the first tick");
+        assert!(!stale_warning_due(first_tick, first_tick + 2_900, 1000, 0));
+        assert!(stale_warning_due(first_tick, first_tick + 3_100, 1000, 0));
+        assert!(!stale_warning_due(first_tick, first_tick + 3_100, 1000, first_tick + 1));
     }
 }

@@ -136,3 +136,21 @@ ensure_cargo_fuzz() {
     cargo install -q cargo-fuzz
   fi
 }
+
+# Schemathesis (property-based API testing from the OpenAPI document) and
+# openapi-python-client (a maintained client generator), pinned, in the
+# project's .venv/, for scripts/contract-check. Change the pins here only.
+SCHEMATHESIS_VERSION="4.32.5"
+OPENAPI_PYTHON_CLIENT_VERSION="0.29.1"
+ensure_schemathesis() {
+  local venv="$ROOT/.venv"
+  if "$venv/bin/schemathesis" --version 2>/dev/null | grep -q " $SCHEMATHESIS_VERSION\$" \
+    && "$venv/bin/openapi-python-client" --version 2>/dev/null | grep -q " $OPENAPI_PYTHON_CLIENT_VERSION\$"; then
+    return
+  fi
+  say "installing schemathesis $SCHEMATHESIS_VERSION and openapi-python-client $OPENAPI_PYTHON_CLIENT_VERSION into .venv/ (once)"
+  command -v python3 >/dev/null 2>&1 || die "python3 is needed for the API contract checks"
+  [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check \
+    "schemathesis==$SCHEMATHESIS_VERSION" "openapi-python-client==$OPENAPI_PYTHON_CLIENT_VERSION"
+}

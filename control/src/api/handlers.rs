@@ -1,19 +1,73 @@
 //! Handlers for people: requests, votes, grants, audit, health.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 
-use super::{ApiJson, AppState, Caller, OptionalJson};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::{ApiJson, ApiPath, ApiQuery, AppState, Caller, OptionalJson, Problem};
 use crate::audit;
 use crate::error::ApiError;
-use crate::grants::{self, GrantView, Revoke, TokenResponse};
+use crate::grants::{self, Revocation, Revoke, TokenResponse};
 use crate::requests::{self, AccessRequest, Decision, Extension, ListQuery, NewRequest};
 
+/// What the body of `approve`, `deny` and `review` may be.
+const DECISION_BODY: &str = "Optional: no body, `null`, or an object. A missing, `null`, empty or blank \
+    `comment` means no comment; any other comment must be at most 2000 bytes without control characters \
+    other than newline and tab (else 422 `comment_invalid`).";
+
+/// `{id}` of the operations on one access request.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct RequestId {
+    /// The access request's id (`req_...`).
+    id: String,
+}
+
+/// `{id}` of the operations on one grant.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct GrantId {
+    /// The grant's id (`g_...`, the token's `jti`; `grant_id` of the token response).
+    id: String,
+}
+
+/// The comment of an approve, deny or review body: no body, `null`, no
+/// `comment`, `null` and an empty or blank comment all mean "no comment"
+/// (the document says so).
+fn comment_of(d: Option<Decision>) -> Option<String> {
+    d.and_then(|d| d.comment).filter(|c| !c.trim().is_empty())
+}
+
+/// The audit filters, with `limit` and `after` held to what the document
+/// declares instead of being clamped silently.
+fn audit_filters(q: audit::Query) -> Result<audit::Query, ApiError> {
+    let out_of_range = |field: &str, message: &str| ApiError::Field {
+        code: "invalid_query",
+        field: field.into(),
+        message: message.into(),
+    };
+    if q.limit.is_some_and(|l| !(1..=1000).contains(&l)) {
+        return Err(out_of_range("limit", "must be 1 to 1000"));
+    }
+    if q.after.is_some_and(|a| a < 0) {
+        return Err(out_of_range("after", "must be 0 or more"));
+    }
+    Ok(q)
+}
+
 /// Ask for access.
-#[utoipa::path(post, path = "/v1/requests", request_body = NewRequest,
-    responses((status = 201, body = AccessRequest), (status = 422, body = super::Problem), (status = 403, body = super::Problem)))]
+#[utoipa::path(post, path = "/v1/requests", operation_id = "create_request", tag = "requests",
+    security(("bearer" = [])), request_body = NewRequest,
+    responses(
+        (status = 201, description = "Created (approved at once by an auto-approve rule or break-glass, else pending)", body = AccessRequest),
+        (status = 403, description = "Not a requester of the resource, or not allowed break-glass (`not_a_requester`, `break_glass_not_allowed`)", body = Problem),
+        (status = 422, description = "Breaks a rule: unknown resource, scope not requestable, duration out of range, text invalid (`unknown_resource`, `scope_invalid`, `scope_not_allowed`, `duration_out_of_range`, `reason_invalid`, `ticket_invalid`, `source_cidrs_invalid`)", body = Problem)))]
 pub async fn create_request(
     State(app): State<AppState>,
     Caller(p): Caller,
@@ -23,116 +77,155 @@ pub async fn create_request(
 }
 
 /// The requests the caller may see.
-#[utoipa::path(get, path = "/v1/requests", params(ListQuery), responses((status = 200, body = [AccessRequest])))]
+#[utoipa::path(get, path = "/v1/requests", operation_id = "list_requests", tag = "requests",
+    security(("bearer" = [])), params(ListQuery),
+    responses((status = 200, description = "The requests the caller may see, newest first (at most 200)", body = [AccessRequest])))]
 pub async fn list_requests(
     State(app): State<AppState>,
     Caller(p): Caller,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<AccessRequest>>, ApiError> {
     Ok(Json(requests::list(&app, &p, &q).await?))
 }
 
 /// One request.
-#[utoipa::path(get, path = "/v1/requests/{id}", responses((status = 200, body = AccessRequest), (status = 404, body = super::Problem)))]
+#[utoipa::path(get, path = "/v1/requests/{id}", operation_id = "get_request", tag = "requests",
+    security(("bearer" = [])), params(RequestId),
+    responses((status = 200, description = "The request", body = AccessRequest)))]
 pub async fn get_request(
     State(app): State<AppState>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<AccessRequest>, ApiError> {
     Ok(Json(requests::get(&app, &p, &id).await?))
 }
 
 /// Approve (an approver of the resource, not the requester).
-#[utoipa::path(post, path = "/v1/requests/{id}/approve", request_body = Option<Decision>,
-    responses((status = 200, body = AccessRequest), (status = 403, body = super::Problem), (status = 409, body = super::Problem)))]
+#[utoipa::path(post, path = "/v1/requests/{id}/approve", operation_id = "approve_request", tag = "requests",
+    security(("bearer" = [])), params(RequestId), request_body(content = Option<Decision>, description = DECISION_BODY),
+    responses(
+        (status = 200, description = "The request after the vote (approved once enough approvals are in); repeating a vote changes nothing", body = AccessRequest),
+        (status = 403, description = "The requester, or not an approver (`self_approval`, `not_an_approver`)", body = Problem),
+        (status = 409, description = "No longer pending, or already voted the other way (`request_resolved`, `request_timed_out`, `already_voted`)", body = Problem),
+        (status = 422, description = "The comment is invalid (`comment_invalid`)", body = Problem)))]
 pub async fn approve(
     State(app): State<AppState>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     OptionalJson(d): OptionalJson<Decision>,
 ) -> Result<Json<AccessRequest>, ApiError> {
-    let comment = d.and_then(|d| d.comment);
-    Ok(Json(requests::vote(&app, &p, &id, true, comment, "api").await?))
+    Ok(Json(requests::vote(&app, &p, &id, true, comment_of(d), "api").await?))
 }
 
 /// Deny (one deny ends the request).
-#[utoipa::path(post, path = "/v1/requests/{id}/deny", request_body = Option<Decision>,
-    responses((status = 200, body = AccessRequest), (status = 403, body = super::Problem), (status = 409, body = super::Problem)))]
+#[utoipa::path(post, path = "/v1/requests/{id}/deny", operation_id = "deny_request", tag = "requests",
+    security(("bearer" = [])), params(RequestId), request_body(content = Option<Decision>, description = DECISION_BODY),
+    responses(
+        (status = 200, description = "The request, denied; repeating the vote changes nothing", body = AccessRequest),
+        (status = 403, description = "The requester, or not an approver (`self_approval`, `not_an_approver`)", body = Problem),
+        (status = 409, description = "No longer pending, or already voted the other way (`request_resolved`, `request_timed_out`, `already_voted`)", body = Problem),
+        (status = 422, description = "The comment is invalid (`comment_invalid`)", body = Problem)))]
 pub async fn deny(
     State(app): State<AppState>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     OptionalJson(d): OptionalJson<Decision>,
 ) -> Result<Json<AccessRequest>, ApiError> {
-    let comment = d.and_then(|d| d.comment);
-    Ok(Json(requests::vote(&app, &p, &id, false, comment, "api").await?))
+    Ok(Json(requests::vote(&app, &p, &id, false, comment_of(d), "api").await?))
 }
 
 /// Withdraw a pending request (requester only).
-#[utoipa::path(post, path = "/v1/requests/{id}/cancel", responses((status = 200, body = AccessRequest), (status = 409, body = super::Problem)))]
+#[utoipa::path(post, path = "/v1/requests/{id}/cancel", operation_id = "cancel_request", tag = "requests",
+    security(("bearer" = [])), params(RequestId),
+    responses(
+        (status = 200, description = "The request, cancelled", body = AccessRequest),
+        (status = 403, description = "Not the requester (`not_the_requester`)", body = Problem),
+        (status = 409, description = "Not pending (`request_not_pending`)", body = Problem)))]
 pub async fn cancel(
     State(app): State<AppState>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<AccessRequest>, ApiError> {
     Ok(Json(requests::cancel(&app, &p, &id).await?))
 }
 
 /// Ask to extend an active grant (a new request through the same policy).
-#[utoipa::path(post, path = "/v1/requests/{id}/extend", request_body = Extension,
-    responses((status = 201, body = AccessRequest), (status = 409, body = super::Problem)))]
+#[utoipa::path(post, path = "/v1/requests/{id}/extend", operation_id = "extend_request", tag = "requests",
+    security(("bearer" = [])), params(RequestId), request_body = Extension,
+    responses(
+        (status = 201, description = "The new request (its grant replaces and revokes the old one on approval)", body = AccessRequest),
+        (status = 403, description = "Not the requester (`not_the_requester`)", body = Problem),
+        (status = 409, description = "The grant is not active (`grant_not_active`)", body = Problem),
+        (status = 422, description = "Breaks a rule (`duration_out_of_range`, `reason_invalid`)", body = Problem)))]
 pub async fn extend(
     State(app): State<AppState>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<Extension>,
 ) -> Result<(StatusCode, Json<AccessRequest>), ApiError> {
     Ok((StatusCode::CREATED, Json(requests::extend(&app, &p, &id, input).await?)))
 }
 
 /// Review a break-glass access after the fact.
-#[utoipa::path(post, path = "/v1/requests/{id}/review", request_body = Option<Decision>,
-    responses((status = 200, body = AccessRequest), (status = 409, body = super::Problem)))]
+#[utoipa::path(post, path = "/v1/requests/{id}/review", operation_id = "review_request", tag = "requests",
+    security(("bearer" = [])), params(RequestId), request_body(content = Option<Decision>, description = DECISION_BODY),
+    responses(
+        (status = 200, description = "The request, reviewed", body = AccessRequest),
+        (status = 403, description = "The requester, or not an approver (`self_approval`, `not_an_approver`)", body = Problem),
+        (status = 409, description = "Not awaiting review (`review_not_pending`)", body = Problem),
+        (status = 422, description = "The comment is invalid (`comment_invalid`)", body = Problem)))]
 pub async fn review(
     State(app): State<AppState>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     OptionalJson(d): OptionalJson<Decision>,
 ) -> Result<Json<AccessRequest>, ApiError> {
-    Ok(Json(requests::review(&app, &p, &id, d.unwrap_or_default()).await?))
+    let d = Decision { comment: comment_of(d) };
+    Ok(Json(requests::review(&app, &p, &id, d).await?))
 }
 
 /// The grant token (requester only, while active).
-#[utoipa::path(get, path = "/v1/requests/{id}/grant",
-    responses((status = 200, body = TokenResponse), (status = 403, body = super::Problem), (status = 409, body = super::Problem)))]
+#[utoipa::path(get, path = "/v1/requests/{id}/grant", operation_id = "fetch_grant", tag = "grants",
+    security(("bearer" = [])), params(RequestId),
+    responses(
+        (status = 200, description = "The grant token (audited)", body = TokenResponse),
+        (status = 403, description = "Not the requester (`not_the_requester`)", body = Problem),
+        (status = 409, description = "No active grant (`grant_not_active`)", body = Problem)))]
 pub async fn fetch_grant(
     State(app): State<AppState>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     Ok(Json(grants::fetch_token(&app, &p, &id).await?))
 }
 
 /// Notification deliveries about a request (visible to whoever sees it).
-#[utoipa::path(get, path = "/v1/requests/{id}/deliveries", responses((status = 200, body = [crate::notify::Delivery])))]
+#[utoipa::path(get, path = "/v1/requests/{id}/deliveries", operation_id = "list_deliveries", tag = "requests",
+    security(("bearer" = [])), params(RequestId),
+    responses((status = 200, description = "Notification deliveries about the request", body = [crate::notify::Delivery])))]
 pub async fn deliveries(
     State(app): State<AppState>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Vec<crate::notify::Delivery>>, ApiError> {
     requests::get(&app, &p, &id).await?;
     Ok(Json(crate::notify::deliveries(&app, &id).await?))
 }
 
 /// Revoke a grant (approvers of its resource, admins, or its holder).
-#[utoipa::path(post, path = "/v1/grants/{id}/revoke", request_body = Revoke,
-    responses((status = 200, body = GrantView), (status = 404, body = super::Problem)))]
+#[utoipa::path(post, path = "/v1/grants/{id}/revoke", operation_id = "revoke_grant", tag = "grants",
+    security(("bearer" = [])), params(GrantId), request_body = Revoke,
+    responses(
+        (status = 200, description = "The grant, revoked (revoking it again changes nothing: `already_revoked`)", body = Revocation),
+        (status = 403, description = "Not an approver of its resource, an admin or its holder (`not_an_approver`)", body = Problem),
+        (status = 409, description = "The grant has expired (`grant_expired`)", body = Problem),
+        (status = 422, description = "The reason is invalid (`reason_invalid`)", body = Problem)))]
 pub async fn revoke_grant(
     State(app): State<AppState>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<Revoke>,
-) -> Result<Json<GrantView>, ApiError> {
+) -> Result<Json<Revocation>, ApiError> {
     Ok(Json(grants::revoke(&app, &p, &id, input).await?))
 }
 
@@ -148,18 +241,26 @@ fn auditor(app: &AppState, p: &crate::auth::Principal) -> Result<(), ApiError> {
 }
 
 /// Audit records, filtered.
-#[utoipa::path(get, path = "/v1/audit", params(audit::Query), responses((status = 200, body = [audit::Record])))]
+#[utoipa::path(get, path = "/v1/audit", operation_id = "query_audit", tag = "audit",
+    security(("bearer" = [])), params(audit::Query),
+    responses(
+        (status = 200, description = "Matching records, oldest first", body = [audit::Record]),
+        (status = 403, description = "Not an auditor or admin (`not_an_auditor`)", body = Problem)))]
 pub async fn audit_query(
     State(app): State<AppState>,
     Caller(p): Caller,
-    Query(q): Query<audit::Query>,
+    ApiQuery(q): ApiQuery<audit::Query>,
 ) -> Result<Json<Vec<audit::Record>>, ApiError> {
     auditor(&app, &p)?;
-    Ok(Json(audit::query(&app.db, &q).await?))
+    Ok(Json(audit::query(&app.db, &audit_filters(q)?).await?))
 }
 
 /// Checks the whole hash chain and names the first broken link.
-#[utoipa::path(get, path = "/v1/audit/verify", responses((status = 200, body = audit::Verification)))]
+#[utoipa::path(get, path = "/v1/audit/verify", operation_id = "verify_audit", tag = "audit",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The result of checking the whole chain", body = audit::Verification),
+        (status = 403, description = "Not an auditor or admin (`not_an_auditor`)", body = Problem)))]
 pub async fn audit_verify(
     State(app): State<AppState>,
     Caller(p): Caller,
@@ -169,13 +270,20 @@ pub async fn audit_verify(
 }
 
 /// The log as JSON lines.
-#[utoipa::path(get, path = "/v1/audit/export", params(audit::Query), responses((status = 200, content_type = "application/x-ndjson", body = String)))]
+#[utoipa::path(get, path = "/v1/audit/export", operation_id = "export_audit", tag = "audit",
+    security(("bearer" = [])), params(audit::Query),
+    responses(
+        (status = 200, description = "Matching records as JSON lines (one `Record` per line)", content_type = "application/x-ndjson", body = String),
+        (status = 403, description = "Not an auditor or admin (`not_an_auditor`)", body = Problem)))]
 pub async fn audit_export(
     State(app): State<AppState>,
     Caller(p): Caller,
-    Query(mut q): Query<audit::Query>,
+    ApiQuery(q): ApiQuery<audit::Query>,
 ) -> Result<impl IntoResponse, ApiError> {
     auditor(&app, &p)?;
+    let mut q = audit_filters(q)?;
+    // Pages follow `after`, so they go oldest first whatever was asked.
+    q.order = None;
     let mut out = String::new();
     q.limit = Some(1000);
     loop {
@@ -194,13 +302,17 @@ pub async fn audit_export(
 }
 
 /// Liveness.
-#[utoipa::path(get, path = "/healthz", responses((status = 200, body = String)))]
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "service", security(()),
+    responses((status = 200, description = "The process is up", content_type = "text/plain", body = String)))]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
 /// Readiness: the database answers.
-#[utoipa::path(get, path = "/readyz", responses((status = 200, body = String), (status = 503, body = super::Problem)))]
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "service", security(()),
+    responses(
+        (status = 200, description = "The database answers", content_type = "text/plain", body = String),
+        (status = 503, description = "The database does not answer (`service_unavailable`)", body = Problem)))]
 pub async fn readyz(State(app): State<AppState>) -> Result<&'static str, ApiError> {
     if app.db.ping().await {
         Ok("ready")
@@ -210,9 +322,18 @@ pub async fn readyz(State(app): State<AppState>) -> Result<&'static str, ApiErro
 }
 
 /// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "service", security(()),
+    responses((status = 200, description = "Counters in the Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         app.metrics.render(),
     )
+}
+
+/// This document (with this service's resource ids and duration range).
+#[utoipa::path(get, path = "/openapi.json", operation_id = "openapi", tag = "service", security(()),
+    responses((status = 200, description = "The OpenAPI document", body = Object)))]
+pub async fn openapi(State(app): State<AppState>) -> Json<serde_json::Value> {
+    Json(super::document(Some(&app.cfg)))
 }

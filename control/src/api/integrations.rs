@@ -6,7 +6,7 @@
 //! refusal is audited with its channel.
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;
@@ -39,6 +39,29 @@ async fn audit_refusal(app: &AppState, channel: &str, actor: &str, code: &str, r
     if let Err(err) = audit::append_alone(&app.db, app.clock.now_ms(), &[e]).await {
         tracing::error!(error = %err, "could not audit a refused integration call");
     }
+}
+
+/// What can be checked of a signature before the body is read: a
+/// timestamp that parses and is inside the replay window. Anything else
+/// is refused without reading (let alone buffering) the body.
+fn fresh(timestamp: Option<i64>, now_s: i64) -> Result<(), Refusal> {
+    let t = timestamp.ok_or(Refusal::Malformed)?;
+    if (now_s - t).abs() > signature::REPLAY_WINDOW_S {
+        return Err(Refusal::Stale);
+    }
+    Ok(())
+}
+
+/// The raw body (within the router's body limit), once the cheap checks
+/// passed.
+async fn raw_body(req: Request) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, &()).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::BadRequest("body_unreadable", rejection.body_text())
+        }
+    })
 }
 
 /// Records a signature as used; false if it was seen before (a replay).
@@ -101,27 +124,44 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Slack interactivity: the Approve / Deny buttons of a request message.
-#[utoipa::path(post, path = "/v1/integrations/slack/actions", request_body(content = String, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, body = Object), (status = 401, body = super::Problem), (status = 403, body = super::Problem)))]
-pub async fn slack_actions(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(post, path = "/v1/integrations/slack/actions", operation_id = "slack_actions", tag = "integrations",
+    security(("slack_signature" = [])),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Slack's interactive payload (`payload=<JSON>`)"),
+    responses(
+        (status = 200, description = "The vote was recorded; `text` says the outcome", body = Object),
+        (status = 400, description = "No interactive payload, or an unknown action (`slack_payload_invalid`, `slack_action_unknown`)", body = super::Problem),
+        (status = 401, description = "The signature is missing, wrong or outside the 5-minute window (`slack_timestamp_invalid`, `slack_signature_invalid`, `slack_replay_window`)", body = super::Problem),
+        (status = 403, description = "The Slack user is not mapped, or the vote is refused by policy (`chat_user_unknown`, `self_approval`...)", body = super::Problem),
+        (status = 404, description = "Slack is not configured, or no such request (`not_found`, `request_not_found`)", body = super::Problem),
+        (status = 409, description = "Replayed, or the request is resolved (`slack_replayed`, `request_resolved`...)", body = super::Problem),
+        (status = 413, description = "The body is too large (`payload_too_large`)", body = super::Problem)))]
+pub async fn slack_actions(State(app): State<AppState>, req: Request) -> Result<Json<Value>, ApiError> {
     let Some(secret) = app.cfg.integrations.slack_signing_secret.clone() else {
         return Err(ApiError::NotFound("not_found", "Slack is not configured".into()));
     };
+    let headers = req.headers().clone();
     let ts = header(&headers, "x-slack-request-timestamp").unwrap_or_default();
     let sig = header(&headers, "x-slack-signature").unwrap_or_default();
-    if let Err(refusal) = signature::verify_slack_v0(&secret, ts, &body, sig, app.clock.now_s()) {
-        let code = match refusal {
-            Refusal::Malformed => "slack_timestamp_invalid",
-            Refusal::Stale => "slack_replay_window",
-            Refusal::Mismatch => "slack_signature_invalid",
-        };
-        audit_refusal(&app, "slack", "anonymous", code, None).await;
-        return Err(refused(code, "the Slack signature is missing, wrong or too old"));
-    }
+    let checked = match fresh(ts.parse().ok(), app.clock.now_s()) {
+        Ok(()) if sig.starts_with("v0=") => {
+            let body = raw_body(req).await?;
+            signature::verify_slack_v0(&secret, ts, &body, sig, app.clock.now_s()).map(|()| body)
+        }
+        Ok(()) => Err(Refusal::Malformed),
+        Err(refusal) => Err(refusal),
+    };
+    let body = match checked {
+        Ok(body) => body,
+        Err(refusal) => {
+            let code = match refusal {
+                Refusal::Malformed => "slack_timestamp_invalid",
+                Refusal::Stale => "slack_replay_window",
+                Refusal::Mismatch => "slack_signature_invalid",
+            };
+            audit_refusal(&app, "slack", "anonymous", code, None).await;
+            return Err(refused(code, "the Slack signature is missing, wrong or too old"));
+        }
+    };
     if !first_use(&app, sig).await? {
         audit_refusal(&app, "slack", "anonymous", "slack_replayed", None).await;
         return Err(ApiError::Conflict(
@@ -207,32 +247,47 @@ pub struct Callback {
     /// The access request.
     pub request_id: String,
     /// `approve` or `deny`.
+    #[schema(value_type = crate::requests::VoteDecision)]
     pub decision: String,
     /// The tool's id of the person deciding (mapped in `integrations.users`).
     pub actor: String,
     /// A comment.
+    #[schema(max_length = 2000)]
     pub comment: Option<String>,
 }
 
 /// Generic signed callback: `x-jitgate-signature: t=<unix s>,v1=<hex>` with
 /// `v1 = HMAC-SHA256(callback_secret, "<t>.<raw body>")`, the same scheme as
 /// outgoing webhooks; 5-minute window; each signature accepted once.
-#[utoipa::path(post, path = "/v1/integrations/callback", request_body = Callback,
-    responses((status = 200, body = crate::requests::AccessRequest), (status = 401, body = super::Problem)))]
-pub async fn callback(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+#[utoipa::path(post, path = "/v1/integrations/callback", operation_id = "signed_callback", tag = "integrations",
+    security(("callback_signature" = [])), request_body = Callback,
+    responses(
+        (status = 200, description = "The vote was recorded", body = crate::requests::AccessRequest),
+        (status = 401, description = "The signature is missing, wrong or outside the 5-minute window (`callback_signature_invalid`)", body = super::Problem),
+        (status = 403, description = "The actor is not mapped, or the vote is refused by policy (`chat_user_unknown`, `self_approval`...)", body = super::Problem),
+        (status = 404, description = "Callbacks are not configured, or no such request (`not_found`, `request_not_found`)", body = super::Problem),
+        (status = 409, description = "Replayed, or the request is resolved (`callback_replayed`, `request_resolved`...)", body = super::Problem),
+        (status = 422, description = "The decision or comment is invalid (`decision_invalid`, `comment_invalid`)", body = super::Problem)))]
+pub async fn callback(State(app): State<AppState>, req: Request) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Some(secret) = app.cfg.integrations.callback_secret.clone() else {
         return Err(ApiError::NotFound(
             "not_found",
             "signed callbacks are not configured".into(),
         ));
     };
-    let header_value = header(&headers, "x-jitgate-signature").unwrap_or_default();
-    let v1 = match signature::verify_webhook(&secret, header_value, &body, app.clock.now_s()) {
-        Ok(v1) => v1.to_owned(),
+    let header_value = header(req.headers(), "x-jitgate-signature")
+        .unwrap_or_default()
+        .to_owned();
+    let now_s = app.clock.now_s();
+    let checked = match fresh(signature::parse_webhook_header(&header_value).map(|(t, _)| t), now_s) {
+        Ok(()) => {
+            let body = raw_body(req).await?;
+            signature::verify_webhook(&secret, &header_value, &body, now_s).map(|v1| (v1.to_owned(), body))
+        }
+        Err(refusal) => Err(refusal),
+    };
+    let (v1, body) = match checked {
+        Ok(checked) => checked,
         Err(_) => {
             audit_refusal(&app, "callback", "anonymous", "callback_signature_invalid", None).await;
             return Err(refused(
@@ -249,11 +304,11 @@ pub async fn callback(
         ));
     }
     // From here on the call is signed: every refusal is audited.
-    let cb: Callback = match serde_json::from_slice(&body) {
+    let cb: Callback = match super::decode_object(&body) {
         Ok(cb) => cb,
         Err(e) => {
-            audit_refusal(&app, "callback", "callback", "invalid_body", None).await;
-            return Err(ApiError::BadRequest("invalid_body", e.to_string()));
+            audit_refusal(&app, "callback", "callback", e.code(), None).await;
+            return Err(e);
         }
     };
     let approve = match cb.decision.as_str() {

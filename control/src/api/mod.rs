@@ -1,25 +1,29 @@
 //! The HTTP API: routes, authentication, body limits, and the audit of
 //! refused calls. Handlers are thin; the work is in the domain modules.
 
+pub mod auth_failures;
+mod extract;
 mod handlers;
 mod integrations;
+mod openapi;
 mod proxy;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use serde::de::DeserializeOwned;
 use serde_json::json;
-use utoipa::OpenApi;
+use subtle::ConstantTimeEq;
 
+use self::auth_failures::Failure;
+pub use self::extract::{decode_object, decode_query, ApiJson, ApiPath, ApiQuery, Caller, OptionalJson};
+pub use self::openapi::{document, ApiDoc, Problem};
 use crate::audit::{self, Entry};
-use crate::auth::Principal;
 use crate::error::{ApiError, ErrorCode};
 use crate::App;
 
@@ -28,73 +32,6 @@ pub type AppState = Arc<App>;
 
 /// Largest decision batch a proxy may post.
 pub const MAX_INGEST_BODY: usize = 8 * 1024 * 1024;
-
-/// The OpenAPI document, generated from the handlers and types.
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "jitgate control API",
-        description = "Just-in-time access requests, approvals, grants, revocation and audit."
-    ),
-    paths(
-        handlers::create_request,
-        handlers::list_requests,
-        handlers::get_request,
-        handlers::approve,
-        handlers::deny,
-        handlers::cancel,
-        handlers::extend,
-        handlers::review,
-        handlers::fetch_grant,
-        handlers::revoke_grant,
-        handlers::audit_query,
-        handlers::audit_verify,
-        handlers::audit_export,
-        proxy::revocations,
-        proxy::grant_set,
-        proxy::ingest,
-        handlers::healthz,
-        handlers::readyz,
-    ),
-    components(schemas(
-        crate::requests::NewRequest,
-        crate::requests::AccessRequest,
-        crate::requests::Rule,
-        crate::requests::Vote,
-        crate::requests::Decision,
-        crate::requests::Extension,
-        crate::grants::GrantView,
-        crate::grants::TokenResponse,
-        crate::grants::Revoke,
-        crate::grants::RevocationList,
-        crate::grants::Revoked,
-        crate::grants::GrantSet,
-        crate::audit::Record,
-        crate::audit::Verification,
-        crate::audit::BrokenLink,
-        proxy::IngestBatch,
-        proxy::ProxyEvent,
-        proxy::IngestResult,
-        Problem,
-    ))
-)]
-pub struct ApiDoc;
-
-/// An RFC 9457 problem document (the shape of every error).
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct Problem {
-    /// A URI naming the problem type.
-    r#type: String,
-    /// Short summary.
-    title: String,
-    /// HTTP status.
-    status: u16,
-    /// Stable machine-readable code.
-    code: String,
-    /// What went wrong.
-    detail: String,
-}
 
 /// The router.
 pub fn router(app: AppState) -> Router {
@@ -117,12 +54,14 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/audit/export", get(handlers::audit_export))
         .layer(DefaultBodyLimit::max(app.cfg.max_body_bytes))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&app), authenticate));
+    // The ingest key is checked in a route layer, before any handler (and
+    // so before any extractor) reads the body.
     let proxy_api = Router::new()
         .route("/v1/revocations", get(proxy::revocations))
         .route("/v1/proxy/grants", get(proxy::grant_set))
         .route("/v1/audit/events", post(proxy::ingest))
         .layer(DefaultBodyLimit::max(MAX_INGEST_BODY))
-        .route_layer(middleware::from_fn_with_state(Arc::clone(&app), authenticate_proxy));
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&app), require_ingest_key));
     let integrations = Router::new()
         .route("/v1/integrations/slack/actions", post(integrations::slack_actions))
         .route("/v1/integrations/callback", post(integrations::callback))
@@ -134,8 +73,9 @@ pub fn router(app: AppState) -> Router {
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics))
-        .route("/openapi.json", get(|| async { axum::Json(ApiDoc::openapi()) }))
+        .route("/openapi.json", get(handlers::openapi))
         .fallback(|| async { ApiError::NotFound("not_found", "no such endpoint".into()) })
+        .layer(middleware::from_fn(problem_for_bare_errors))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), count_statuses))
         .with_state(app)
 }
@@ -150,30 +90,56 @@ async fn count_statuses(State(app): State<AppState>, req: Request, next: Next) -
     response
 }
 
-/// Authenticates every user-facing call, and audits refusals: failed
-/// authentication, and calls refused with a 4xx (which change nothing
+/// Turns the bodiless errors axum's router answers by itself (405 for a
+/// method a route does not serve) into problem documents, keeping their
+/// headers (`Allow`).
+async fn problem_for_bare_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED || response.headers().contains_key(header::CONTENT_TYPE) {
+        return response;
+    }
+    let (parts, _) = response.into_parts();
+    let mut problem = ApiError::MethodNotAllowed.into_response();
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        problem.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    problem
+}
+
+/// The caller's address, as the transport saw it.
+fn source_of(req: &Request) -> String {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string())
+}
+
+/// Counts a failed authentication (metrics at once; the audit log through
+/// the per-source aggregation) and answers it.
+fn refuse_unauthenticated(app: &App, req: &Request, channel: &'static str, e: ApiError) -> Response {
+    app.metrics.auth_failures.inc();
+    let failure = Failure {
+        source: &source_of(req),
+        reason: e.code(),
+        channel,
+        method: req.method().as_str(),
+        path: req.uri().path(),
+    };
+    app.auth_failures.record(failure, app.clock.now_ms());
+    e.into_response()
+}
+
+/// Authenticates every user-facing call before its body is read, and
+/// audits refusals: failed authentication (aggregated, see
+/// [`auth_failures`]), and calls refused with a 4xx (which change nothing
 /// else: their transaction never commits).
 async fn authenticate(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
-    let method = req.method().to_string();
-    let path = req.uri().path().to_owned();
     let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let principal = match app.auth.authenticate(header) {
         Ok(p) => p,
-        Err(e) => {
-            app.metrics.auth_failures.inc();
-            let entry = Entry {
-                actor: "anonymous".into(),
-                action: "auth.failed".into(),
-                channel: Some("api".into()),
-                details: json!({"code": e.code(), "method": method, "path": path}),
-                ..Entry::default()
-            };
-            if let Err(db) = audit::append_alone(&app.db, app.clock.now_ms(), &[entry]).await {
-                return ApiError::db(db).into_response();
-            }
-            return e.into_response();
-        }
+        Err(e) => return refuse_unauthenticated(&app, &req, "api", e),
     };
+    let method = req.method().to_string();
+    let path = req.uri().path().to_owned();
     let matched = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
     req.extensions_mut().insert(principal.clone());
     let response = next.run(req).await;
@@ -185,12 +151,24 @@ async fn authenticate(State(app): State<AppState>, mut req: Request, next: Next)
     response
 }
 
-/// Authenticates proxies by the ingest key before anything else is read
-/// (a failure adds no audit record per call: anyone can send those), and
-/// audits what is refused after that.
-async fn authenticate_proxy(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    if let Err(e) = proxy::ingest_key_ok(&app, req.headers()) {
-        return e.into_response();
+/// Whether the headers carry the ingest key (`subtle`'s constant-time
+/// comparison; only the length can differ observably).
+fn ingest_key_ok(app: &App, headers: &HeaderMap) -> bool {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    presented.as_bytes().ct_eq(app.cfg.ingest_key.as_bytes()).into()
+}
+
+/// Authenticates proxies by the ingest key before the body is read (a
+/// failure is counted and aggregated, see [`auth_failures`]: anyone can
+/// send those), and audits what is refused after that.
+async fn require_ingest_key(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    if !ingest_key_ok(&app, req.headers()) {
+        let e = ApiError::Unauthenticated("ingest_key_invalid", "send Authorization: Bearer <ingest key>".into());
+        return refuse_unauthenticated(&app, &req, "proxy", e);
     }
     let (method, path) = (req.method().to_string(), req.uri().path().to_owned());
     let response = next.run(req).await;
@@ -286,78 +264,6 @@ async fn audit_refusal(app: &App, refusal: Refusal, concerns: Option<Concerns>) 
     };
     if let Err(db) = audit::append_alone(&app.db, app.clock.now_ms(), &[entry]).await {
         tracing::error!(error = %db, "could not audit a refused call");
-    }
-}
-
-/// The caller, as authenticated by the middleware.
-pub struct Caller(pub Principal);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Principal>()
-            .cloned()
-            .map(Caller)
-            .ok_or_else(|| ApiError::Unauthenticated("auth_missing", "send Authorization: Bearer <token>".into()))
-    }
-}
-
-/// A JSON body whose failures are problem documents with stable codes.
-pub struct ApiJson<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("application/json"));
-        if !json {
-            return Err(ApiError::UnsupportedMediaType);
-        }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::BadRequest("body_unreadable", rejection.body_text())
-            }
-        })?;
-        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
-            let code = if e.is_syntax() || e.is_eof() {
-                "invalid_json"
-            } else {
-                "invalid_body"
-            };
-            ApiError::BadRequest(code, e.to_string())
-        })
-    }
-}
-
-/// An optional JSON body (empty is fine), for endpoints whose body is
-/// optional (`approve`, `cancel`).
-pub struct OptionalJson<T>(pub Option<T>);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let has_body = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|l| l != "0")
-            || req.headers().contains_key(header::TRANSFER_ENCODING);
-        if !has_body {
-            return Ok(OptionalJson(None));
-        }
-        ApiJson::<T>::from_request(req, state)
-            .await
-            .map(|j| OptionalJson(Some(j.0)))
     }
 }
 

@@ -3,13 +3,13 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ApiJson, AppState};
+use super::{ApiJson, ApiQuery, AppState};
 use crate::audit::{self, Entry};
 use crate::error::ApiError;
 use crate::grants::{self, GrantSet, RevocationList};
@@ -17,51 +17,33 @@ use crate::grants::{self, GrantSet, RevocationList};
 /// Most decisions in one batch.
 pub const MAX_EVENTS: usize = 20_000;
 
-pub(super) fn ingest_key_ok(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let expected = app.cfg.ingest_key.as_bytes();
-    // Constant-time comparison (length aside).
-    let same = presented.len() == expected.len()
-        && presented.bytes().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-    if same {
-        Ok(())
-    } else {
-        app.metrics.auth_failures.inc();
-        Err(ApiError::Unauthenticated(
-            "ingest_key_invalid",
-            "send Authorization: Bearer <ingest key>".into(),
-        ))
-    }
-}
-
 /// `?since=` of the sync endpoints.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Since {
     /// The cursor of the previous answer.
     pub since: Option<String>,
 }
 
 /// Revocations since a cursor.
-#[utoipa::path(get, path = "/v1/revocations", params(Since), responses((status = 200, body = RevocationList)))]
+#[utoipa::path(get, path = "/v1/revocations", operation_id = "list_revocations", tag = "proxies",
+    security(("ingest_key" = [])), params(Since),
+    responses((status = 200, description = "Revocations since the cursor (all current ones without it)", body = RevocationList)))]
 pub async fn revocations(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<Since>,
+    ApiQuery(q): ApiQuery<Since>,
 ) -> Result<Json<RevocationList>, ApiError> {
-    ingest_key_ok(&app, &headers)?;
     Ok(Json(
         grants::revocations(&app, q.since.as_deref().filter(|s| !s.is_empty())).await?,
     ))
 }
 
 /// The active grant set (identity-aware proxies).
-#[utoipa::path(get, path = "/v1/proxy/grants", params(Since), responses((status = 200, body = GrantSet)))]
-pub async fn grant_set(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<GrantSet>, ApiError> {
-    ingest_key_ok(&app, &headers)?;
+#[utoipa::path(get, path = "/v1/proxy/grants", operation_id = "list_active_grants", tag = "proxies",
+    security(("ingest_key" = [])),
+    responses((status = 200, description = "Every active grant token", body = GrantSet)))]
+pub async fn grant_set(State(app): State<AppState>) -> Result<Json<GrantSet>, ApiError> {
     Ok(Json(grants::active_set(&app).await?))
 }
 
@@ -69,26 +51,38 @@ pub async fn grant_set(State(app): State<AppState>, headers: HeaderMap) -> Resul
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ProxyEvent {
     /// When (ms).
+    #[serde(deserialize_with = "crate::requests::whole_number")]
     pub time_ms: i64,
     /// Decision code.
+    #[schema(max_length = 64)]
     pub outcome: String,
     /// Resource.
+    #[schema(max_length = 512)]
     pub resource: Option<String>,
     /// Grant id.
+    #[schema(max_length = 512)]
     pub grant_id: Option<String>,
     /// Grant subject.
+    #[schema(max_length = 512)]
     pub subject: Option<String>,
     /// Access request id.
+    #[schema(max_length = 512)]
     pub access_request_id: Option<String>,
     /// Method.
+    #[schema(max_length = 32)]
     pub method: String,
     /// Path without query.
+    #[schema(max_length = 4096)]
     pub path: String,
     /// Status returned.
+    #[serde(deserialize_with = "crate::requests::whole_number")]
+    #[schema(maximum = 65535)]
     pub status: u16,
     /// Client address.
+    #[schema(max_length = 512)]
     pub client: Option<String>,
     /// The proxy's request id.
+    #[schema(max_length = 512)]
     pub request_id: Option<String>,
 }
 
@@ -97,8 +91,10 @@ pub struct ProxyEvent {
 #[serde(deny_unknown_fields)]
 pub struct IngestBatch {
     /// The reporting proxy.
+    #[schema(max_length = 128)]
     pub proxy: String,
     /// Its decisions.
+    #[schema(max_items = 20000)]
     pub events: Vec<ProxyEvent>,
 }
 
@@ -123,14 +119,15 @@ fn bounded(field: &'static str, s: &str, max: usize) -> Result<(), ApiError> {
 
 /// Writes a batch of decisions to the audit log, each linked to its grant
 /// and access request. Acknowledged only once committed.
-#[utoipa::path(post, path = "/v1/audit/events", request_body = IngestBatch,
-    responses((status = 202, body = IngestResult), (status = 401, body = super::Problem)))]
+#[utoipa::path(post, path = "/v1/audit/events", operation_id = "ingest_decisions", tag = "proxies",
+    security(("ingest_key" = [])), request_body = IngestBatch,
+    responses(
+        (status = 202, description = "Written to the audit log (acknowledged once committed)", body = IngestResult),
+        (status = 422, description = "A field is too long, or too many events (`event_invalid`, `batch_too_large`)", body = super::Problem)))]
 pub async fn ingest(
     State(app): State<AppState>,
-    headers: HeaderMap,
     ApiJson(batch): ApiJson<IngestBatch>,
 ) -> Result<(StatusCode, Json<IngestResult>), ApiError> {
-    ingest_key_ok(&app, &headers)?;
     bounded("proxy", &batch.proxy, 128)?;
     if batch.events.len() > MAX_EVENTS {
         return Err(ApiError::Invalid(

@@ -3,17 +3,25 @@
 //!
 //! The profile comes from `~/.config/jitgate/config.toml`
 //! (`url = "..."`, `token = "..."`), overridden by `JITGATE_URL` and
-//! `JITGATE_TOKEN`. Output is a human table by default and JSON with
-//! `--json`; errors are one sentence and a non-zero exit.
+//! `JITGATE_TOKEN`. Every answer is decoded into the type the command
+//! expects; an answer of any other shape is an error that names the URL and
+//! what came back, never a success (a proxy, a captive portal or the
+//! jitgate gateway itself can answer 200 with JSON).
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::audit::Record;
+use crate::requests::AccessRequest;
 use crate::text::shown;
+
+/// Where the profile file lives, relative to `$HOME`.
+pub const PROFILE_FILE: &str = ".config/jitgate/config.toml";
 
 /// Where and as whom to call the API.
 #[derive(Debug, Clone, Deserialize)]
@@ -27,14 +35,14 @@ pub struct Profile {
 impl Profile {
     /// Reads the profile file, then applies the environment.
     pub fn load() -> anyhow::Result<Profile> {
-        let path = std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".config/jitgate/config.toml"));
+        let path = std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(PROFILE_FILE));
         #[derive(Deserialize, Default)]
         struct File {
             url: Option<String>,
             token: Option<String>,
         }
         let file: File = match path.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) {
-            Some(text) => toml::from_str(&text).context("reading ~/.config/jitgate/config.toml")?,
+            Some(text) => toml::from_str(&text).with_context(|| format!("reading ~/{PROFILE_FILE}"))?,
             None => File::default(),
         };
         let url = std::env::var("JITGATE_URL").ok().or(file.url);
@@ -44,9 +52,64 @@ impl Profile {
                 url: url.trim_end_matches('/').to_owned(),
                 token,
             }),
-            _ => bail!("set JITGATE_URL and JITGATE_TOKEN, or url and token in ~/.config/jitgate/config.toml"),
+            _ => bail!("set JITGATE_URL and JITGATE_TOKEN, or url and token in ~/{PROFILE_FILE}"),
         }
     }
+}
+
+/// Why a call did not give the expected answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No answer at all.
+    #[error("cannot reach the control service at {url}")]
+    Unreachable {
+        /// The URL called.
+        url: String,
+        /// The transport's error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The service refused, with a problem document.
+    #[error("{detail} ({code}, HTTP {status})")]
+    Problem {
+        /// HTTP status.
+        status: u16,
+        /// The stable code.
+        code: String,
+        /// The service's sentence.
+        detail: String,
+    },
+    /// The jitgate filter in Envoy answered: JITGATE_URL points at the
+    /// gateway in front of an API, not at the control service.
+    #[error(
+        "{url} answered like the jitgate gateway (the Envoy filter), not the control service: \
+         {code}: {message} (HTTP {status}); set JITGATE_URL to the control service's address"
+    )]
+    Gateway {
+        /// The URL called.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// The filter's decision code.
+        code: String,
+        /// The filter's sentence.
+        message: String,
+    },
+    /// An answer that is not what the API documents.
+    #[error(
+        "unexpected answer from {url} (HTTP {status}): {problem}; it began {excerpt:?} \
+         (is JITGATE_URL the jitgate control service?)"
+    )]
+    Unexpected {
+        /// The URL called.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// What does not match.
+        problem: String,
+        /// The first characters of the body.
+        excerpt: String,
+    },
 }
 
 /// A blocking API client.
@@ -64,44 +127,91 @@ impl Client {
         Ok(Client { profile, http })
     }
 
-    /// Calls the API; a problem document becomes one error sentence.
-    pub fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.profile.url))
-            .bearer_auth(&self.profile.token);
+    /// `GET path`, decoded as `T`.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call(reqwest::Method::GET, path, None::<&()>)
+    }
+
+    /// `POST path` with a JSON body, decoded as `T`.
+    pub fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, ClientError> {
+        self.call(reqwest::Method::POST, path, Some(body))
+    }
+
+    fn call<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.profile.url);
+        let mut req = self.http.request(method, &url).bearer_auth(&self.profile.token);
         if let Some(b) = body {
-            req = req.json(&b);
+            req = req.json(b);
         }
-        let resp = req
-            .send()
-            .with_context(|| format!("cannot reach the control service at {}", self.profile.url))?;
+        let resp = req.send().map_err(|source| ClientError::Unreachable {
+            url: url.clone(),
+            source,
+        })?;
         let status = resp.status();
         let text = resp.text().unwrap_or_default();
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        if status.is_success() {
-            return Ok(value);
-        }
-        let detail = value["detail"].as_str().unwrap_or("the request failed");
-        let code = value["code"].as_str().unwrap_or("error");
-        bail!("{detail} ({code}, HTTP {})", status.as_u16())
+        decode_answer(&url, status.as_u16(), &text)
     }
 }
 
-/// Parses `30m`, `1h`, `90s` or plain seconds.
-pub fn parse_duration(text: &str) -> anyhow::Result<u64> {
-    let text = text.trim();
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let n: u64 = number
-        .parse()
-        .with_context(|| format!("{text:?} is not a duration like 30m, 1h or 900s"))?;
-    let factor = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => bail!("{text:?} is not a duration like 30m, 1h or 900s"),
+/// Decodes an answer: a 2xx into `T`, a problem document into
+/// [`ClientError::Problem`], a filter deny body into
+/// [`ClientError::Gateway`], anything else into [`ClientError::Unexpected`].
+pub fn decode_answer<T: DeserializeOwned>(url: &str, status: u16, text: &str) -> Result<T, ClientError> {
+    let unexpected = |problem: String| ClientError::Unexpected {
+        url: url.to_owned(),
+        status,
+        problem,
+        excerpt: text.chars().take(120).collect(),
     };
-    Ok(n * factor)
+    if (200..300).contains(&status) {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let decoded: Result<T, _> = serde_path_to_error::deserialize(&mut de);
+        return match decoded {
+            Ok(v) => match de.end() {
+                Ok(()) => Ok(v),
+                Err(e) => Err(unexpected(format!(
+                    "not the expected JSON ({})",
+                    without_position(&e.to_string())
+                ))),
+            },
+            Err(e) if e.inner().is_syntax() || e.inner().is_eof() => Err(unexpected(format!(
+                "not the expected JSON ({})",
+                without_position(&e.inner().to_string())
+            ))),
+            Err(e) => Err(unexpected(format!(
+                "{}: {}",
+                e.path(),
+                without_position(&e.inner().to_string())
+            ))),
+        };
+    }
+    let value: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_owned);
+    if let (Some(code), Some(detail)) = (field("code"), field("detail")) {
+        return Err(ClientError::Problem { status, code, detail });
+    }
+    // The filter's deny body: {"error", "message", "resource", "request_access"?}.
+    if let (Some(code), Some(message)) = (field("error"), field("message")) {
+        if value.get("resource").is_some() {
+            return Err(ClientError::Gateway {
+                url: url.to_owned(),
+                status,
+                code,
+                message,
+            });
+        }
+    }
+    Err(unexpected("not a problem document".into()))
+}
+
+/// serde_json's message without its ` at line 1 column 8`.
+fn without_position(message: &str) -> &str {
+    message.find(" at line ").map_or(message, |i| &message[..i])
 }
 
 /// What `jitgate request` asks for.
@@ -120,46 +230,43 @@ pub struct Ask {
     pub ticket: Option<String>,
 }
 
+/// `GET /v1/requests/{id}/grant`.
+pub type Token = crate::grants::TokenResponse;
+
 /// Creates a request; with `wait`, shows progress on stderr until it is
 /// decided, then returns the grant token.
 pub fn request(client: &Client, ask: Ask, wait: bool, json_out: bool) -> anyhow::Result<String> {
-    let created = client.call(
-        reqwest::Method::POST,
+    let created: AccessRequest = client.post(
         "/v1/requests",
-        Some(
-            json!({"resource": ask.resource, "scope": [{"methods": ask.methods, "paths": ask.paths}],
-                    "duration_seconds": ask.seconds, "reason": ask.reason, "ticket": ask.ticket}),
-        ),
+        &json!({"resource": ask.resource, "scope": [{"methods": ask.methods, "paths": ask.paths}],
+                "duration_seconds": ask.seconds, "reason": ask.reason, "ticket": ask.ticket}),
     )?;
-    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    let id = created.id.clone();
     if !wait {
         return Ok(if json_out {
-            created.to_string()
+            serde_json::to_string(&created)?
         } else {
-            format!("{id}\t{}", created["state"].as_str().unwrap_or(""))
+            request_line(&created)
         });
     }
     eprintln!("requested {id}; waiting for approval (Ctrl-C stops waiting; the request stays open)");
     let mut last = String::new();
     loop {
-        let r = client.call(reqwest::Method::GET, &format!("/v1/requests/{id}"), None)?;
-        let state = r["state"].as_str().unwrap_or("").to_owned();
-        let votes = r["votes"]
-            .as_array()
-            .map_or(0, |v| v.iter().filter(|v| v["decision"] == "approve").count());
-        let line = format!("{state}: {votes}/{} approvals", r["approvals_required"]);
+        let r: AccessRequest = client.get(&format!("/v1/requests/{id}"))?;
+        let votes = r.votes.iter().filter(|v| v.decision == "approve").count();
+        let line = format!("{}: {votes}/{} approvals", r.state, r.approvals_required);
         if line != last {
             eprintln!("  {line}");
             last = line;
         }
-        match state.as_str() {
+        match r.state.as_str() {
             "approved" => {
-                let t = client.call(reqwest::Method::GET, &format!("/v1/requests/{id}/grant"), None)?;
-                return Ok(if json_out {
-                    t.to_string()
-                } else {
-                    t["token"].as_str().unwrap_or_default().to_owned()
-                });
+                let t: Token = client.get(&format!("/v1/requests/{id}/grant"))?;
+                eprintln!(
+                    "grant {} (revoke with: jitgate revoke {} --reason ...)",
+                    t.grant_id, t.grant_id
+                );
+                return Ok(if json_out { serde_json::to_string(&t)? } else { t.token });
             }
             "pending" => std::thread::sleep(Duration::from_millis(500)),
             other => bail!("request {id} was {other}"),
@@ -167,34 +274,50 @@ pub fn request(client: &Client, ask: Ask, wait: bool, json_out: bool) -> anyhow:
     }
 }
 
+/// One request on one line: id, state, and the grant id once there is one
+/// (what `jitgate revoke` takes).
+pub fn request_line(r: &AccessRequest) -> String {
+    match &r.grant {
+        Some(g) => format!("{}\t{}\tgrant {}", r.id, r.state, g.id),
+        None => format!("{}\t{}", r.id, r.state),
+    }
+}
+
 /// Renders requests as a table.
-pub fn table(requests: &Value) -> String {
+pub fn table(requests: &[AccessRequest]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<26} {:<16} {:<14} {:<10} {:>8}  REASON",
-        "ID", "RESOURCE", "REQUESTER", "STATE", "MINUTES"
+        "{:<26} {:<16} {:<14} {:<10} {:>8}  {:<24} REASON",
+        "ID", "RESOURCE", "REQUESTER", "STATE", "MINUTES", "GRANT"
     );
-    for r in requests.as_array().into_iter().flatten() {
+    for r in requests {
         let _ = writeln!(
             out,
-            "{:<26} {:<16} {:<14} {:<10} {:>8}  {}",
-            r["id"].as_str().unwrap_or(""),
-            r["resource"].as_str().unwrap_or(""),
-            shown(r["requester"].as_str().unwrap_or("")),
-            r["state"].as_str().unwrap_or(""),
-            r["duration_seconds"].as_i64().unwrap_or(0) / 60,
-            shown(r["reason"].as_str().unwrap_or("").lines().next().unwrap_or("")),
+            "{:<26} {:<16} {:<14} {:<10} {:>8}  {:<24} {}",
+            r.id,
+            r.resource,
+            shown(&r.requester),
+            r.state,
+            r.duration_seconds / 60,
+            r.grant.as_ref().map_or("-", |g| g.id.as_str()),
+            shown(r.reason.lines().next().unwrap_or("")),
         );
     }
     out
 }
 
+/// A time in milliseconds since the epoch as RFC 3339 (UTC, seconds).
+pub fn readable_time(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
 /// Renders audit records, one per line.
-pub fn audit_lines(records: &Value) -> String {
+pub fn audit_lines(records: &[Record]) -> String {
     let mut out = String::new();
-    for r in records.as_array().into_iter().flatten() {
-        let d = &r["details"];
+    for r in records {
+        let d = &r.details;
         let why = d["outcome"]
             .as_str()
             .or(d["reason"].as_str())
@@ -204,11 +327,11 @@ pub fn audit_lines(records: &Value) -> String {
         let _ = writeln!(
             out,
             "{:>6} {} {:<24} {:<22} {:<14} {}",
-            r["seq"],
-            r["at"],
-            shown(r["actor"].as_str().unwrap_or("")),
-            r["action"].as_str().unwrap_or(""),
-            r["resource"].as_str().unwrap_or("-"),
+            r.seq,
+            readable_time(r.at),
+            shown(&r.actor),
+            r.action,
+            r.resource.as_deref().unwrap_or("-"),
             shown(why)
         );
     }
@@ -218,15 +341,47 @@ pub fn audit_lines(records: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::Verification;
+
+    fn err<T: DeserializeOwned + std::fmt::Debug>(status: u16, body: &str) -> String {
+        decode_answer::<T>("http://x/v1/y", status, body)
+            .unwrap_err()
+            .to_string()
+    }
 
     #[test]
-    fn durations_read_like_people_write_them() {
-        assert_eq!(parse_duration("30m").unwrap(), 1800);
-        assert_eq!(parse_duration("2h").unwrap(), 7200);
-        assert_eq!(parse_duration("90s").unwrap(), 90);
-        assert_eq!(parse_duration("600").unwrap(), 600);
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5d").is_err());
+    fn a_success_of_the_wrong_shape_is_an_error_naming_the_url_and_the_answer() {
+        let e = err::<AccessRequest>(200, r#"{"ok": true}"#);
+        assert!(e.contains("http://x/v1/y") && e.contains("missing field `id`"), "{e}");
+        assert!(e.contains(r#"{\"ok\": true}"#), "{e}");
+        let e = err::<Verification>(200, r#"{"ok": false}"#);
+        assert!(e.contains("missing field `records`"), "{e}");
+        let e = err::<Vec<AccessRequest>>(200, "<html>welcome</html>");
+        assert!(e.contains("not the expected JSON"), "{e}");
+    }
+
+    #[test]
+    fn a_problem_document_is_one_sentence_with_its_code() {
+        let e = err::<AccessRequest>(
+            403,
+            r#"{"type":"x","title":"Forbidden","status":403,"code":"self_approval","detail":"you cannot decide on your own request"}"#,
+        );
+        assert_eq!(e, "you cannot decide on your own request (self_approval, HTTP 403)");
+    }
+
+    #[test]
+    fn a_deny_body_from_the_gateway_is_recognised_and_explained() {
+        let e = err::<AccessRequest>(
+            403,
+            r#"{"error":"no_resource","message":"no protected resource matches this request","resource":null}"#,
+        );
+        assert!(e.contains("jitgate gateway") && e.contains("no_resource"), "{e}");
+        assert!(e.contains("JITGATE_URL"), "{e}");
+    }
+
+    #[test]
+    fn times_are_readable() {
+        assert_eq!(readable_time(1_700_000_000_123), "2023-11-14T22:13:20Z");
     }
 
     #[test]

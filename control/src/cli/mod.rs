@@ -2,6 +2,7 @@
 //! offline, generating keys, minting development tokens.
 
 pub mod client;
+pub mod duration;
 pub mod grant_check;
 
 use std::fmt::Write as _;
