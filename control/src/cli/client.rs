@@ -386,15 +386,21 @@ mod tests {
 
     #[test]
     fn stored_bidi_controls_are_shown_escaped_in_tables_and_audit_lines() {
-        let requests = json!([{"id": "req_1", "resource": "payments-api", "requester": "alice", "state": "pending",
-            "duration_seconds": 600, "reason": "refund \u{202E}7-CNI"}]);
+        let requests: Vec<AccessRequest> = serde_json::from_value(json!([{"id": "req_1", "resource": "payments-api",
+            "requester": "alice", "scope": [], "duration_seconds": 600, "reason": "refund \u{202E}7-CNI",
+            "ticket": null, "source_cidrs": null, "state": "pending", "approvals_required": 1, "votes": [],
+            "break_glass": false, "review_state": null, "reviewed_by": null, "auto_approved_by": null,
+            "extends": null, "grant": null, "created_at": 0, "pending_until": 0, "resolved_at": null}]))
+        .unwrap();
         let table = table(&requests);
         assert!(
             table.contains("refund <U+202E>7-CNI") && !table.contains('\u{202E}'),
             "{table}"
         );
-        let records = json!([{"seq": 1, "at": 0, "actor": "a\u{2066}", "action": "vote.approve",
-            "details": {"comment": "ok\u{200B}"}}]);
+        let records: Vec<Record> = serde_json::from_value(json!([{"seq": 1, "at": 0, "actor": "a\u{2066}",
+            "action": "vote.approve", "resource": null, "request_id": null, "grant_id": null, "channel": null,
+            "details": {"comment": "ok\u{200B}"}, "prev_hash": "", "hash": ""}]))
+        .unwrap();
         let lines = audit_lines(&records);
         assert!(lines.contains("a<U+2066>") && lines.contains("ok<U+200B>"), "{lines}");
     }
