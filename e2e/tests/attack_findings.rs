@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use grant::{mint, GrantClaims, ScopeRule, SigningKey};
 use jitgate_e2e::control::Control;
-use jitgate_e2e::envoy::{Envoy, EnvoyOptions};
+use jitgate_e2e::envoy::{decision_counter, Envoy, EnvoyOptions};
 use jitgate_e2e::http::{call, get_with_grant, send_raw, Response};
 use jitgate_e2e::upstream::Upstream;
 use serde_json::{json, Value};
@@ -89,6 +89,7 @@ fn assert_authority_rejected(host_lines: &str) {
     let sane = get_with_host_lines(&envoy, "host: other.example\r\n");
     assert_eq!(sane.status, 200, "an unprotected host passes (unmatched: allow)");
     let before = upstream.count();
+    let counted = envoy.decisions("authority_rejected");
     let r = get_with_host_lines(&envoy, host_lines);
     assert_eq!(
         (r.status, r.error_code().as_str()),
@@ -96,7 +97,8 @@ fn assert_authority_rejected(host_lines: &str) {
         "{host_lines:?}"
     );
     assert_eq!(upstream.count(), before, "the upstream never sees it");
-    assert!(envoy.decisions("authority_rejected") >= 1);
+    // Counters reach /stats on the filter's tick: wait for this one.
+    envoy.wait_for_counter(&decision_counter("authority_rejected"), counted + 1);
 }
 
 #[test]
