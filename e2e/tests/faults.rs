@@ -586,9 +586,11 @@ fn slope(samples: &[(f64, f64)]) -> f64 {
 }
 
 /// How much Envoy's heap may grow over the soak's second half, projected
-/// from its fitted slope. A leak of a few hundred bytes per round (one
-/// grant or revocation entry) exceeds it within the long (240 s) run; the
-/// short run's allocator noise (a few KiB) stays far below it.
+/// from its fitted slope. Some growth is expected: each round's revocation
+/// stays in every worker's list until its grant expires (600 s), about
+/// 200 bytes a round (a 240 s run measured 42 KB over its second half). A
+/// leak per request (a hundred requests a round) or per grant exceeds it
+/// within the long run.
 const MEMORY_GROWTH_LIMIT: f64 = 256.0 * 1024.0;
 
 #[test]
