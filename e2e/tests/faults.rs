@@ -291,7 +291,7 @@ fn a_postgres_crash_under_load_is_reported_and_recovered_without_loss() {
     let load = Load::start(&control);
     load.wait_for_acks((0, 0, 0), 1, "the load gets writes acknowledged before the crash");
     pg.crash();
-    eventually(Duration::from_secs(10), "readyz reports the database outage", || {
+    eventually(Duration::from_secs(30), "readyz reports the database outage", || {
         call(control.port, "GET", "/readyz", &[], None).status == 503
     });
     let before_recovery = load.acked().counts();
