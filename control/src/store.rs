@@ -70,10 +70,32 @@ impl Db {
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             conn.execute("PRAGMA journal_mode = WAL").await?;
-                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                            // FULL: the WAL is synced at every commit, so an
+                            // acknowledged write survives a power loss too
+                            // (NORMAL syncs only at checkpoints).
+                            conn.execute("PRAGMA synchronous = FULL").await?;
                             conn.execute("PRAGMA foreign_keys = ON").await?;
                             conn.execute("PRAGMA busy_timeout = 5000").await?;
                             Ok(())
+                        })
+                    })
+                    // sqlx counts the transaction depth itself. When SQLite
+                    // rolls a transaction back on its own (SQLITE_FULL on a
+                    // full disk, an I/O error), sqlx's ROLLBACK fails, the
+                    // count stays one too high, and the next transaction is
+                    // a SAVEPOINT; if that one fails too, sqlx rolls back
+                    // to the savepoint, which leaves SQLite inside a
+                    // transaction that nothing will ever commit: every later
+                    // write would be acknowledged and lost. So a connection
+                    // that comes back to the pool inside a transaction is
+                    // closed (and replaced) instead of reused.
+                    .after_release(|conn, _| {
+                        Box::pin(async move {
+                            if conn.execute("BEGIN").await.is_err() {
+                                return Ok(false);
+                            }
+                            conn.execute("ROLLBACK").await?;
+                            Ok(true)
                         })
                     })
                     .connect_with(options.clone())
@@ -132,7 +154,8 @@ impl Db {
     /// short. Without this, every thousandth page made one commit wait for
     /// a full checkpoint, a stall of tens of milliseconds that every queued
     /// request waited behind. A PASSIVE checkpoint never blocks the writer
-    /// or readers, and durability is unchanged (`synchronous = NORMAL`).
+    /// or readers, and durability is unchanged (`synchronous = FULL`: every
+    /// commit is already synced in the WAL).
     pub async fn checkpoint_in_background(&self) {
         let Some(pool) = &self.checkpointer else { return };
         let mut last = (-1i64, -1i64);

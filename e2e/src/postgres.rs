@@ -35,18 +35,18 @@ fn as_postgres(args: &[&str]) -> std::io::Result<std::process::Output> {
 }
 
 impl LocalPostgres {
-    /// Creates and starts a cluster; `None` (with a SKIPPED line) when the
-    /// PostgreSQL binaries are missing, unless `JITGATE_REQUIRE_POSTGRES=1`.
+    /// Creates and starts a cluster; `None` (a recorded skip, see
+    /// `jitgate_test_skip`) when the PostgreSQL binaries are missing.
     pub fn start() -> Option<LocalPostgres> {
         let have = Command::new("initdb")
             .arg("--version")
             .output()
             .is_ok_and(|o| o.status.success());
         if !have {
-            if std::env::var("JITGATE_REQUIRE_POSTGRES").as_deref() == Ok("1") {
-                panic!("PostgreSQL (initdb, pg_ctl) is required but not installed");
-            }
-            eprintln!("SKIPPED: PostgreSQL binaries (initdb, pg_ctl) not found; set JITGATE_REQUIRE_POSTGRES=1 to fail instead");
+            jitgate_test_skip::skip(
+                jitgate_test_skip::Lacking::Postgres,
+                "PostgreSQL binaries (initdb, pg_ctl) not found",
+            );
             return None;
         }
         let dir = std::env::temp_dir().join(format!("jitgate-pg-{}-{}", std::process::id(), free_port()));
@@ -77,6 +77,10 @@ impl LocalPostgres {
     }
 
     fn ctl(&self, action: &str) {
+        self.ctl_with(action, "fast");
+    }
+
+    fn ctl_with(&self, action: &str, mode: &str) {
         let data = self.dir.join("data").display().to_string();
         let log = self.dir.join("pg.log").display().to_string();
         let opts = format!(
@@ -86,7 +90,7 @@ impl LocalPostgres {
         );
         let mut args = vec!["pg_ctl", "-D", &data, "-l", &log, "-o", &opts, "-w", "-t", "60", action];
         if action != "start" {
-            args.extend(["-m", "fast"]);
+            args.extend(["-m", mode]);
         }
         let out = as_postgres(&args).unwrap_or_else(|e| panic!("pg_ctl {action}: {e}"));
         assert!(
@@ -99,6 +103,12 @@ impl LocalPostgres {
     /// Stops the server (fast shutdown).
     pub fn stop(&self) {
         self.ctl("stop");
+    }
+
+    /// Stops the server as a crash would (immediate shutdown: no
+    /// checkpoint, so the next start runs crash recovery from the WAL).
+    pub fn crash(&self) {
+        self.ctl_with("stop", "immediate");
     }
 
     /// Starts it again.

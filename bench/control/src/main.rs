@@ -1,7 +1,7 @@
 //! `jitgate-bench-control`: a benchmark of the jitgate control service.
 //!
-//! It starts the real release `jitgate` binary (`target/release/jitgate`,
-//! from `cargo build --release -p jitgate-control`) on a fresh database,
+//! It starts the real `jitgate` binary as deployed (`target/service/jitgate`,
+//! from `cargo build --profile service -p jitgate-control`) on a fresh database,
 //! SQLite and then PostgreSQL (a new database on the server at
 //! 127.0.0.1:5432, dropped at the end; skipped with a message when the
 //! server is not reachable), and measures:
@@ -22,8 +22,8 @@
 //! merge. Run it in release mode:
 //!
 //! ```sh
-//! cargo build --release -p jitgate-control && scripts/build-wasm
-//! cargo run --release -p jitgate-bench-control -- --json /tmp/control.json
+//! cargo build --profile service -p jitgate-control && scripts/build-wasm
+//! cargo run --profile service -p jitgate-bench-control -- --json /tmp/control.json
 //! ```
 
 mod api;
@@ -103,7 +103,7 @@ struct Args {
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
     postgres_url: String,
     /// The control binary (default: `JITGATE_CONTROL_BIN`, else
-    /// `target/release/jitgate`).
+    /// `target/service/jitgate`).
     #[arg(long)]
     control_bin: Option<PathBuf>,
     /// Skip the measurements through Envoy (3 and 4).
@@ -173,10 +173,10 @@ fn control_binary(args: &Args) -> Result<PathBuf, String> {
         .control_bin
         .clone()
         .or_else(|| std::env::var_os("JITGATE_CONTROL_BIN").map(PathBuf::from))
-        .unwrap_or_else(|| jitgate_e2e::target_dir().join("release/jitgate"));
+        .unwrap_or_else(|| jitgate_e2e::target_dir().join("service/jitgate"));
     std::fs::canonicalize(&path).map_err(|e| {
         format!(
-            "{}: {e}: build it with cargo build --release -p jitgate-control",
+            "{}: {e}: build it with cargo build --profile service -p jitgate-control",
             path.display()
         )
     })

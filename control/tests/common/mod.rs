@@ -55,10 +55,10 @@ async fn postgres_database() -> Option<String> {
     let admin = match AnyPool::connect(PG_ADMIN_URL).await {
         Ok(p) => p,
         Err(e) => {
-            if std::env::var("JITGATE_REQUIRE_POSTGRES").as_deref() == Ok("1") {
-                panic!("PostgreSQL is required (JITGATE_REQUIRE_POSTGRES=1) but not reachable at {PG_ADMIN_URL}: {e}");
-            }
-            eprintln!("SKIPPED: PostgreSQL not reachable at {PG_ADMIN_URL} ({e}); set JITGATE_REQUIRE_POSTGRES=1 to fail instead");
+            jitgate_test_skip::skip(
+                jitgate_test_skip::Lacking::Postgres,
+                &format!("PostgreSQL not reachable at {PG_ADMIN_URL} ({e})"),
+            );
             return None;
         }
     };
