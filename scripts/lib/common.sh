@@ -72,10 +72,11 @@ ensure_wasm_targets() {
 # something must be installed.
 #   curl: scripts/demo; wrk: scripts/bench; node: wasm-bindgen-test-runner
 #   runs the in-WebAssembly tests under Node; python3 (with venv): the demo
-#   API and the Envoy venv (a pyenv or other python3 brings venv with it).
+#   API and the Envoy venv (a pyenv or other python3 brings venv with it);
+#   openssl: the mTLS tests make their certificates with it.
 ensure_debian_packages() {
   local want=() cmd commands=("$@")
-  [ $# -gt 0 ] || commands=(curl wrk node python3)
+  [ $# -gt 0 ] || commands=(curl wrk node python3 openssl)
   for cmd in "${commands[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 && continue
     case "$cmd" in
