@@ -22,6 +22,11 @@ use crate::sync::Live;
 /// removed, so upstreams can trust what they see.
 pub const JIT_HEADER_PREFIX: &[u8] = b"x-jit-";
 
+/// The body of the fail-closed answer (503) both adapters give when they
+/// cannot decide a request (host error, internal error).
+pub const UNAVAILABLE_BODY: &str =
+    r#"{"error":"gateway_unavailable","message":"The access gateway cannot check this request.","resource":null}"#;
+
 /// What the host can tell about the connection, asked only when needed.
 pub trait RequestHost {
     /// The client's address.

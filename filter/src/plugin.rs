@@ -563,11 +563,7 @@ impl Request {
             ("content-type", "application/json".to_owned()),
             ("cache-control", "no-store".to_owned()),
         ];
-        self.respond(
-            503,
-            &json,
-            r#"{"error":"gateway_unavailable","message":"The access gateway cannot check this request.","resource":null}"#,
-        )
+        self.respond(503, &json, check::UNAVAILABLE_BODY)
     }
 }
 
