@@ -92,7 +92,7 @@ impl Config {
                 ))
             }
         };
-        let cfg = config::parse(json).map_err(|e| format!("jitgate: invalid plugin configuration: {e}"))?;
+        let cfg = config::parse(json).map_err(|e| format!("jitgate: {e}"))?;
         if cfg.control.is_some() {
             // Fail closed: silently ignoring the section would leave
             // revocations unenforced and decisions unreported.

@@ -1,0 +1,263 @@
+//! The native form (`libjitgate_native.so`, an Envoy dynamic module) inside
+//! real Envoy 1.40: Envoy accepts its ABI, the core outcomes match the Wasm
+//! filter's, a panic inside the module fails closed, and a configuration
+//! it cannot serve (bad, or with a control link) makes Envoy refuse it.
+//!
+//! The whole Wasm outcome suite also runs against this form unchanged:
+//! `JITGATE_E2E_FORM=native cargo test -p jitgate-e2e --test filter_envoy
+//! --test attacks --test device_binding`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use grant::{mint, GrantClaims, ScopeRule, SigningKey};
+use jitgate_e2e::envoy::{decision_counter, Envoy, EnvoyOptions, FilterForm};
+use jitgate_e2e::http::request;
+use jitgate_e2e::upstream::Upstream;
+use jitgate_e2e::workspace_root;
+
+const K1: &str = "AaJjqsgdCNs5ZNQycUgeL_QbOX0xYMHMY7_8lj5ZJIs";
+const OTHER: &str = "nHq6SY5Wn3UwzrlAcsFzq-0vAZ3uHFHVU13ZQvQAlIU";
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn plugin_config(extra: &str) -> String {
+    format!(
+        r#"{{"issuer":"jit-control","keys":{{"k1":"{K1}"}},"resources":[{{"id":"payments-api","hosts":["*"],"path_prefix":"/v1"}}]{extra}}}"#
+    )
+}
+
+fn native(extra: &str, form: FilterForm) -> (Envoy, Upstream) {
+    let upstream = Upstream::start();
+    let envoy = Envoy::start(EnvoyOptions {
+        form,
+        ..EnvoyOptions::new(plugin_config(extra), upstream.port)
+    });
+    (envoy, upstream)
+}
+
+fn grant_signed(secret: &str, edit: impl FnOnce(&mut GrantClaims)) -> String {
+    let t = now();
+    let mut claims = GrantClaims {
+        iss: "jit-control".into(),
+        sub: "alice@example.com".into(),
+        aud: "payments-api".into(),
+        jti: "g-native-1".into(),
+        iat: t - 5,
+        nbf: t - 5,
+        exp: t + 600,
+        scope: vec![ScopeRule::new(&["GET"], &["/v1/invoices/*"])],
+        src: None,
+        req: Some("r-native-1".into()),
+        cnf: None,
+    };
+    edit(&mut claims);
+    mint(&claims, &SigningKey::from_base64url("k1", secret).unwrap()).unwrap()
+}
+
+fn grant(edit: impl FnOnce(&mut GrantClaims)) -> String {
+    grant_signed(K1, edit)
+}
+
+fn get(envoy: &Envoy, path: &str, headers: &[(&str, &[u8])]) -> (u16, String) {
+    let r = request(envoy.port, "GET", path, headers);
+    let code = if r.status == 200 { String::new() } else { r.error_code() };
+    (r.status, code)
+}
+
+#[test]
+fn envoy_accepts_the_modules_abi_version() {
+    let (envoy, _upstream) = native("", FilterForm::NATIVE);
+    let log = envoy.log();
+    assert!(
+        log.contains("Dynamic module ABI version v0.2.0 matched."),
+        "Envoy should confirm the ABI version:\n{}",
+        envoy.log_tail(40)
+    );
+}
+
+#[test]
+fn an_allowed_request_reaches_upstream_with_identity_headers_and_without_grant_or_spoofs() {
+    let (envoy, upstream) = native("", FilterForm::NATIVE);
+    let t = grant(|_| {});
+    let r = request(
+        envoy.port,
+        "GET",
+        "/v1/invoices/7",
+        &[
+            ("x-jit-grant", t.as_bytes()),
+            ("x-jit-subject", b"mallory@example.com"),
+            ("x-jit-other", b"1"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let seen = upstream.last().expect("upstream saw the request");
+    assert_eq!(seen.all("x-jit-subject"), vec!["alice@example.com".to_owned()]);
+    assert_eq!(seen.header("x-jit-grant-id").as_deref(), Some("g-native-1"));
+    assert_eq!(seen.header("x-jit-request-id").as_deref(), Some("r-native-1"));
+    assert!(
+        seen.all("x-jit-grant").is_empty(),
+        "the grant never reaches the upstream"
+    );
+    assert!(seen.all("x-jit-other").is_empty(), "incoming x-jit-* are removed");
+    // Same counter names as the Wasm filter; counted without a tick.
+    assert_eq!(envoy.wait_for_counter(&decision_counter("allowed"), 1), 1);
+    assert_eq!(
+        envoy.wait_for_counter("wasmcustom.jitgate.resource.payments-api.allowed", 1),
+        1
+    );
+}
+
+#[test]
+fn each_core_outcome_is_denied_with_its_status_and_code_and_never_reaches_upstream() {
+    let (envoy, upstream) = native("", FilterForm::NATIVE);
+    let cases: Vec<(&str, &str, Option<String>, u16, &str)> = vec![
+        ("no grant", "/v1/invoices/1", None, 401, "grant_missing"),
+        (
+            "other key",
+            "/v1/invoices/1",
+            Some(grant_signed(OTHER, |_| {})),
+            401,
+            "grant_bad_signature",
+        ),
+        (
+            "expired",
+            "/v1/invoices/1",
+            Some(grant(|c| {
+                c.iat = now() - 900;
+                c.nbf = c.iat;
+                c.exp = now() - 60;
+            })),
+            401,
+            "grant_expired",
+        ),
+        (
+            "out of scope",
+            "/v1/refunds/1",
+            Some(grant(|_| {})),
+            403,
+            "request_out_of_scope",
+        ),
+        (
+            "wrong audience",
+            "/v1/invoices/1",
+            Some(grant(|c| c.aud = "hr-api".into())),
+            403,
+            "grant_wrong_audience",
+        ),
+        (
+            "dot-dot",
+            "/v1/invoices/..%3bx/admin",
+            Some(grant(|_| {})),
+            400,
+            "path_rejected",
+        ),
+        ("no resource", "/admin", Some(grant(|_| {})), 403, "no_resource"),
+    ];
+    for (name, path, token, status, code) in &cases {
+        let headers: Vec<(&str, &[u8])> = token.iter().map(|t| ("x-jit-grant", t.as_bytes())).collect();
+        assert_eq!(
+            get(&envoy, path, &headers),
+            (*status, (*code).to_owned()),
+            "case {name}"
+        );
+    }
+    assert_eq!(upstream.count(), 0, "no denied request may reach the upstream");
+}
+
+#[test]
+fn a_source_restricted_grant_passes_only_from_an_allowed_address() {
+    // Shows the source address really is read from Envoy (a missing
+    // address would deny both).
+    let (envoy, _upstream) = native("", FilterForm::NATIVE);
+    let inside = grant(|c| c.src = Some(vec!["127.0.0.0/8".into()]));
+    let outside = grant(|c| c.src = Some(vec!["10.0.0.0/8".into()]));
+    assert_eq!(
+        get(&envoy, "/v1/invoices/1", &[("x-jit-grant", inside.as_bytes())]).0,
+        200
+    );
+    assert_eq!(
+        get(&envoy, "/v1/invoices/1", &[("x-jit-grant", outside.as_bytes())]),
+        (403, "source_not_allowed".to_owned())
+    );
+}
+
+#[test]
+fn dry_run_forwards_a_denied_request_without_spoofed_headers_and_counts_it() {
+    let (envoy, upstream) = native(r#","mode":"dry-run""#, FilterForm::NATIVE);
+    let r = request(envoy.port, "GET", "/v1/invoices/1", &[("x-jit-subject", b"mallory")]);
+    assert_eq!(r.status, 200);
+    let seen = upstream.last().expect("dry-run forwards");
+    assert!(
+        seen.all("x-jit-subject").is_empty(),
+        "spoofs are removed in dry-run too"
+    );
+    assert_eq!(envoy.wait_for_counter("wasmcustom.jitgate.dry_run.would_deny", 1), 1);
+}
+
+#[test]
+fn a_panic_inside_the_module_answers_503_and_envoy_keeps_serving() {
+    let probe = FilterForm::Native {
+        filter_name: "jitgate-panic-probe",
+    };
+    let (envoy, upstream) = native("", probe);
+    let t = grant(|_| {});
+    let r = request(
+        envoy.port,
+        "GET",
+        "/v1/invoices/1",
+        &[("x-jit-grant", t.as_bytes()), ("x-jitgate-panic-probe", b"1")],
+    );
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.error_code(), "gateway_unavailable");
+    assert_eq!(upstream.count(), 0, "a panic must not let the request through");
+    // Envoy is still up and the same worker decides the next request.
+    assert_eq!(get(&envoy, "/v1/invoices/1", &[("x-jit-grant", t.as_bytes())]).0, 200);
+    assert_eq!(get(&envoy, "/v1/invoices/1", &[]), (401, "grant_missing".to_owned()));
+}
+
+#[test]
+fn envoy_refuses_a_bad_configuration_or_a_control_section_naming_the_field() {
+    let upstream = Upstream::start();
+    let control = r#","control":{"cluster":"jitgate_control","ingest_key":"dev-ingest-key-0123456789"}"#;
+    for (config, field) in [
+        (plugin_config(r#","leeway":3600"#), "leeway"),
+        ("not json".to_owned(), "(root)"),
+        (plugin_config(control), "control"),
+    ] {
+        let options = EnvoyOptions {
+            form: FilterForm::NATIVE,
+            ..EnvoyOptions::new(config, upstream.port)
+        };
+        let log = match Envoy::try_start(options) {
+            Ok(envoy) => panic!("Envoy started with a bad configuration:\n{}", envoy.log()),
+            Err(log) => log,
+        };
+        let line = format!("jitgate: invalid plugin configuration: field `{field}`");
+        assert!(log.contains(&line), "log should name the field {field}:\n{log}");
+    }
+    assert_eq!(upstream.count(), 0);
+}
+
+#[test]
+fn the_native_template_differs_from_the_wasm_template_only_in_the_filter_entry() {
+    let read = |f: &str| std::fs::read_to_string(workspace_root().join("envoy-config").join(f)).unwrap();
+    // The body from `admin:` on, with the http filter entry cut out.
+    let body = |text: &str| {
+        let from = text.find("\nadmin:").expect("an admin section");
+        let start = text
+            .find("          - name: envoy.filters.http.")
+            .expect("a filter entry");
+        let end = text
+            .find("          - name: envoy.filters.http.router")
+            .expect("the router");
+        assert!(from < start && start < end);
+        format!("{}{}", &text[from..start], &text[end..])
+    };
+    assert_eq!(
+        body(&read("envoy.native.template.yaml")),
+        body(&read("envoy.template.yaml")),
+        "copy the listener and cluster changes of envoy.template.yaml into envoy.native.template.yaml"
+    );
+}
