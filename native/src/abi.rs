@@ -598,6 +598,8 @@ pub mod fake {
         pub headers: Vec<(Vec<u8>, Vec<u8>)>,
         pub response: Option<(u32, Vec<u8>)>,
         pub counters: Vec<usize>,
+        /// The host refuses header changes (as a broken host might).
+        pub refuse_writes: bool,
     }
 
     pub unsafe fn envoy_dynamic_module_callback_log(_: u32, _: ModuleBuffer) {}
@@ -685,6 +687,9 @@ pub mod fake {
         k: ModuleBuffer,
         v: ModuleBuffer,
     ) -> bool {
+        if stream(p).refuse_writes {
+            return false;
+        }
         stream(p).headers.push((owned(k), owned(v)));
         true
     }
@@ -695,6 +700,9 @@ pub mod fake {
         k: ModuleBuffer,
         v: ModuleBuffer,
     ) -> bool {
+        if stream(p).refuse_writes {
+            return false;
+        }
         let key = owned(k);
         stream(p).headers.retain(|(n, _)| *n != key);
         if !v.ptr.is_null() {
@@ -786,6 +794,49 @@ mod tests {
         assert_eq!(status, 401);
         assert!(String::from_utf8_lossy(&body).contains("grant_missing"));
         assert!(!stream.counters.is_empty(), "the decision is counted");
+        // SAFETY: made by config_new above, destroyed once.
+        unsafe { envoy_dynamic_module_on_http_filter_config_destroy(config) };
+    }
+
+    #[test]
+    fn an_allowed_request_whose_grant_header_cannot_be_removed_is_refused_with_503() {
+        let config = new_config("jitgate", &config_json());
+        let key = grant::SigningKey::from_base64url("k1", KEY).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let token = grant::mint(
+            &grant::GrantClaims {
+                iss: "https://jit.example".into(),
+                sub: "alice".into(),
+                aud: "api".into(),
+                jti: "g1".into(),
+                iat: now - 5,
+                nbf: now - 5,
+                exp: now + 600,
+                scope: vec![grant::ScopeRule::new(&["GET"], &["/**"])],
+                src: None,
+                req: None,
+                cnf: None,
+            },
+            &key,
+        )
+        .unwrap();
+        let mut allowed = request(&[("x-jit-grant", &token)]);
+        assert_eq!(run(config, &mut allowed), CONTINUE);
+        assert!(allowed.response.is_none());
+        assert!(allowed.headers.iter().all(|(n, _)| n != b"x-jit-grant"));
+        assert!(allowed
+            .headers
+            .iter()
+            .any(|(n, v)| n == b"x-jit-subject" && v == b"alice"));
+        let mut refused = FakeStream {
+            refuse_writes: true,
+            ..request(&[("x-jit-grant", &token)])
+        };
+        assert_eq!(run(config, &mut refused), STOP_ITERATION);
+        assert_eq!(refused.response.map(|r| r.0), Some(503));
         // SAFETY: made by config_new above, destroyed once.
         unsafe { envoy_dynamic_module_on_http_filter_config_destroy(config) };
     }
