@@ -10,8 +10,9 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use grant::{mint, GrantClaims, ScopeRule, SigningKey};
-use jitgate_e2e::envoy::{decision_counter, Envoy, EnvoyOptions, FilterForm};
+use jitgate_e2e::envoy::{decision_counter, Envoy, EnvoyOptions, FilterForm, ListenerTls};
 use jitgate_e2e::http::request;
+use jitgate_e2e::tls::{get_invoice_over_tls, TestPki};
 use jitgate_e2e::upstream::Upstream;
 use jitgate_e2e::workspace_root;
 
@@ -238,6 +239,38 @@ fn envoy_refuses_a_bad_configuration_or_a_control_section_naming_the_field() {
         assert!(log.contains(&line), "log should name the field {field}:\n{log}");
     }
     assert_eq!(upstream.count(), 0);
+}
+
+#[test]
+fn the_peer_uri_san_is_the_identity_in_both_forms() {
+    let dir = std::env::temp_dir().join(format!("jitgate-native-san-{}", std::process::id()));
+    let pki = TestPki::generate(&dir, &[]);
+    let alice = pki.client_with_uri_san("alice-workload", "spiffe://example.org/alice");
+    let bob = pki.client_with_uri_san("bob-workload", "spiffe://example.org/bob");
+    let token = grant(|c| c.sub = "spiffe://example.org/alice".into());
+    for form in [FilterForm::Wasm, FilterForm::NATIVE] {
+        let upstream = Upstream::start();
+        let envoy = Envoy::start(EnvoyOptions {
+            form,
+            listener_tls: Some(ListenerTls {
+                cert: pki.server.cert.clone(),
+                key: pki.server.key.clone(),
+                ca: pki.ca.clone(),
+            }),
+            ..EnvoyOptions::new(plugin_config(r#","identity":{"source":"peer_uri_san"}"#), upstream.port)
+        });
+        let (status, body) = get_invoice_over_tls(&envoy, &pki.ca, Some(&alice), &token);
+        assert_eq!(status, 200, "{form:?}, the grant's subject as URI SAN: {body}");
+        let (status, body) = get_invoice_over_tls(&envoy, &pki.ca, Some(&bob), &token);
+        assert_eq!(status, 403, "{form:?}, another URI SAN: {body}");
+        assert!(body.contains("identity_mismatch"), "{form:?}: {body}");
+        assert_eq!(
+            upstream.count(),
+            1,
+            "{form:?}: only the matching identity reaches the upstream"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
