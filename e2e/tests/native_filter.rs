@@ -1,17 +1,20 @@
 //! The native form (`libjitgate_native.so`, an Envoy dynamic module) inside
 //! real Envoy 1.40: Envoy accepts its ABI, the core outcomes match the Wasm
-//! filter's, a panic inside the module fails closed, and a configuration
-//! it cannot serve (bad, or with a control link) makes Envoy refuse it.
+//! filter's, revocations synced from the real control service are enforced
+//! at every worker, a panic inside the module fails closed, and a
+//! configuration it cannot serve (bad, or asking for decision reports) makes
+//! Envoy refuse it.
 //!
 //! The whole Wasm outcome suite also runs against this form unchanged:
 //! `JITGATE_E2E_FORM=native cargo test -p jitgate-e2e --test filter_envoy
 //! --test attacks --test device_binding`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use grant::{mint, GrantClaims, ScopeRule, SigningKey};
+use jitgate_e2e::control::Control;
 use jitgate_e2e::envoy::{decision_counter, Envoy, EnvoyOptions, FilterForm, ListenerTls};
-use jitgate_e2e::http::request;
+use jitgate_e2e::http::{get_with_grant, request};
 use jitgate_e2e::tls::{get_invoice_over_tls, TestPki};
 use jitgate_e2e::upstream::Upstream;
 use jitgate_e2e::workspace_root;
@@ -218,6 +221,82 @@ fn a_panic_inside_the_module_answers_503_and_envoy_keeps_serving() {
     assert_eq!(get(&envoy, "/v1/invoices/1", &[]), (401, "grant_missing".to_owned()));
 }
 
+/// The control-service tests start several processes: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Envoy with the native module linked to `control` (reports off: the
+/// native form does not report yet), `workers` workers.
+fn native_with_control(control: &Control, upstream: &Upstream, control_extra: &str, workers: u32) -> Envoy {
+    let mut options = EnvoyOptions {
+        form: FilterForm::NATIVE,
+        ..EnvoyOptions::new(
+            control.filter_config("", &format!(r#","report":false{control_extra}"#)),
+            upstream.port,
+        )
+    };
+    options.control_port = control.port;
+    options.concurrency = workers;
+    Envoy::start(options)
+}
+
+/// Waits until `check` holds, or panics after 15 s (a few 1 s polls on a
+/// loaded machine).
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(15) {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what}: not within 15 s");
+}
+
+fn read_scope() -> serde_json::Value {
+    serde_json::json!([{"methods": ["GET"], "paths": ["/v1/invoices/*"]}])
+}
+
+#[test]
+fn a_revocation_from_the_control_service_is_enforced_at_every_worker() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let control = Control::start(|c| c);
+    let upstream = Upstream::start();
+    let envoy = native_with_control(&control, &upstream, "", 2);
+    let (_, grant_id, token) = control.approved_grant("alice", "bob", read_scope(), 600);
+    let (_, _, other) = control.approved_grant("alice", "bob", read_scope(), 600);
+    assert_eq!(get_with_grant(envoy.port, "/v1/invoices/1", &token).status, 200);
+    control.revoke("bob", &grant_id);
+    // Enforced once a run of requests on fresh connections (spread over
+    // both workers) is all denied.
+    eventually("revocation at every worker", || {
+        (0..16).all(|_| get_with_grant(envoy.port, "/v1/invoices/1", &token).error_code() == "grant_revoked")
+    });
+    assert_eq!(
+        get_with_grant(envoy.port, "/v1/invoices/1", &other).status,
+        200,
+        "another grant is unaffected"
+    );
+    assert_eq!(envoy.stat("wasmcustom.jitgate.sync.failures"), 0);
+}
+
+#[test]
+fn strict_mode_denies_once_the_control_service_is_gone() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let mut control = Control::start(|c| c);
+    let upstream = Upstream::start();
+    let envoy = native_with_control(&control, &upstream, r#","max_staleness_seconds":2"#, 1);
+    let (_, _, token) = control.approved_grant("alice", "bob", read_scope(), 600);
+    eventually("first sync", || {
+        get_with_grant(envoy.port, "/v1/invoices/1", &token).status == 200
+    });
+    control.kill();
+    eventually("strict mode denies", || {
+        let r = get_with_grant(envoy.port, "/v1/invoices/1", &token);
+        r.status == 503 && r.error_code() == "revocations_stale"
+    });
+    envoy.wait_for_counter("wasmcustom.jitgate.sync.failures", 1);
+}
+
 #[test]
 fn envoy_refuses_a_bad_configuration_or_a_control_section_naming_the_field() {
     let upstream = Upstream::start();
@@ -225,7 +304,7 @@ fn envoy_refuses_a_bad_configuration_or_a_control_section_naming_the_field() {
     for (config, field) in [
         (plugin_config(r#","leeway":3600"#), "leeway"),
         ("not json".to_owned(), "(root)"),
-        (plugin_config(control), "control"),
+        (plugin_config(control), "control.report"),
     ] {
         let options = EnvoyOptions {
             form: FilterForm::NATIVE,

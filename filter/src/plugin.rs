@@ -217,13 +217,13 @@ impl Root {
             (snapshot.cursor, snapshot.grants_cursor)
         };
         let mut calls = Vec::new();
-        let path = format!("/v1/revocations?since={}", query_escape(&cursor));
+        let path = format!("/v1/revocations?since={}", sync::query_escape(&cursor));
         match self.dispatch_get(link, &path) {
             Ok(token) => calls.push((token, Call::Revocations)),
             Err(status) => self.sync_failed(now_ms, &format!("cannot call cluster {}: {status:?}", link.cluster)),
         }
         if active.cfg.identity_aware {
-            let path = format!("/v1/proxy/grants?since={}", query_escape(&grants_cursor));
+            let path = format!("/v1/proxy/grants?since={}", sync::query_escape(&grants_cursor));
             if let Ok(token) = self.dispatch_get(link, &path) {
                 calls.push((token, Call::Grants));
             }
@@ -367,19 +367,6 @@ impl Root {
             self.link.last_warning_ms = now_ms;
         }
     }
-}
-
-/// Escapes a cursor for a query string (cursors are opaque).
-fn query_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 impl Context for Root {

@@ -353,6 +353,20 @@ impl GrantIndex {
     }
 }
 
+/// Escapes a cursor for a query string (cursors are opaque); both
+/// adapters poll with it.
+pub fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// What a worker knows right now; read by every request of that worker.
 #[derive(Debug, Default)]
 pub struct Live {

@@ -12,6 +12,11 @@
 //! lacks a hook it requires, so the hooks this filter does not need are
 //! exported as no-ops.
 //!
+//! With a control link, the configuration-level hooks
+//! (`on_http_filter_config_scheduled`, `..._config_http_callout_done`) poll
+//! the control service from Envoy's main thread; a small thread of the
+//! module commits a scheduler event every poll interval.
+//!
 //! Structs passed by value (`module_buffer`, `envoy_buffer`: a pointer and a
 //! length) are `#[repr(C)]` mirrors of the header's.
 //!
@@ -26,6 +31,10 @@ use core::ffi::c_void;
 use core::ptr;
 use std::net::IpAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use filter::check::RequestHost;
 use filter::headers::{HeaderMap, MAX_HEADERS};
@@ -105,6 +114,9 @@ const REQUEST_HEADER: u32 = 0;
 /// (the other `*_status` enums start with the same `Continue = 0`).
 const CONTINUE: u32 = 0;
 const STOP_ITERATION: u32 = 1;
+/// `envoy_dynamic_module_type_http_callout_init_result_Success` and
+/// `envoy_dynamic_module_type_http_callout_result_Success` (both 0).
+const CALLOUT_SUCCESS: u32 = 0;
 /// `envoy_dynamic_module_type_metrics_result_Success`.
 const METRICS_SUCCESS: u32 = 0;
 /// `envoy_dynamic_module_type_log_level_Error`.
@@ -172,6 +184,25 @@ extern "C" {
         id: u32,
         result: *mut EnvoyBuffer,
     ) -> bool;
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(config_envoy: *mut c_void) -> *mut c_void;
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(scheduler: *mut c_void, event_id: u64);
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(scheduler: *mut c_void);
+    fn envoy_dynamic_module_callback_http_filter_config_http_callout(
+        config_envoy: *mut c_void,
+        callout_id: *mut u64,
+        cluster: ModuleBuffer,
+        headers: *mut ModuleHeader,
+        headers_length: usize,
+        body: ModuleBuffer,
+        timeout_ms: u64,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
+        config_envoy: *mut c_void,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
 }
 
 #[cfg(test)]
@@ -339,6 +370,90 @@ impl glue::Metrics for EnvoyConfig {
 // Event hooks. Envoy looks each up by name; the types are the ABI's.
 // ---------------------------------------------------------------------------
 
+/// What `on_http_filter_config_new` hands Envoy: the configuration and,
+/// with a control link, the thread that times the polls.
+struct Module {
+    config: Config,
+    /// Held for its `Drop`, which stops and joins the thread.
+    _poller: Option<Poller>,
+    /// A poll is in flight (polls never overlap).
+    polling: AtomicBool,
+}
+
+/// Wakes Envoy's main thread every poll interval (through a config
+/// scheduler) to poll the control service. Envoy's callouts can only be made
+/// from the main thread, so this thread only commits scheduler events.
+struct Poller {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+    scheduler: SendPtr,
+}
+
+/// Envoy's scheduler handle; its commit is meant to be called from any
+/// thread.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut c_void);
+// SAFETY: the scheduler's only use off the main thread is commit, which
+// Envoy documents as callable from any thread; it is deleted only after the
+// thread has been joined.
+unsafe impl Send for SendPtr {}
+
+impl Poller {
+    fn start(config_envoy: *mut c_void, interval: Duration) -> Option<Poller> {
+        // SAFETY: called from on_http_filter_config_new with Envoy's live
+        // configuration pointer.
+        let scheduler =
+            SendPtr(unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_new(config_envoy) });
+        if scheduler.0.is_null() {
+            return None;
+        }
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let signal = Arc::clone(&stop);
+        let spawned = std::thread::Builder::new()
+            .name("jitgate-poll".to_owned())
+            .spawn(move || {
+                let ptr = scheduler;
+                let (lock, wake) = &*signal;
+                let Ok(mut stopped) = lock.lock() else { return };
+                while !*stopped {
+                    // SAFETY: the scheduler lives until this thread is joined.
+                    unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_commit(ptr.0, 0) };
+                    match wake.wait_timeout(stopped, interval) {
+                        Ok((guard, _)) => stopped = guard,
+                        Err(_) => return,
+                    }
+                }
+            });
+        match spawned {
+            Ok(thread) => Some(Poller {
+                stop,
+                thread: Some(thread),
+                scheduler,
+            }),
+            Err(_) => {
+                // SAFETY: made above, never committed.
+                unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_delete(scheduler.0) };
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        let (lock, wake) = &*self.stop;
+        if let Ok(mut stopped) = lock.lock() {
+            *stopped = true;
+        }
+        wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        // SAFETY: the only other user, the thread, has ended.
+        unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_delete(self.scheduler.0) };
+    }
+}
+
 /// Program init: returns the ABI version the module was built against.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const u8 {
@@ -358,10 +473,22 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     let made = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: Envoy's buffers are valid for this call.
         let (name, json) = unsafe { (name.bytes(), config.bytes()) };
-        Config::new(name, json, &mut EnvoyConfig { ptr: config_envoy })
+        let config = Config::new(name, json, &mut EnvoyConfig { ptr: config_envoy })?;
+        let poller = match config.control() {
+            Some(link) => Some(
+                Poller::start(config_envoy, Duration::from_millis(link.poll_interval_ms))
+                    .ok_or_else(|| "jitgate: cannot start the revocation poller".to_owned())?,
+            ),
+            None => None,
+        };
+        Ok::<_, String>(Module {
+            config,
+            _poller: poller,
+            polling: AtomicBool::new(false),
+        })
     }));
     match made {
-        Ok(Ok(cfg)) => Box::into_raw(Box::new(cfg)).cast_const().cast(),
+        Ok(Ok(module)) => Box::into_raw(Box::new(module)).cast_const().cast(),
         Ok(Err(message)) => {
             log_error(&message);
             ptr::null()
@@ -382,8 +509,9 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(conf
     let _ = catch_unwind(AssertUnwindSafe(|| {
         if !config.is_null() {
             // SAFETY: made by Box::into_raw in config_new; Envoy destroys it
-            // once, after every filter made from it.
-            drop(unsafe { Box::from_raw(config.cast_mut().cast::<Config>()) });
+            // once, after every filter made from it. Dropping it stops and
+            // joins the poller first.
+            drop(unsafe { Box::from_raw(config.cast_mut().cast::<Module>()) });
         }
     }));
 }
@@ -391,7 +519,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(conf
 /// The per-request filter: only the configuration it belongs to (Envoy
 /// keeps the configuration alive while any of its filters lives).
 struct Filter {
-    config: *const Config,
+    config: *const Module,
 }
 
 /// Creates the per-request filter; null closes the stream.
@@ -428,7 +556,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     let decided = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: the filter came from on_http_filter_new and lives until
         // on_http_filter_destroy; its configuration outlives it.
-        let cfg = unsafe { filter.cast::<Filter>().as_ref().and_then(|f| f.config.as_ref()) };
+        let cfg = unsafe { filter.cast::<Filter>().as_ref().and_then(|f| f.config.as_ref()) }.map(|m| &m.config);
         match cfg {
             Some(cfg) => glue::on_request_headers(cfg, &mut stream),
             None => glue::unavailable(&mut stream),
@@ -563,6 +691,117 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
     _: u64,
     _: u32,
 ) {
+}
+
+/// A poll is due (on Envoy's main thread): call the control service.
+///
+/// # Safety
+/// Envoy passes its configuration and the module's, both alive.
+#[no_mangle]
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+    config_envoy: *mut c_void,
+    module: *const c_void,
+    _event_id: u64,
+) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: the module pointer came from config_new and is alive.
+        let Some(module) = (unsafe { module.cast::<Module>().as_ref() }) else {
+            return;
+        };
+        let Some(poll) = module.config.poll() else { return };
+        if module.polling.swap(true, Ordering::AcqRel) {
+            return; // the previous poll has not answered yet
+        }
+        let mut headers: Vec<ModuleHeader> = poll
+            .headers
+            .iter()
+            .map(|(n, v)| ModuleHeader {
+                key: ModuleBuffer::of(n.as_bytes()),
+                value: ModuleBuffer::of(v.as_bytes()),
+            })
+            .collect();
+        let mut id = 0u64;
+        // SAFETY: main thread, live configuration; every buffer is alive for
+        // the call and Envoy copies them.
+        let started = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_http_callout(
+                config_envoy,
+                &mut id,
+                ModuleBuffer::of(poll.cluster.as_bytes()),
+                headers.as_mut_ptr(),
+                headers.len(),
+                ModuleBuffer::of(&[]),
+                poll.timeout_ms,
+            )
+        };
+        if started != CALLOUT_SUCCESS {
+            module.polling.store(false, Ordering::Release);
+            sync_failed(config_envoy, module);
+        }
+    }));
+}
+
+/// The control service answered (or the call failed): apply the list.
+///
+/// # Safety
+/// Envoy passes live pointers; the headers and chunks are valid for the
+/// call.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)] // the ABI's signature
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
+    config_envoy: *mut c_void,
+    module: *const c_void,
+    _callout_id: u64,
+    result: u32,
+    headers: *mut EnvoyHeader,
+    headers_length: usize,
+    chunks: *mut EnvoyBuffer,
+    chunks_length: usize,
+) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: the module pointer came from config_new and is alive.
+        let Some(module) = (unsafe { module.cast::<Module>().as_ref() }) else {
+            return;
+        };
+        module.polling.store(false, Ordering::Release);
+        // SAFETY: Envoy's arrays are valid for this call (or null, empty).
+        let (headers, chunks) = unsafe { (slice_of(headers, headers_length), slice_of(chunks, chunks_length)) };
+        // SAFETY: as above, each buffer is valid for this call.
+        let status = (result == CALLOUT_SUCCESS)
+            .then(|| headers.iter().find(|h| unsafe { h.key.bytes() } == b":status"))
+            .flatten()
+            .map(|h| unsafe { h.value.bytes() });
+        let mut body = Vec::new();
+        for chunk in chunks {
+            // SAFETY: as above.
+            body.extend_from_slice(unsafe { chunk.bytes() });
+        }
+        let now = glue::now_ms().unwrap_or(0);
+        if module.config.on_poll_response(status, &body, now).is_err() {
+            sync_failed(config_envoy, module);
+        }
+    }));
+}
+
+/// # Safety
+/// `ptr` is null or valid for `len` elements for `'a`.
+unsafe fn slice_of<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
+    if ptr.is_null() || len == 0 {
+        &[]
+    } else {
+        // SAFETY: the caller's guarantee.
+        unsafe { core::slice::from_raw_parts(ptr, len) }
+    }
+}
+
+fn sync_failed(config_envoy: *mut c_void, module: &Module) {
+    if let Some(id) = module.config.sync_failures_counter() {
+        // SAFETY: main thread, live configuration; the counter was defined
+        // on it; no labels.
+        let _ = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_increment_counter(config_envoy, id, ptr::null_mut(), 0, 1)
+        };
+    }
 }
 
 /// Scheduled events: this filter schedules none.
@@ -720,6 +959,36 @@ pub mod fake {
         _: ModuleBuffer,
     ) {
         stream(p).response = Some((status, owned(body)));
+    }
+
+    pub unsafe fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(_: *mut c_void) -> *mut c_void {
+        ptr::null_mut()
+    }
+
+    pub unsafe fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(_: *mut c_void, _: u64) {}
+
+    pub unsafe fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(_: *mut c_void) {}
+
+    pub unsafe fn envoy_dynamic_module_callback_http_filter_config_http_callout(
+        _: *mut c_void,
+        _: *mut u64,
+        _: ModuleBuffer,
+        _: *mut ModuleHeader,
+        _: usize,
+        _: ModuleBuffer,
+        _: u64,
+    ) -> u32 {
+        1
+    }
+
+    pub unsafe fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
+        _: *mut c_void,
+        _: usize,
+        _: *mut ModuleBuffer,
+        _: usize,
+        _: u64,
+    ) -> u32 {
+        METRICS_SUCCESS
     }
 
     pub unsafe fn envoy_dynamic_module_callback_http_filter_get_attribute_string(

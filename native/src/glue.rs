@@ -2,19 +2,26 @@
 //! plugin JSON, and per request: headers in, `filter::check::evaluate` and
 //! `filter::check::plan` (the Wasm filter's own code), the plan carried out.
 //!
+//! With a `control` section, the revocation list is polled from the control
+//! service (the ABI layer times the polls and makes the calls; [`Synced`]
+//! holds the result for every worker). Decision reports and identity-aware
+//! grants are not implemented natively yet, so a configuration asking for
+//! them is refused.
+//!
 //! Envoy is behind [`Stream`] and [`Metrics`], so this is tested without it.
 
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use filter::check::{self, Plan, RequestHost};
-use filter::config::{self, FilterConfig, Mode};
+use filter::config::{self, ControlLink, FilterConfig, Mode};
 use filter::headers::HeaderMap;
-use filter::metrics::{self, MetricIds};
-use filter::sync::Live;
+use filter::metrics::{self, Gauge, MetricIds};
+use filter::sync::{self, Live, RevocationSet};
 
 /// The `filter_name` of the production filter.
 pub const FILTER_NAME: &str = "jitgate";
@@ -65,7 +72,42 @@ thread_local! {
     /// This worker's state per configuration: the grant cache (and, once the
     /// control link exists, what was synced). A worker's requests never run
     /// concurrently, so `Rc` is enough and no lock is taken per request.
-    static LIVE: RefCell<Vec<(u64, Rc<Live>)>> = const { RefCell::new(Vec::new()) };
+    static LIVE: RefCell<Vec<(u64, Rc<RefCell<Worker>>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A worker's view: its grant cache and its copy of the synced list.
+#[derive(Default)]
+struct Worker {
+    live: Live,
+    /// The [`Synced::generation`] `live` was copied at.
+    generation: u64,
+}
+
+/// The revocation list as last synced, shared by all workers. Workers copy
+/// it into their own [`Live`] when [`Synced::generation`] moves (once per
+/// poll), so a request takes the lock at most once per poll interval.
+#[derive(Debug, Default)]
+pub struct Synced {
+    state: Mutex<SyncState>,
+    generation: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct SyncState {
+    revoked: RevocationSet,
+    cursor: String,
+    synced_at_ms: Option<u64>,
+}
+
+/// A control-service call for the ABI layer to make.
+#[derive(Debug)]
+pub struct Poll {
+    /// The Envoy cluster.
+    pub cluster: String,
+    /// Request headers, pseudo-headers included.
+    pub headers: Vec<(&'static str, String)>,
+    /// Timeout of the call.
+    pub timeout_ms: u64,
 }
 
 /// One filter configuration, shared by all workers (read-only).
@@ -76,6 +118,8 @@ pub struct Config {
     /// Host metric ids, laid out as `filter::metrics::names` lists them.
     metrics: Vec<usize>,
     panic_probe: bool,
+    /// Present when the configuration has a control link.
+    synced: Option<Synced>,
 }
 
 impl Config {
@@ -93,12 +137,13 @@ impl Config {
             }
         };
         let cfg = config::parse(json).map_err(|e| format!("jitgate: {e}"))?;
-        if cfg.control.is_some() {
-            // Fail closed: silently ignoring the section would leave
-            // revocations unenforced and decisions unreported.
-            return Err(
-                "jitgate: invalid plugin configuration: field `control`: the native module has no control link yet; use the Wasm filter for revocation sync and decision reports".to_owned(),
-            );
+        // Fail closed: silently ignoring what the native form cannot do
+        // yet would leave decisions unreported or identities unserved.
+        if cfg.control.as_ref().is_some_and(|c| c.report) {
+            return Err("jitgate: invalid plugin configuration: field `control.report`: the native module does not report decisions yet; set it to false, or use the Wasm filter".to_owned());
+        }
+        if cfg.identity_aware {
+            return Err("jitgate: invalid plugin configuration: field `identity_aware`: the native module does not sync grants yet; use the Wasm filter".to_owned());
         }
         let ids: Vec<String> = cfg.resources.iter().map(|r| r.id.clone()).collect();
         let mut defined = Vec::new();
@@ -110,19 +155,91 @@ impl Config {
         }
         Ok(Config {
             id: NEXT_CONFIG_ID.fetch_add(1, Ordering::Relaxed),
-            cfg,
             metrics: defined,
             panic_probe,
+            synced: cfg.control.as_ref().map(|_| Synced::default()),
+            cfg,
         })
     }
 
-    /// This worker's state for this configuration.
-    fn live(&self) -> Rc<Live> {
+    /// The control link, if configured.
+    pub fn control(&self) -> Option<&ControlLink> {
+        self.cfg.control.as_ref()
+    }
+
+    /// The next revocation poll, if there is a control link.
+    pub fn poll(&self) -> Option<Poll> {
+        let link = self.cfg.control.as_ref()?;
+        let cursor = self
+            .synced
+            .as_ref()
+            .and_then(|s| s.state.lock().ok().map(|st| st.cursor.clone()))
+            .unwrap_or_default();
+        Some(Poll {
+            cluster: link.cluster.clone(),
+            headers: vec![
+                (":method", "GET".to_owned()),
+                (
+                    ":path",
+                    format!("/v1/revocations?since={}", sync::query_escape(&cursor)),
+                ),
+                (":authority", link.authority.clone()),
+                ("authorization", format!("Bearer {}", link.ingest_key)),
+                ("accept", "application/json".to_owned()),
+            ],
+            timeout_ms: link.timeout_ms,
+        })
+    }
+
+    /// Applies a poll's answer (`status` as Envoy gives `:status`; `None`
+    /// if the call failed). `Err` means the sync failed: count it and keep
+    /// the previous list.
+    pub fn on_poll_response(&self, status: Option<&[u8]>, body: &[u8], now_ms: u64) -> Result<(), String> {
+        let Some(synced) = &self.synced else {
+            return Ok(());
+        };
+        if status != Some(b"200".as_slice()) {
+            return Err(format!("status {:?}", status.map(String::from_utf8_lossy)));
+        }
+        let (cursor, entries) = sync::parse_revocations(body).map_err(|e| e.0.to_owned())?;
+        let mut state = synced.state.lock().map_err(|_| "sync state poisoned".to_owned())?;
+        state.revoked.merge(entries).map_err(|e| e.0.to_owned())?;
+        state.revoked.prune(now_ms / 1000, self.cfg.verifier.leeway());
+        state.cursor = cursor;
+        state.synced_at_ms = Some(now_ms);
+        synced.generation.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
+    /// The id of the `jitgate.sync.failures` counter.
+    pub fn sync_failures_counter(&self) -> Option<usize> {
+        let at = self.metrics.len().checked_sub(metrics::GAUGES.len())? + Gauge::SyncFailures as usize;
+        self.metrics.get(at).copied()
+    }
+
+    /// This worker's state for this configuration, with the synced list
+    /// copied in if it moved since this worker last looked.
+    fn worker(&self) -> Rc<RefCell<Worker>> {
+        let worker = self.worker_slot();
+        if let (Some(synced), Ok(mut w)) = (&self.synced, worker.try_borrow_mut()) {
+            let generation = synced.generation.load(Ordering::Acquire);
+            if generation != w.generation {
+                if let Ok(state) = synced.state.lock() {
+                    w.live.revoked.clone_from(&state.revoked);
+                    w.live.synced_at_ms = state.synced_at_ms;
+                    w.generation = generation;
+                }
+            }
+        }
+        worker
+    }
+
+    fn worker_slot(&self) -> Rc<RefCell<Worker>> {
         LIVE.with(|cell| {
             // Not re-entered on one thread; should it ever be, a fresh state
             // (an empty grant cache) is correct, only slower.
             let Ok(mut all) = cell.try_borrow_mut() else {
-                return Rc::new(Live::default());
+                return Rc::default();
             };
             if let Some((_, live)) = all.iter().find(|(id, _)| *id == self.id) {
                 return Rc::clone(live);
@@ -130,9 +247,9 @@ impl Config {
             if all.len() >= LIVE_PER_THREAD {
                 all.remove(0);
             }
-            let live = Rc::new(Live::default());
-            all.push((self.id, Rc::clone(&live)));
-            live
+            let worker: Rc<RefCell<Worker>> = Rc::default();
+            all.push((self.id, Rc::clone(&worker)));
+            worker
         })
     }
 }
@@ -152,7 +269,8 @@ pub fn parse_address(raw: &[u8]) -> Option<IpAddr> {
         .ok()
 }
 
-fn now_ms() -> Option<u64> {
+/// Milliseconds since the epoch.
+pub fn now_ms() -> Option<u64> {
     let since = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
     u64::try_from(since.as_millis()).ok()
 }
@@ -172,8 +290,11 @@ pub fn on_request_headers(config: &Config, stream: &mut dyn Stream) -> Next {
         return unavailable(stream);
     };
     let cfg = &config.cfg;
-    let live = config.live();
-    let eval = check::evaluate(cfg, &headers, &*stream, now, &live);
+    let worker = config.worker();
+    let Ok(worker) = worker.try_borrow() else {
+        return unavailable(stream);
+    };
+    let eval = check::evaluate(cfg, &headers, &*stream, now, &worker.live);
     let denied = !eval.verdict.passes();
     let dry_run_denied = denied && cfg.mode == Mode::DryRun;
     // Counted directly: a native call costs little, unlike a VM exit.
@@ -210,4 +331,78 @@ pub fn unavailable(stream: &mut dyn Stream) -> Next {
     let headers = [("content-type", "application/json"), ("cache-control", "no-store")];
     stream.send_response(503, &headers, check::UNAVAILABLE_BODY.as_bytes(), "jitgate_unavailable");
     Next::Stop
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoMetrics;
+
+    impl Metrics for NoMetrics {
+        fn define(&mut self, _: &str, _: bool) -> Option<usize> {
+            Some(0)
+        }
+    }
+
+    fn linked() -> Config {
+        let json = r#"{"issuer":"i","keys":{"k1":"AaJjqsgdCNs5ZNQycUgeL_QbOX0xYMHMY7_8lj5ZJIs"},"resources":[{"id":"api","path_prefix":"/"}],"control":{"cluster":"jitgate_control","ingest_key":"dev-ingest-key-0123456789","report":false}}"#;
+        Config::new(b"jitgate", json.as_bytes(), &mut NoMetrics).unwrap()
+    }
+
+    fn path(config: &Config) -> String {
+        let poll = config.poll().unwrap();
+        poll.headers.iter().find(|(n, _)| *n == ":path").unwrap().1.clone()
+    }
+
+    #[test]
+    fn a_synced_list_reaches_the_worker_and_the_cursor_the_next_poll() {
+        let config = linked();
+        assert_eq!(path(&config), "/v1/revocations?since=");
+        let now = 1_780_000_000_000;
+        let body = br#"{"cursor":"c 1","revoked":[{"jti":"g-1","exp":1780000600}]}"#;
+        config.on_poll_response(Some(b"200"), body, now).unwrap();
+        assert_eq!(path(&config), "/v1/revocations?since=c%201");
+        let worker = config.worker();
+        let worker = worker.borrow();
+        assert_eq!(worker.live.revoked.len(), 1);
+        assert_eq!(worker.live.synced_at_ms, Some(now));
+    }
+
+    #[test]
+    fn a_failed_or_malformed_answer_keeps_the_previous_list() {
+        let config = linked();
+        let now = 1_780_000_000_000;
+        let good = br#"{"cursor":"c1","revoked":[{"jti":"g-1","exp":1780000600}]}"#;
+        config.on_poll_response(Some(b"200"), good, now).unwrap();
+        assert!(config.on_poll_response(Some(b"503"), good, now + 1).is_err());
+        assert!(config.on_poll_response(None, b"", now + 2).is_err());
+        assert!(config
+            .on_poll_response(Some(b"200"), b"{\"revoked\":[]}", now + 3)
+            .is_err());
+        let worker = config.worker();
+        assert_eq!(
+            worker.borrow().live.synced_at_ms,
+            Some(now),
+            "only a good answer counts as a sync"
+        );
+        assert_eq!(path(&config), "/v1/revocations?since=c1");
+    }
+
+    #[test]
+    fn decision_reports_and_identity_aware_grants_are_refused_not_ignored() {
+        let with = |control: &str, extra: &str| {
+            format!(
+                r#"{{"issuer":"i","keys":{{"k1":"AaJjqsgdCNs5ZNQycUgeL_QbOX0xYMHMY7_8lj5ZJIs"}},"resources":[{{"id":"api","path_prefix":"/"}}],"control":{{"cluster":"c","ingest_key":"dev-ingest-key-0123456789"{control}}}{extra}}}"#
+            )
+        };
+        let err = Config::new(b"jitgate", with("", "").as_bytes(), &mut NoMetrics).unwrap_err();
+        assert!(err.contains("field `control.report`"), "{err}");
+        let aware = with(
+            r#","report":false"#,
+            r#","identity":{"source":"header","name":"x-user"},"identity_aware":true"#,
+        );
+        let err = Config::new(b"jitgate", aware.as_bytes(), &mut NoMetrics).unwrap_err();
+        assert!(err.contains("field `identity_aware`"), "{err}");
+    }
 }

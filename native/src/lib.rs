@@ -7,9 +7,15 @@
 //! - `abi`: the C ABI (types, Envoy's callbacks, the exported hooks), the
 //!   only place with `unsafe`.
 //!
-//! Differences from the Wasm form: no control link yet (a `control`
-//! section is refused, see [`glue::Config::new`]), so no revocation sync,
-//! identity-aware grants or decision reports; denials are not logged.
+//! Differences from the Wasm form: the control link polls revocations
+//! (strict mode included) but sends no decision reports and syncs no grants
+//! for identity-aware mode, so a configuration asking for either is refused
+//! (see [`glue::Config::new`]); denials are not logged; the link gauges
+//! (`jitgate.revocations.*`) are defined but not set.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
+)]
 
 mod abi;
 pub mod glue;
