@@ -224,13 +224,13 @@ fn a_panic_inside_the_module_answers_503_and_envoy_keeps_serving() {
 /// The control-service tests start several processes: one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Envoy with the native module linked to `control` (reports off: the
-/// native form does not report yet), `workers` workers.
+/// Envoy with the native module linked to `control` (reports every 200 ms),
+/// `workers` workers.
 fn native_with_control(control: &Control, upstream: &Upstream, control_extra: &str, workers: u32) -> Envoy {
     let mut options = EnvoyOptions {
         form: FilterForm::NATIVE,
         ..EnvoyOptions::new(
-            control.filter_config("", &format!(r#","report":false{control_extra}"#)),
+            control.filter_config("", &format!(r#","report_interval_ms":200{control_extra}"#)),
             upstream.port,
         )
     };
@@ -280,6 +280,29 @@ fn a_revocation_from_the_control_service_is_enforced_at_every_worker() {
 }
 
 #[test]
+fn decisions_reach_the_control_services_audit_log() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let control = Control::start(|c| c);
+    let upstream = Upstream::start();
+    let envoy = native_with_control(&control, &upstream, "", 2);
+    let (request_id, _, token) = control.approved_grant("alice", "bob", read_scope(), 600);
+    for _ in 0..3 {
+        assert_eq!(get_with_grant(envoy.port, "/v1/invoices/1", &token).status, 200);
+    }
+    assert_eq!(
+        get_with_grant(envoy.port, "/v1/refunds/1", &token).error_code(),
+        "request_out_of_scope"
+    );
+    eventually("the decisions in the audit log", || {
+        let records = control.audit_for(&request_id);
+        let count = |outcome: &str| records.iter().filter(|r| r["details"]["outcome"] == outcome).count();
+        count("allowed") == 3 && count("request_out_of_scope") == 1
+    });
+    assert_eq!(envoy.wait_for_counter("wasmcustom.jitgate.reports.delivered", 4), 4);
+    assert_eq!(envoy.stat("wasmcustom.jitgate.reports.dropped"), 0);
+}
+
+#[test]
 fn strict_mode_denies_once_the_control_service_is_gone() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let mut control = Control::start(|c| c);
@@ -300,11 +323,11 @@ fn strict_mode_denies_once_the_control_service_is_gone() {
 #[test]
 fn envoy_refuses_a_bad_configuration_or_a_control_section_naming_the_field() {
     let upstream = Upstream::start();
-    let control = r#","control":{"cluster":"jitgate_control","ingest_key":"dev-ingest-key-0123456789"}"#;
+    let aware = r#","identity":{"source":"header","name":"x-user"},"identity_aware":true,"control":{"cluster":"jitgate_control","ingest_key":"dev-ingest-key-0123456789"}"#;
     for (config, field) in [
         (plugin_config(r#","leeway":3600"#), "leeway"),
         ("not json".to_owned(), "(root)"),
-        (plugin_config(control), "control.report"),
+        (plugin_config(aware), "identity_aware"),
     ] {
         let options = EnvoyOptions {
             form: FilterForm::NATIVE,

@@ -576,22 +576,7 @@ impl HttpContext for Request {
         let plan = check::plan(&active.cfg, &headers, &eval);
         if active.reporter.is_some() {
             let client = self.source_address().map(|ip| ip.to_string());
-            let g = eval.grant.as_ref();
-            let event = Event {
-                time_ms: now,
-                outcome: eval.verdict.code(),
-                resource: eval
-                    .resource
-                    .and_then(|i| active.cfg.resources.get(i))
-                    .map(|r| r.id.as_str()),
-                grant_id: g.map(|g| g.jti()),
-                subject: g.map(|g| g.sub()),
-                access_request_id: g.and_then(|g| g.req()),
-                method: headers.single(b":method").unwrap_or(&[]),
-                path: headers.single(b":path").unwrap_or(&[]),
-                client: client.as_deref(),
-                request_id: headers.single(b"x-request-id"),
-            };
+            let event = Event::of_decision(&active.cfg, &headers, &eval, now, client.as_deref());
             let status = match &plan {
                 Plan::Deny { status, .. } => Some(*status),
                 Plan::Forward { .. } => None,

@@ -14,8 +14,9 @@
 //!
 //! With a control link, the configuration-level hooks
 //! (`on_http_filter_config_scheduled`, `..._config_http_callout_done`) poll
-//! the control service from Envoy's main thread; a small thread of the
-//! module commits a scheduler event every poll interval.
+//! revocations from and post decision reports to the control service from
+//! Envoy's main thread; a small thread of the module commits a scheduler
+//! event every tick (the poll or report interval, whichever is shorter).
 //!
 //! Structs passed by value (`module_buffer`, `envoy_buffer`: a pointer and a
 //! length) are `#[repr(C)]` mirrors of the header's.
@@ -31,7 +32,7 @@ use core::ffi::c_void;
 use core::ptr;
 use std::net::IpAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -39,7 +40,7 @@ use std::time::Duration;
 use filter::check::RequestHost;
 use filter::headers::{HeaderMap, MAX_HEADERS};
 
-use crate::glue::{self, Config, Stream};
+use crate::glue::{self, Config, PendingReport, Poll, Stream};
 
 /// The ABI version of Envoy 1.40.0 (its log confirms "matched").
 const ABI_VERSION: &[u8] = b"v0.2.0\0";
@@ -124,6 +125,7 @@ const LOG_ERROR: u32 = 4;
 
 /// `envoy_dynamic_module_type_attribute_id` values used here.
 mod attribute {
+    pub const RESPONSE_CODE: u32 = 15;
     pub const SOURCE_ADDRESS: u32 = 24;
     pub const URI_SAN_PEER_CERTIFICATE: u32 = 37;
     pub const SHA256_PEER_CERTIFICATE_DIGEST: u32 = 38;
@@ -183,6 +185,11 @@ extern "C" {
         filter_envoy: *mut c_void,
         id: u32,
         result: *mut EnvoyBuffer,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_filter_get_attribute_int(
+        filter_envoy: *mut c_void,
+        id: u32,
+        result: *mut u64,
     ) -> bool;
     fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(config_envoy: *mut c_void) -> *mut c_void;
     fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(scheduler: *mut c_void, event_id: u64);
@@ -378,10 +385,14 @@ struct Module {
     _poller: Option<Poller>,
     /// A poll is in flight (polls never overlap).
     polling: AtomicBool,
+    /// When the last poll started (ms since the epoch).
+    last_poll_ms: AtomicU64,
+    /// The callout carrying the report batch in flight.
+    report_callout: Mutex<Option<u64>>,
 }
 
-/// Wakes Envoy's main thread every poll interval (through a config
-/// scheduler) to poll the control service. Envoy's callouts can only be made
+/// Wakes Envoy's main thread every tick (through a config scheduler) to
+/// call the control service. Envoy's callouts can only be made
 /// from the main thread, so this thread only commits scheduler events.
 struct Poller {
     stop: Arc<(Mutex<bool>, Condvar)>,
@@ -474,10 +485,10 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
         // SAFETY: Envoy's buffers are valid for this call.
         let (name, json) = unsafe { (name.bytes(), config.bytes()) };
         let config = Config::new(name, json, &mut EnvoyConfig { ptr: config_envoy })?;
-        let poller = match config.control() {
-            Some(link) => Some(
-                Poller::start(config_envoy, Duration::from_millis(link.poll_interval_ms))
-                    .ok_or_else(|| "jitgate: cannot start the revocation poller".to_owned())?,
+        let poller = match config.tick_ms() {
+            Some(tick) => Some(
+                Poller::start(config_envoy, Duration::from_millis(tick))
+                    .ok_or_else(|| "jitgate: cannot start the control link's timer".to_owned())?,
             ),
             None => None,
         };
@@ -485,6 +496,8 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
             config,
             _poller: poller,
             polling: AtomicBool::new(false),
+            last_poll_ms: AtomicU64::new(0),
+            report_callout: Mutex::new(None),
         })
     }));
     match made {
@@ -520,6 +533,8 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(conf
 /// keeps the configuration alive while any of its filters lives).
 struct Filter {
     config: *const Module,
+    /// The decision, until the stream completes (reporting only).
+    report: Option<PendingReport>,
 }
 
 /// Creates the per-request filter; null closes the stream.
@@ -535,9 +550,12 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
         if config.is_null() {
             return ptr::null();
         }
-        Box::into_raw(Box::new(Filter { config: config.cast() }))
-            .cast_const()
-            .cast()
+        Box::into_raw(Box::new(Filter {
+            config: config.cast(),
+            report: None,
+        }))
+        .cast_const()
+        .cast()
     })
     .unwrap_or(ptr::null())
 }
@@ -554,11 +572,16 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
 ) -> u32 {
     let mut stream = EnvoyStream { ptr: filter_envoy };
     let decided = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: the filter came from on_http_filter_new and lives until
+        // SAFETY: the filter came from on_http_filter_new (a Box this
+        // module owns, used only on this stream's worker) and lives until
         // on_http_filter_destroy; its configuration outlives it.
-        let cfg = unsafe { filter.cast::<Filter>().as_ref().and_then(|f| f.config.as_ref()) }.map(|m| &m.config);
-        match cfg {
-            Some(cfg) => glue::on_request_headers(cfg, &mut stream),
+        let filter = unsafe { filter.cast_mut().cast::<Filter>().as_mut() };
+        match filter {
+            // SAFETY: as above, the configuration outlives the filter.
+            Some(f) => match unsafe { f.config.as_ref() } {
+                Some(m) => glue::on_request_headers(&m.config, &mut stream, &mut f.report),
+                None => glue::unavailable(&mut stream),
+            },
             None => glue::unavailable(&mut stream),
         }
     }));
@@ -626,9 +649,39 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(_: *mut 
     CONTINUE
 }
 
-/// Stream complete: nothing to report (no control link yet).
+/// Stream complete: records the decision report, with the status the client
+/// got.
+///
+/// # Safety
+/// Envoy passes the live stream and a filter from `on_http_filter_new`.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(_: *mut c_void, _: *const c_void) {}
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
+    filter_envoy: *mut c_void,
+    filter: *const c_void,
+) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: as in on_http_filter_request_headers.
+        let Some(f) = (unsafe { filter.cast_mut().cast::<Filter>().as_mut() }) else {
+            return;
+        };
+        let Some(report) = f.report.take() else { return };
+        // SAFETY: the configuration outlives the filter.
+        let Some(module) = (unsafe { f.config.as_ref() }) else {
+            return;
+        };
+        let mut code = 0u64;
+        // SAFETY: live stream; `code` is a valid place.
+        let known = unsafe {
+            envoy_dynamic_module_callback_http_filter_get_attribute_int(
+                filter_envoy,
+                attribute::RESPONSE_CODE,
+                &mut code,
+            )
+        };
+        let code = known.then(|| u16::try_from(code).ok()).flatten();
+        module.config.on_stream_complete(report, code);
+    }));
+}
 
 /// HTTP callouts: this filter starts none.
 #[no_mangle]
@@ -708,37 +761,72 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
         let Some(module) = (unsafe { module.cast::<Module>().as_ref() }) else {
             return;
         };
-        let Some(poll) = module.config.poll() else { return };
-        if module.polling.swap(true, Ordering::AcqRel) {
-            return; // the previous poll has not answered yet
+        let now = glue::now_ms().unwrap_or(0);
+        let interval = module.config.control().map_or(u64::MAX, |l| l.poll_interval_ms);
+        let due = now.saturating_sub(module.last_poll_ms.load(Ordering::Acquire)) >= interval;
+        if due && !module.polling.swap(true, Ordering::AcqRel) {
+            module.last_poll_ms.store(now, Ordering::Release);
+            let started = module.config.poll().and_then(|poll| callout(config_envoy, &poll));
+            if started.is_none() {
+                module.polling.store(false, Ordering::Release);
+                sync_failed(config_envoy, module);
+            }
         }
-        let mut headers: Vec<ModuleHeader> = poll
-            .headers
-            .iter()
-            .map(|(n, v)| ModuleHeader {
-                key: ModuleBuffer::of(n.as_bytes()),
-                value: ModuleBuffer::of(v.as_bytes()),
-            })
-            .collect();
-        let mut id = 0u64;
-        // SAFETY: main thread, live configuration; every buffer is alive for
-        // the call and Envoy copies them.
-        let started = unsafe {
-            envoy_dynamic_module_callback_http_filter_config_http_callout(
-                config_envoy,
-                &mut id,
-                ModuleBuffer::of(poll.cluster.as_bytes()),
-                headers.as_mut_ptr(),
-                headers.len(),
-                ModuleBuffer::of(&[]),
-                poll.timeout_ms,
-            )
-        };
-        if started != CALLOUT_SUCCESS {
-            module.polling.store(false, Ordering::Release);
-            sync_failed(config_envoy, module);
+        if let Some(batch) = module.config.next_report(now) {
+            let started = callout(config_envoy, &batch);
+            if let Ok(mut slot) = module.report_callout.lock() {
+                *slot = started;
+            }
+            module.config.report_dispatched(started.is_some(), now);
         }
+        count_reports(config_envoy, module);
     }));
+}
+
+/// Makes one call to the control service; its callout id if Envoy took it.
+fn callout(config_envoy: *mut c_void, call: &Poll) -> Option<u64> {
+    let mut headers: Vec<ModuleHeader> = call
+        .headers
+        .iter()
+        .map(|(n, v)| ModuleHeader {
+            key: ModuleBuffer::of(n.as_bytes()),
+            value: ModuleBuffer::of(v.as_bytes()),
+        })
+        .collect();
+    let mut id = 0u64;
+    // SAFETY: main thread (config hooks only), live configuration; every
+    // buffer is alive for the call and Envoy copies them.
+    let started = unsafe {
+        envoy_dynamic_module_callback_http_filter_config_http_callout(
+            config_envoy,
+            &mut id,
+            ModuleBuffer::of(call.cluster.as_bytes()),
+            headers.as_mut_ptr(),
+            headers.len(),
+            ModuleBuffer::of(&call.body),
+            call.timeout_ms,
+        )
+    };
+    (started == CALLOUT_SUCCESS).then_some(id)
+}
+
+/// Adds newly delivered and dropped reports to Envoy's counters.
+fn count_reports(config_envoy: *mut c_void, module: &Module) {
+    for (id, n) in module.config.report_counts() {
+        if let (Some(id), true) = (id, n > 0) {
+            // SAFETY: main thread, live configuration; the counter was
+            // defined on it; no labels.
+            let _ = unsafe {
+                envoy_dynamic_module_callback_http_filter_config_increment_counter(
+                    config_envoy,
+                    id,
+                    ptr::null_mut(),
+                    0,
+                    n,
+                )
+            };
+        }
+    }
 }
 
 /// The control service answered (or the call failed): apply the list.
@@ -751,7 +839,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
     config_envoy: *mut c_void,
     module: *const c_void,
-    _callout_id: u64,
+    callout_id: u64,
     result: u32,
     headers: *mut EnvoyHeader,
     headers_length: usize,
@@ -763,7 +851,6 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout
         let Some(module) = (unsafe { module.cast::<Module>().as_ref() }) else {
             return;
         };
-        module.polling.store(false, Ordering::Release);
         // SAFETY: Envoy's arrays are valid for this call (or null, empty).
         let (headers, chunks) = unsafe { (slice_of(headers, headers_length), slice_of(chunks, chunks_length)) };
         // SAFETY: as above, each buffer is valid for this call.
@@ -777,6 +864,23 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout
             body.extend_from_slice(unsafe { chunk.bytes() });
         }
         let now = glue::now_ms().unwrap_or(0);
+        let is_report = module
+            .report_callout
+            .lock()
+            .map(|mut slot| {
+                let mine = *slot == Some(callout_id);
+                if mine {
+                    *slot = None;
+                }
+                mine
+            })
+            .unwrap_or(false);
+        if is_report {
+            module.config.report_done(status, now);
+            count_reports(config_envoy, module);
+            return;
+        }
+        module.polling.store(false, Ordering::Release);
         if module.config.on_poll_response(status, &body, now).is_err() {
             sync_failed(config_envoy, module);
         }
@@ -959,6 +1063,14 @@ pub mod fake {
         _: ModuleBuffer,
     ) {
         stream(p).response = Some((status, owned(body)));
+    }
+
+    pub unsafe fn envoy_dynamic_module_callback_http_filter_get_attribute_int(
+        _: *mut c_void,
+        _: u32,
+        _: *mut u64,
+    ) -> bool {
+        false
     }
 
     pub unsafe fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(_: *mut c_void) -> *mut c_void {

@@ -3,10 +3,10 @@
 //! `filter::check::plan` (the Wasm filter's own code), the plan carried out.
 //!
 //! With a `control` section, the revocation list is polled from the control
-//! service (the ABI layer times the polls and makes the calls; [`Synced`]
-//! holds the result for every worker). Decision reports and identity-aware
-//! grants are not implemented natively yet, so a configuration asking for
-//! them is refused.
+//! service and decisions are reported to it (the ABI layer times the calls
+//! and makes them; [`Synced`] and the reporter are shared by all workers).
+//! Identity-aware grants are not implemented natively yet, so a
+//! configuration asking for them is refused.
 //!
 //! Envoy is behind [`Stream`] and [`Metrics`], so this is tested without it.
 
@@ -21,6 +21,7 @@ use filter::check::{self, Plan, RequestHost};
 use filter::config::{self, ControlLink, FilterConfig, Mode};
 use filter::headers::HeaderMap;
 use filter::metrics::{self, Gauge, MetricIds};
+use filter::report::{Event, Reporter};
 use filter::sync::{self, Live, RevocationSet};
 
 /// The `filter_name` of the production filter.
@@ -106,8 +107,28 @@ pub struct Poll {
     pub cluster: String,
     /// Request headers, pseudo-headers included.
     pub headers: Vec<(&'static str, String)>,
+    /// Request body (empty for a GET).
+    pub body: Vec<u8>,
     /// Timeout of the call.
     pub timeout_ms: u64,
+}
+
+/// A decision waiting for its response status: the event's JSON without
+/// its closing `"status":N}`, and the status if the filter answered itself.
+#[derive(Debug)]
+pub struct PendingReport {
+    open: String,
+    status: Option<u16>,
+}
+
+/// The process's decision reports, shared by all workers (a short lock per
+/// request, only when reporting is on).
+#[derive(Debug)]
+struct Reports {
+    reporter: Reporter,
+    /// Totals already added to Envoy's counters.
+    counted_delivered: u64,
+    counted_dropped: u64,
 }
 
 /// One filter configuration, shared by all workers (read-only).
@@ -120,6 +141,8 @@ pub struct Config {
     panic_probe: bool,
     /// Present when the configuration has a control link.
     synced: Option<Synced>,
+    /// Present when decisions are reported.
+    reports: Option<Mutex<Reports>>,
 }
 
 impl Config {
@@ -138,10 +161,7 @@ impl Config {
         };
         let cfg = config::parse(json).map_err(|e| format!("jitgate: {e}"))?;
         // Fail closed: silently ignoring what the native form cannot do
-        // yet would leave decisions unreported or identities unserved.
-        if cfg.control.as_ref().is_some_and(|c| c.report) {
-            return Err("jitgate: invalid plugin configuration: field `control.report`: the native module does not report decisions yet; set it to false, or use the Wasm filter".to_owned());
-        }
+        // yet would leave identities unserved.
         if cfg.identity_aware {
             return Err("jitgate: invalid plugin configuration: field `identity_aware`: the native module does not sync grants yet; use the Wasm filter".to_owned());
         }
@@ -158,6 +178,13 @@ impl Config {
             metrics: defined,
             panic_probe,
             synced: cfg.control.as_ref().map(|_| Synced::default()),
+            reports: cfg.control.as_ref().filter(|c| c.report).map(|c| {
+                Mutex::new(Reports {
+                    reporter: Reporter::new(c.report_buffer, c.report_batch, c.report_interval_ms),
+                    counted_delivered: 0,
+                    counted_dropped: 0,
+                })
+            }),
             cfg,
         })
     }
@@ -187,8 +214,80 @@ impl Config {
                 ("authorization", format!("Bearer {}", link.ingest_key)),
                 ("accept", "application/json".to_owned()),
             ],
+            body: Vec::new(),
             timeout_ms: link.timeout_ms,
         })
+    }
+
+    /// How often the ABI layer should wake to poll or report.
+    pub fn tick_ms(&self) -> Option<u64> {
+        let link = self.cfg.control.as_ref()?;
+        let report = self.reports.as_ref().map_or(u64::MAX, |_| link.report_interval_ms);
+        Some(link.poll_interval_ms.min(report).max(50))
+    }
+
+    /// The next batch of decision reports to post, if one is due.
+    pub fn next_report(&self, now_ms: u64) -> Option<Poll> {
+        let link = self.cfg.control.as_ref()?;
+        let mut reports = self.reports.as_ref()?.lock().ok()?;
+        let body = reports.reporter.next_batch(now_ms, &link.proxy_id)?;
+        Some(Poll {
+            cluster: link.cluster.clone(),
+            headers: vec![
+                (":method", "POST".to_owned()),
+                (":path", "/v1/audit/events".to_owned()),
+                (":authority", link.authority.clone()),
+                ("authorization", format!("Bearer {}", link.ingest_key)),
+                ("content-type", "application/json".to_owned()),
+            ],
+            body,
+            timeout_ms: link.timeout_ms,
+        })
+    }
+
+    /// The report batch was handed to Envoy (`true`) or could not be.
+    pub fn report_dispatched(&self, started: bool, now_ms: u64) {
+        if let Some(Ok(mut reports)) = self.reports.as_ref().map(Mutex::lock) {
+            if started {
+                reports.reporter.dispatched(0);
+            } else {
+                reports.reporter.failed(now_ms);
+            }
+        }
+    }
+
+    /// The control service answered the report batch (`status`: its
+    /// `:status`, `None` if the call failed).
+    pub fn report_done(&self, status: Option<&[u8]>, now_ms: u64) {
+        let ok = matches!(status, Some(b"200" | b"202"));
+        if let Some(Ok(mut reports)) = self.reports.as_ref().map(Mutex::lock) {
+            reports.reporter.finished(ok, now_ms);
+        }
+    }
+
+    /// Newly delivered and dropped reports since the last call, for
+    /// Envoy's counters, with their counter ids.
+    pub fn report_counts(&self) -> [(Option<usize>, u64); 2] {
+        let Some(Ok(mut r)) = self.reports.as_ref().map(Mutex::lock) else {
+            return [(None, 0), (None, 0)];
+        };
+        let delivered = r.reporter.delivered.saturating_sub(r.counted_delivered);
+        let dropped = r.reporter.dropped.saturating_sub(r.counted_dropped);
+        r.counted_delivered = r.reporter.delivered;
+        r.counted_dropped = r.reporter.dropped;
+        [
+            (self.link_counter(Gauge::ReportsDelivered), delivered),
+            (self.link_counter(Gauge::ReportsDropped), dropped),
+        ]
+    }
+
+    /// Records a finished request's decision (`response_code`: the status
+    /// the client got, when the filter did not answer itself).
+    pub fn on_stream_complete(&self, pending: PendingReport, response_code: Option<u16>) {
+        let status = pending.status.or(response_code).unwrap_or(0);
+        if let Some(Ok(mut reports)) = self.reports.as_ref().map(Mutex::lock) {
+            reports.reporter.record(&pending.open, status);
+        }
     }
 
     /// Applies a poll's answer (`status` as Envoy gives `:status`; `None`
@@ -213,7 +312,11 @@ impl Config {
 
     /// The id of the `jitgate.sync.failures` counter.
     pub fn sync_failures_counter(&self) -> Option<usize> {
-        let at = self.metrics.len().checked_sub(metrics::GAUGES.len())? + Gauge::SyncFailures as usize;
+        self.link_counter(Gauge::SyncFailures)
+    }
+
+    fn link_counter(&self, which: Gauge) -> Option<usize> {
+        let at = self.metrics.len().checked_sub(metrics::GAUGES.len())? + which as usize;
         self.metrics.get(at).copied()
     }
 
@@ -275,8 +378,9 @@ pub fn now_ms() -> Option<u64> {
     u64::try_from(since.as_millis()).ok()
 }
 
-/// Decides one request and carries the plan out.
-pub fn on_request_headers(config: &Config, stream: &mut dyn Stream) -> Next {
+/// Decides one request and carries the plan out; with reporting on, leaves
+/// the decision in `report` for [`Config::on_stream_complete`].
+pub fn on_request_headers(config: &Config, stream: &mut dyn Stream, report: &mut Option<PendingReport>) -> Next {
     let Some(headers) = stream.request_headers() else {
         return unavailable(stream);
     };
@@ -303,7 +407,20 @@ pub fn on_request_headers(config: &Config, stream: &mut dyn Stream) -> Next {
             stream.increment_counter(*id);
         }
     }
-    match check::plan(cfg, &headers, &eval) {
+    let plan = check::plan(cfg, &headers, &eval);
+    if config.reports.is_some() {
+        let client = stream.source_address().map(|ip| ip.to_string());
+        let event = Event::of_decision(cfg, &headers, &eval, now, client.as_deref());
+        let status = match &plan {
+            Plan::Deny { status, .. } => Some(*status),
+            Plan::Forward { .. } => None,
+        };
+        *report = Some(PendingReport {
+            open: event.open_json(),
+            status,
+        });
+    }
+    match plan {
         Plan::Forward { remove, add } => {
             // A header the host would not remove or add means the upstream
             // could see a grant or miss who is calling: refuse.
@@ -390,14 +507,13 @@ mod tests {
     }
 
     #[test]
-    fn decision_reports_and_identity_aware_grants_are_refused_not_ignored() {
+    fn identity_aware_mode_is_refused_not_ignored() {
         let with = |control: &str, extra: &str| {
             format!(
                 r#"{{"issuer":"i","keys":{{"k1":"AaJjqsgdCNs5ZNQycUgeL_QbOX0xYMHMY7_8lj5ZJIs"}},"resources":[{{"id":"api","path_prefix":"/"}}],"control":{{"cluster":"c","ingest_key":"dev-ingest-key-0123456789"{control}}}{extra}}}"#
             )
         };
-        let err = Config::new(b"jitgate", with("", "").as_bytes(), &mut NoMetrics).unwrap_err();
-        assert!(err.contains("field `control.report`"), "{err}");
+        assert!(Config::new(b"jitgate", with("", "").as_bytes(), &mut NoMetrics).is_ok());
         let aware = with(
             r#","report":false"#,
             r#","identity":{"source":"header","name":"x-user"},"identity_aware":true"#,

@@ -8,9 +8,9 @@
 //!   only place with `unsafe`.
 //!
 //! Differences from the Wasm form: the control link polls revocations
-//! (strict mode included) but sends no decision reports and syncs no grants
-//! for identity-aware mode, so a configuration asking for either is refused
-//! (see [`glue::Config::new`]); denials are not logged; the link gauges
+//! (strict mode included) and reports decisions, but syncs no grants for
+//! identity-aware mode, so a configuration asking for it is refused (see
+//! [`glue::Config::new`]); denials are not logged; the link gauges
 //! (`jitgate.revocations.*`) are defined but not set.
 #![cfg_attr(
     not(test),
