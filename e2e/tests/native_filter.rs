@@ -1,13 +1,14 @@
 //! The native form (`libjitgate_native.so`, an Envoy dynamic module) inside
 //! real Envoy 1.40: Envoy accepts its ABI, the core outcomes match the Wasm
-//! filter's, revocations synced from the real control service are enforced
-//! at every worker, a panic inside the module fails closed, and a
-//! configuration it cannot serve (bad, or asking for decision reports) makes
-//! Envoy refuse it.
+//! filter's, the control link (revocations at every worker, strict mode,
+//! decision reports) works against the real control service, a panic
+//! inside the module fails closed, and a bad configuration makes Envoy
+//! refuse it.
 //!
-//! The whole Wasm outcome suite also runs against this form unchanged:
-//! `JITGATE_E2E_FORM=native cargo test -p jitgate-e2e --test filter_envoy
-//! --test attacks --test device_binding`.
+//! The Wasm filter's suites also run against this form unchanged (as
+//! `scripts/test` does): `JITGATE_E2E_FORM=native cargo test -p jitgate-e2e
+//! --test filter_envoy --test attacks --test device_binding --test
+//! control_loop`.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -321,24 +322,30 @@ fn strict_mode_denies_once_the_control_service_is_gone() {
 }
 
 #[test]
-fn envoy_refuses_a_bad_configuration_or_a_control_section_naming_the_field() {
+fn envoy_refuses_a_bad_configuration_or_an_unknown_filter_name_saying_why() {
     let upstream = Upstream::start();
-    let aware = r#","identity":{"source":"header","name":"x-user"},"identity_aware":true,"control":{"cluster":"jitgate_control","ingest_key":"dev-ingest-key-0123456789"}"#;
-    for (config, field) in [
-        (plugin_config(r#","leeway":3600"#), "leeway"),
-        ("not json".to_owned(), "(root)"),
-        (plugin_config(aware), "identity_aware"),
-    ] {
+    let field = |f: &str| format!("jitgate: invalid plugin configuration: field `{f}`");
+    let cases = [
+        (plugin_config(r#","leeway":3600"#), FilterForm::NATIVE, field("leeway")),
+        ("not json".to_owned(), FilterForm::NATIVE, field("(root)")),
+        (
+            plugin_config(""),
+            FilterForm::Native {
+                filter_name: "jitgate2",
+            },
+            "jitgate: unknown filter_name \"jitgate2\"".to_owned(),
+        ),
+    ];
+    for (config, form, line) in cases {
         let options = EnvoyOptions {
-            form: FilterForm::NATIVE,
+            form,
             ..EnvoyOptions::new(config, upstream.port)
         };
         let log = match Envoy::try_start(options) {
             Ok(envoy) => panic!("Envoy started with a bad configuration:\n{}", envoy.log()),
             Err(log) => log,
         };
-        let line = format!("jitgate: invalid plugin configuration: field `{field}`");
-        assert!(log.contains(&line), "log should name the field {field}:\n{log}");
+        assert!(log.contains(&line), "log should say {line}:\n{log}");
     }
     assert_eq!(upstream.count(), 0);
 }

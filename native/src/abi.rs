@@ -32,7 +32,7 @@ use core::ffi::c_void;
 use core::ptr;
 use std::net::IpAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -40,7 +40,7 @@ use std::time::Duration;
 use filter::check::RequestHost;
 use filter::headers::{HeaderMap, MAX_HEADERS};
 
-use crate::glue::{self, Config, PendingReport, Poll, Stream};
+use crate::glue::{self, Call, Config, PendingReport, Poll, Stream};
 
 /// The ABI version of Envoy 1.40.0 (its log confirms "matched").
 const ABI_VERSION: &[u8] = b"v0.2.0\0";
@@ -383,12 +383,11 @@ struct Module {
     config: Config,
     /// Held for its `Drop`, which stops and joins the thread.
     _poller: Option<Poller>,
-    /// A poll is in flight (polls never overlap).
-    polling: AtomicBool,
     /// When the last poll started (ms since the epoch).
     last_poll_ms: AtomicU64,
-    /// The callout carrying the report batch in flight.
-    report_callout: Mutex<Option<u64>>,
+    /// Calls in flight, by callout id (polls never overlap; one report
+    /// batch at a time).
+    calls: Mutex<Vec<(u64, Call)>>,
 }
 
 /// Wakes Envoy's main thread every tick (through a config scheduler) to
@@ -495,9 +494,8 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
         Ok::<_, String>(Module {
             config,
             _poller: poller,
-            polling: AtomicBool::new(false),
             last_poll_ms: AtomicU64::new(0),
-            report_callout: Mutex::new(None),
+            calls: Mutex::new(Vec::new()),
         })
     }));
     match made {
@@ -761,24 +759,28 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
         let Some(module) = (unsafe { module.cast::<Module>().as_ref() }) else {
             return;
         };
+        let Ok(mut calls) = module.calls.lock() else { return };
         let now = glue::now_ms().unwrap_or(0);
         let interval = module.config.control().map_or(u64::MAX, |l| l.poll_interval_ms);
         let due = now.saturating_sub(module.last_poll_ms.load(Ordering::Acquire)) >= interval;
-        if due && !module.polling.swap(true, Ordering::AcqRel) {
+        let polling = calls.iter().any(|(_, c)| *c != Call::Report);
+        if due && !polling {
             module.last_poll_ms.store(now, Ordering::Release);
-            let started = module.config.poll().and_then(|poll| callout(config_envoy, &poll));
-            if started.is_none() {
-                module.polling.store(false, Ordering::Release);
-                sync_failed(config_envoy, module);
+            for (call, poll) in module.config.polls() {
+                match callout(config_envoy, &poll) {
+                    Some(id) => calls.push((id, call)),
+                    None => sync_failed(config_envoy, module),
+                }
             }
         }
         if let Some(batch) = module.config.next_report(now) {
             let started = callout(config_envoy, &batch);
-            if let Ok(mut slot) = module.report_callout.lock() {
-                *slot = started;
+            if let Some(id) = started {
+                calls.push((id, Call::Report));
             }
             module.config.report_dispatched(started.is_some(), now);
         }
+        drop(calls);
         count_reports(config_envoy, module);
     }));
 }
@@ -864,25 +866,19 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout
             body.extend_from_slice(unsafe { chunk.bytes() });
         }
         let now = glue::now_ms().unwrap_or(0);
-        let is_report = module
-            .report_callout
-            .lock()
-            .map(|mut slot| {
-                let mine = *slot == Some(callout_id);
-                if mine {
-                    *slot = None;
-                }
-                mine
-            })
-            .unwrap_or(false);
-        if is_report {
-            module.config.report_done(status, now);
-            count_reports(config_envoy, module);
-            return;
-        }
-        module.polling.store(false, Ordering::Release);
-        if module.config.on_poll_response(status, &body, now).is_err() {
-            sync_failed(config_envoy, module);
+        let call = module.calls.lock().ok().and_then(|mut calls| {
+            let at = calls.iter().position(|(id, _)| *id == callout_id)?;
+            Some(calls.swap_remove(at).1)
+        });
+        match call {
+            Some(Call::Report) => {
+                module.config.report_done(status, now);
+                count_reports(config_envoy, module);
+            }
+            Some(call) if module.config.on_poll_response(call, status, &body, now).is_err() => {
+                sync_failed(config_envoy, module);
+            }
+            Some(_) | None => {}
         }
     }));
 }

@@ -2,11 +2,10 @@
 //! plugin JSON, and per request: headers in, `filter::check::evaluate` and
 //! `filter::check::plan` (the Wasm filter's own code), the plan carried out.
 //!
-//! With a `control` section, the revocation list is polled from the control
-//! service and decisions are reported to it (the ABI layer times the calls
-//! and makes them; [`Synced`] and the reporter are shared by all workers).
-//! Identity-aware grants are not implemented natively yet, so a
-//! configuration asking for them is refused.
+//! With a `control` section, the revocation list (and in identity-aware
+//! mode the grant set) is polled from the control service and decisions are
+//! reported to it (the ABI layer times the calls and makes them; [`Synced`]
+//! and the reporter are shared by all workers).
 //!
 //! Envoy is behind [`Stream`] and [`Metrics`], so this is tested without it.
 
@@ -22,7 +21,7 @@ use filter::config::{self, ControlLink, FilterConfig, Mode};
 use filter::headers::HeaderMap;
 use filter::metrics::{self, Gauge, MetricIds};
 use filter::report::{Event, Reporter};
-use filter::sync::{self, Live, RevocationSet};
+use filter::sync::{self, GrantIndex, Live, RevocationSet};
 
 /// The `filter_name` of the production filter.
 pub const FILTER_NAME: &str = "jitgate";
@@ -84,7 +83,8 @@ struct Worker {
     generation: u64,
 }
 
-/// The revocation list as last synced, shared by all workers. Workers copy
+/// The revocation list (and grant set) as last synced, shared by all
+/// workers. Workers copy
 /// it into their own [`Live`] when [`Synced::generation`] moves (once per
 /// poll), so a request takes the lock at most once per poll interval.
 #[derive(Debug, Default)]
@@ -98,6 +98,20 @@ struct SyncState {
     revoked: RevocationSet,
     cursor: String,
     synced_at_ms: Option<u64>,
+    /// Identity-aware mode: the active grants' tokens, and their cursor.
+    grants: Vec<String>,
+    grants_cursor: String,
+}
+
+/// Which control-service call an answer belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    /// `GET /v1/revocations`.
+    Revocations,
+    /// `GET /v1/proxy/grants` (identity-aware mode).
+    Grants,
+    /// `POST /v1/audit/events`.
+    Report,
 }
 
 /// A control-service call for the ABI layer to make.
@@ -160,11 +174,6 @@ impl Config {
             }
         };
         let cfg = config::parse(json).map_err(|e| format!("jitgate: {e}"))?;
-        // Fail closed: silently ignoring what the native form cannot do
-        // yet would leave identities unserved.
-        if cfg.identity_aware {
-            return Err("jitgate: invalid plugin configuration: field `identity_aware`: the native module does not sync grants yet; use the Wasm filter".to_owned());
-        }
         let ids: Vec<String> = cfg.resources.iter().map(|r| r.id.clone()).collect();
         let mut defined = Vec::new();
         for name in metrics::names(&ids) {
@@ -194,29 +203,45 @@ impl Config {
         self.cfg.control.as_ref()
     }
 
-    /// The next revocation poll, if there is a control link.
-    pub fn poll(&self) -> Option<Poll> {
-        let link = self.cfg.control.as_ref()?;
-        let cursor = self
+    /// The polls due each poll interval (revocations; and the grant set in
+    /// identity-aware mode), if there is a control link.
+    pub fn polls(&self) -> Vec<(Call, Poll)> {
+        let Some(link) = self.cfg.control.as_ref() else {
+            return Vec::new();
+        };
+        let (cursor, grants_cursor) = self
             .synced
             .as_ref()
-            .and_then(|s| s.state.lock().ok().map(|st| st.cursor.clone()))
+            .and_then(|s| {
+                s.state
+                    .lock()
+                    .ok()
+                    .map(|st| (st.cursor.clone(), st.grants_cursor.clone()))
+            })
             .unwrap_or_default();
-        Some(Poll {
+        let get = |path: String| Poll {
             cluster: link.cluster.clone(),
             headers: vec![
                 (":method", "GET".to_owned()),
-                (
-                    ":path",
-                    format!("/v1/revocations?since={}", sync::query_escape(&cursor)),
-                ),
+                (":path", path),
                 (":authority", link.authority.clone()),
                 ("authorization", format!("Bearer {}", link.ingest_key)),
                 ("accept", "application/json".to_owned()),
             ],
             body: Vec::new(),
             timeout_ms: link.timeout_ms,
-        })
+        };
+        let mut polls = vec![(
+            Call::Revocations,
+            get(format!("/v1/revocations?since={}", sync::query_escape(&cursor))),
+        )];
+        if self.cfg.identity_aware {
+            polls.push((
+                Call::Grants,
+                get(format!("/v1/proxy/grants?since={}", sync::query_escape(&grants_cursor))),
+            ));
+        }
+        polls
     }
 
     /// How often the ABI layer should wake to poll or report.
@@ -293,19 +318,30 @@ impl Config {
     /// Applies a poll's answer (`status` as Envoy gives `:status`; `None`
     /// if the call failed). `Err` means the sync failed: count it and keep
     /// the previous list.
-    pub fn on_poll_response(&self, status: Option<&[u8]>, body: &[u8], now_ms: u64) -> Result<(), String> {
+    pub fn on_poll_response(&self, call: Call, status: Option<&[u8]>, body: &[u8], now_ms: u64) -> Result<(), String> {
         let Some(synced) = &self.synced else {
             return Ok(());
         };
         if status != Some(b"200".as_slice()) {
             return Err(format!("status {:?}", status.map(String::from_utf8_lossy)));
         }
-        let (cursor, entries) = sync::parse_revocations(body).map_err(|e| e.0.to_owned())?;
-        let mut state = synced.state.lock().map_err(|_| "sync state poisoned".to_owned())?;
-        state.revoked.merge(entries).map_err(|e| e.0.to_owned())?;
-        state.revoked.prune(now_ms / 1000, self.cfg.verifier.leeway());
-        state.cursor = cursor;
-        state.synced_at_ms = Some(now_ms);
+        match call {
+            Call::Revocations => {
+                let (cursor, entries) = sync::parse_revocations(body).map_err(|e| e.0.to_owned())?;
+                let mut state = synced.state.lock().map_err(|_| "sync state poisoned".to_owned())?;
+                state.revoked.merge(entries).map_err(|e| e.0.to_owned())?;
+                state.revoked.prune(now_ms / 1000, self.cfg.verifier.leeway());
+                state.cursor = cursor;
+                state.synced_at_ms = Some(now_ms);
+            }
+            Call::Grants => {
+                let (cursor, grants) = sync::parse_grants(body).map_err(|e| e.0.to_owned())?;
+                let mut state = synced.state.lock().map_err(|_| "sync state poisoned".to_owned())?;
+                state.grants = grants;
+                state.grants_cursor = cursor;
+            }
+            Call::Report => return Ok(()),
+        }
         synced.generation.fetch_add(1, Ordering::Release);
         Ok(())
     }
@@ -330,6 +366,12 @@ impl Config {
                 if let Ok(state) = synced.state.lock() {
                     w.live.revoked.clone_from(&state.revoked);
                     w.live.synced_at_ms = state.synced_at_ms;
+                    if self.cfg.identity_aware {
+                        // As the Wasm filter does per worker: verified once
+                        // per change, then looked up per request.
+                        let now = now_ms().unwrap_or(0) / 1000;
+                        w.live.grants = GrantIndex::build(&self.cfg.verifier, &state.grants, now).0;
+                    }
                     w.generation = generation;
                 }
             }
@@ -468,7 +510,8 @@ mod tests {
     }
 
     fn path(config: &Config) -> String {
-        let poll = config.poll().unwrap();
+        let polls = config.polls();
+        let (_, poll) = polls.first().unwrap();
         poll.headers.iter().find(|(n, _)| *n == ":path").unwrap().1.clone()
     }
 
@@ -478,7 +521,9 @@ mod tests {
         assert_eq!(path(&config), "/v1/revocations?since=");
         let now = 1_780_000_000_000;
         let body = br#"{"cursor":"c 1","revoked":[{"jti":"g-1","exp":1780000600}]}"#;
-        config.on_poll_response(Some(b"200"), body, now).unwrap();
+        config
+            .on_poll_response(Call::Revocations, Some(b"200"), body, now)
+            .unwrap();
         assert_eq!(path(&config), "/v1/revocations?since=c%201");
         let worker = config.worker();
         let worker = worker.borrow();
@@ -491,11 +536,15 @@ mod tests {
         let config = linked();
         let now = 1_780_000_000_000;
         let good = br#"{"cursor":"c1","revoked":[{"jti":"g-1","exp":1780000600}]}"#;
-        config.on_poll_response(Some(b"200"), good, now).unwrap();
-        assert!(config.on_poll_response(Some(b"503"), good, now + 1).is_err());
-        assert!(config.on_poll_response(None, b"", now + 2).is_err());
+        config
+            .on_poll_response(Call::Revocations, Some(b"200"), good, now)
+            .unwrap();
         assert!(config
-            .on_poll_response(Some(b"200"), b"{\"revoked\":[]}", now + 3)
+            .on_poll_response(Call::Revocations, Some(b"503"), good, now + 1)
+            .is_err());
+        assert!(config.on_poll_response(Call::Revocations, None, b"", now + 2).is_err());
+        assert!(config
+            .on_poll_response(Call::Revocations, Some(b"200"), b"{\"revoked\":[]}", now + 3)
             .is_err());
         let worker = config.worker();
         assert_eq!(
@@ -507,18 +556,15 @@ mod tests {
     }
 
     #[test]
-    fn identity_aware_mode_is_refused_not_ignored() {
-        let with = |control: &str, extra: &str| {
-            format!(
-                r#"{{"issuer":"i","keys":{{"k1":"AaJjqsgdCNs5ZNQycUgeL_QbOX0xYMHMY7_8lj5ZJIs"}},"resources":[{{"id":"api","path_prefix":"/"}}],"control":{{"cluster":"c","ingest_key":"dev-ingest-key-0123456789"{control}}}{extra}}}"#
-            )
-        };
-        assert!(Config::new(b"jitgate", with("", "").as_bytes(), &mut NoMetrics).is_ok());
-        let aware = with(
-            r#","report":false"#,
-            r#","identity":{"source":"header","name":"x-user"},"identity_aware":true"#,
+    fn identity_aware_mode_also_polls_the_grant_set() {
+        let json = r#"{"issuer":"i","keys":{"k1":"AaJjqsgdCNs5ZNQycUgeL_QbOX0xYMHMY7_8lj5ZJIs"},"resources":[{"id":"api","path_prefix":"/"}],"control":{"cluster":"c","ingest_key":"dev-ingest-key-0123456789"},"identity":{"source":"header","name":"x-user"},"identity_aware":true}"#;
+        let config = Config::new(b"jitgate", json.as_bytes(), &mut NoMetrics).unwrap();
+        let calls: Vec<Call> = config.polls().into_iter().map(|(c, _)| c).collect();
+        assert_eq!(calls, [Call::Revocations, Call::Grants]);
+        assert_eq!(
+            linked().polls().len(),
+            1,
+            "without identity-aware mode, revocations only"
         );
-        let err = Config::new(b"jitgate", aware.as_bytes(), &mut NoMetrics).unwrap_err();
-        assert!(err.contains("field `identity_aware`"), "{err}");
     }
 }

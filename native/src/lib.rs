@@ -7,11 +7,10 @@
 //! - `abi`: the C ABI (types, Envoy's callbacks, the exported hooks), the
 //!   only place with `unsafe`.
 //!
-//! Differences from the Wasm form: the control link polls revocations
-//! (strict mode included) and reports decisions, but syncs no grants for
-//! identity-aware mode, so a configuration asking for it is refused (see
-//! [`glue::Config::new`]); denials are not logged; the link gauges
-//! (`jitgate.revocations.*`) are defined but not set.
+//! Differences from the Wasm form: the synced lists and the report buffer
+//! are per process (workers copy the lists once per poll) instead of per
+//! worker through proxy-wasm shared data; denials are not logged; the link
+//! gauges (`jitgate.revocations.*`) are defined but not set.
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
