@@ -172,6 +172,33 @@ fn each_core_outcome_is_denied_with_its_status_and_code_and_never_reaches_upstre
 }
 
 #[test]
+fn denials_are_logged_at_debug_level_in_both_forms_and_allowed_requests_are_not() {
+    for form in [FilterForm::Wasm, FilterForm::NATIVE] {
+        let upstream = Upstream::start();
+        let envoy = Envoy::start(EnvoyOptions {
+            form,
+            log_level: "debug",
+            ..EnvoyOptions::new(plugin_config(""), upstream.port)
+        });
+        let t = grant(|_| {});
+        assert_eq!(get(&envoy, "/v1/invoices/1", &[("x-jit-grant", t.as_bytes())]).0, 200);
+        assert_eq!(get(&envoy, "/v1/invoices/1", &[]).0, 401);
+        let line = "jitgate: deny grant_missing resource=payments-api";
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !envoy.log().contains(line) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let log = envoy.log();
+        assert!(log.contains(line), "{form:?}: {}", envoy.log_tail(30));
+        assert_eq!(
+            log.matches("jitgate: deny").count(),
+            1,
+            "{form:?}: only the denial is logged"
+        );
+    }
+}
+
+#[test]
 fn a_source_restricted_grant_passes_only_from_an_allowed_address() {
     // Shows the source address really is read from Envoy (a missing
     // address would deny both).

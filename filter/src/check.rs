@@ -323,6 +323,23 @@ fn identity_aware(
     first_refusal.map(|(outcome, grant)| (outcome, Rc::new(grant.clone())))
 }
 
+/// One line for a denial, logged at debug level by both adapters.
+pub fn describe_denial(cfg: &FilterConfig, eval: &Evaluation) -> String {
+    let resource = eval
+        .resource
+        .and_then(|i| cfg.resources.get(i))
+        .map_or("-", |r| r.id.as_str());
+    match &eval.grant {
+        Some(g) => format!(
+            "jitgate: deny {} resource={resource} grant={} sub={}",
+            eval.verdict.code(),
+            g.jti(),
+            g.sub()
+        ),
+        None => format!("jitgate: deny {} resource={resource}", eval.verdict.code()),
+    }
+}
+
 /// What the glue must do with the request. A forward plan borrows the
 /// header names from the request and the values from the grant, so
 /// carrying out an allowed request allocates nothing more.

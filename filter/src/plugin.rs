@@ -18,7 +18,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 
-use crate::check::{self, Plan, RequestHost, Verdict};
+use crate::check::{self, Plan, RequestHost};
 use crate::config::{self, ControlLink, FilterConfig, Mode};
 use crate::hostmap;
 use crate::metrics::{self, Gauge, MetricIds};
@@ -568,10 +568,7 @@ impl HttpContext for Request {
         let dry_run_denied = denied && active.cfg.mode == Mode::DryRun;
         active.metrics.count(eval.verdict, eval.resource, dry_run_denied);
         if denied && matches!(hostcalls::get_log_level(), Ok(LogLevel::Trace | LogLevel::Debug)) {
-            log(
-                LogLevel::Debug,
-                &describe(&active.cfg, &eval.verdict, eval.resource, eval.grant.as_deref()),
-            );
+            log(LogLevel::Debug, &check::describe_denial(&active.cfg, &eval));
         }
         let plan = check::plan(&active.cfg, &headers, &eval);
         if active.reporter.is_some() {
@@ -623,24 +620,4 @@ impl HttpContext for Request {
 fn rewrite_headers(remove: &[&[u8]], add: &[(&str, Cow<'_, [u8]>)]) -> bool {
     remove.iter().all(|name| hostmap::remove_request_header(name))
         && add.iter().all(|(name, value)| hostmap::add_request_header(name, value))
-}
-
-fn describe(
-    cfg: &FilterConfig,
-    verdict: &Verdict,
-    resource: Option<usize>,
-    grant: Option<&grant::VerifiedGrant>,
-) -> String {
-    let resource = resource
-        .and_then(|i| cfg.resources.get(i))
-        .map_or("-", |r| r.id.as_str());
-    match grant {
-        Some(g) => format!(
-            "jitgate: deny {} resource={resource} grant={} sub={}",
-            verdict.code(),
-            g.jti(),
-            g.sub()
-        ),
-        None => format!("jitgate: deny {} resource={resource}", verdict.code()),
-    }
 }

@@ -120,7 +120,8 @@ const STOP_ITERATION: u32 = 1;
 const CALLOUT_SUCCESS: u32 = 0;
 /// `envoy_dynamic_module_type_metrics_result_Success`.
 const METRICS_SUCCESS: u32 = 0;
-/// `envoy_dynamic_module_type_log_level_Error`.
+/// `envoy_dynamic_module_type_log_level_Debug` and `_Error`.
+const LOG_DEBUG: u32 = 1;
 const LOG_ERROR: u32 = 4;
 
 /// `envoy_dynamic_module_type_attribute_id` values used here.
@@ -134,6 +135,7 @@ mod attribute {
 #[cfg(not(test))]
 extern "C" {
     fn envoy_dynamic_module_callback_log(level: u32, message: ModuleBuffer);
+    fn envoy_dynamic_module_callback_log_enabled(level: u32) -> bool;
     fn envoy_dynamic_module_callback_http_filter_config_define_counter(
         config_envoy: *mut c_void,
         name: ModuleBuffer,
@@ -327,6 +329,15 @@ impl Stream for EnvoyStream {
                 ModuleBuffer::of(body),
                 ModuleBuffer::of(details.as_bytes()),
             )
+        }
+    }
+
+    fn debug(&self, message: &dyn Fn() -> String) {
+        // SAFETY: plain query of Envoy's logger level.
+        if unsafe { envoy_dynamic_module_callback_log_enabled(LOG_DEBUG) } {
+            let line = message();
+            // SAFETY: the buffer points at `line`, alive for the call.
+            unsafe { envoy_dynamic_module_callback_log(LOG_DEBUG, ModuleBuffer::of(line.as_bytes())) }
         }
     }
 
@@ -942,6 +953,10 @@ pub mod fake {
     }
 
     pub unsafe fn envoy_dynamic_module_callback_log(_: u32, _: ModuleBuffer) {}
+
+    pub unsafe fn envoy_dynamic_module_callback_log_enabled(_: u32) -> bool {
+        true
+    }
 
     pub unsafe fn envoy_dynamic_module_callback_http_filter_config_define_counter(
         _: *mut c_void,

@@ -53,6 +53,9 @@ pub trait Stream: RequestHost {
     fn send_response(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8], details: &str);
     /// Adds one to a counter defined at configuration time.
     fn increment_counter(&mut self, id: usize);
+    /// Logs a denial at debug level, if the host logs debug at all (the
+    /// message is only built then).
+    fn debug(&self, message: &dyn Fn() -> String);
 }
 
 /// Metric definition, at configuration time only.
@@ -443,6 +446,9 @@ pub fn on_request_headers(config: &Config, stream: &mut dyn Stream, report: &mut
     let eval = check::evaluate(cfg, &headers, &*stream, now, &worker.live);
     let denied = !eval.verdict.passes();
     let dry_run_denied = denied && cfg.mode == Mode::DryRun;
+    if denied {
+        stream.debug(&|| check::describe_denial(cfg, &eval));
+    }
     // Counted directly: a native call costs little, unlike a VM exit.
     for i in MetricIds::indices(config.metrics.len(), eval.verdict, eval.resource, dry_run_denied) {
         if let Some(id) = config.metrics.get(i) {

@@ -9,8 +9,8 @@
 //!
 //! Differences from the Wasm form: the synced lists and the report buffer
 //! are per process (workers copy the lists once per poll) instead of per
-//! worker through proxy-wasm shared data; denials are not logged; the link
-//! gauges (`jitgate.revocations.*`) are defined but not set.
+//! worker through proxy-wasm shared data; the link gauges
+//! (`jitgate.revocations.*`) are defined but not set.
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
