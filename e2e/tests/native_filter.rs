@@ -305,6 +305,7 @@ fn a_revocation_from_the_control_service_is_enforced_at_every_worker() {
         "another grant is unaffected"
     );
     assert_eq!(envoy.stat("wasmcustom.jitgate.sync.failures"), 0);
+    assert!(envoy.wait_for_counter("wasmcustom.jitgate.revocations.entries", 1) >= 1);
 }
 
 #[test]
@@ -346,6 +347,10 @@ fn strict_mode_denies_once_the_control_service_is_gone() {
         r.status == 503 && r.error_code() == "revocations_stale"
     });
     envoy.wait_for_counter("wasmcustom.jitgate.sync.failures", 1);
+    assert!(envoy.stat("wasmcustom.jitgate.revocations.staleness_ms") > 2_000);
+    eventually("a warning about the stale list", || {
+        envoy.log().contains("jitgate: revocation list is")
+    });
 }
 
 #[test]

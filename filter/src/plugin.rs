@@ -29,9 +29,6 @@ use crate::sync::{self, GrantIndex, Live, Snapshot};
 /// control link, to sync and report.
 const TICK: Duration = Duration::from_millis(100);
 
-/// How often a stale revocation list is warned about in the log.
-const WARN_EVERY_MS: u64 = 10_000;
-
 /// What one poll call was for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Call {
@@ -345,26 +342,11 @@ impl Root {
         if let Some(id) = active.metrics.link(Gauge::Revocations) {
             let _ = hostcalls::record_metric(id, live.revoked.len() as u64);
         }
-        let limit = link.poll_interval_ms.saturating_mul(3);
-        if staleness > limit && now_ms.saturating_sub(self.link.last_warning_ms) >= WARN_EVERY_MS {
-            let age = if staleness == u64::MAX {
-                "never synced".to_owned()
-            } else {
-                format!("{} ms old", staleness)
-            };
-            log(
-                LogLevel::Warn,
-                &format!(
-                    "jitgate: revocation list is {age} (control cluster {}); valid grants keep working{}",
-                    link.cluster,
-                    if link.max_staleness_seconds.is_some() {
-                        " until max_staleness_seconds"
-                    } else {
-                        ""
-                    }
-                ),
-            );
-            self.link.last_warning_ms = now_ms;
+        if now_ms.saturating_sub(self.link.last_warning_ms) >= sync::STALE_WARNING_EVERY_MS {
+            if let Some(warning) = sync::staleness_warning(link, staleness) {
+                log(LogLevel::Warn, &warning);
+                self.link.last_warning_ms = now_ms;
+            }
         }
     }
 }

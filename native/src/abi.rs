@@ -122,6 +122,7 @@ const CALLOUT_SUCCESS: u32 = 0;
 const METRICS_SUCCESS: u32 = 0;
 /// `envoy_dynamic_module_type_log_level_Debug` and `_Error`.
 const LOG_DEBUG: u32 = 1;
+const LOG_WARN: u32 = 3;
 const LOG_ERROR: u32 = 4;
 
 /// `envoy_dynamic_module_type_attribute_id` values used here.
@@ -205,6 +206,13 @@ extern "C" {
         body: ModuleBuffer,
         timeout_ms: u64,
     ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_config_set_gauge(
+        config_envoy: *mut c_void,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
     fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
         config_envoy: *mut c_void,
         id: usize,
@@ -219,9 +227,13 @@ use fake::*;
 
 /// Logs one line at error level (configuration refusals only).
 fn log_error(message: &str) {
+    log(LOG_ERROR, message);
+}
+
+fn log(level: u32, message: &str) {
     // SAFETY: the buffer points at `message`, alive for the call; Envoy
     // copies it.
-    unsafe { envoy_dynamic_module_callback_log(LOG_ERROR, ModuleBuffer::of(message.as_bytes())) }
+    unsafe { envoy_dynamic_module_callback_log(level, ModuleBuffer::of(message.as_bytes())) }
 }
 
 /// One request's stream in Envoy, valid for the hook it is made in.
@@ -396,6 +408,8 @@ struct Module {
     _poller: Option<Poller>,
     /// When the last poll started (ms since the epoch).
     last_poll_ms: AtomicU64,
+    /// When a stale revocation list was last warned about.
+    last_warning_ms: AtomicU64,
     /// Calls in flight, by callout id (polls never overlap; one report
     /// batch at a time).
     calls: Mutex<Vec<(u64, Call)>>,
@@ -506,6 +520,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
             config,
             _poller: poller,
             last_poll_ms: AtomicU64::new(0),
+            last_warning_ms: AtomicU64::new(0),
             calls: Mutex::new(Vec::new()),
         })
     }));
@@ -793,6 +808,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
         }
         drop(calls);
         count_reports(config_envoy, module);
+        observe(config_envoy, module, now);
     }));
 }
 
@@ -821,6 +837,39 @@ fn callout(config_envoy: *mut c_void, call: &Poll) -> Option<u64> {
         )
     };
     (started == CALLOUT_SUCCESS).then_some(id)
+}
+
+/// Sets the link gauges and warns (at most every 10 s) while the revocation
+/// list is older than three polls, as the Wasm filter does.
+fn observe(config_envoy: *mut c_void, module: &Module, now: u64) {
+    for (id, value) in module.config.link_gauges(now) {
+        if let Some(id) = id {
+            // SAFETY: main thread, live configuration; the gauge was defined
+            // on it; no labels.
+            let _ = unsafe {
+                envoy_dynamic_module_callback_http_filter_config_set_gauge(
+                    config_envoy,
+                    id,
+                    ptr::null_mut(),
+                    0,
+                    value.min(i64::MAX as u64),
+                )
+            };
+        }
+    }
+    let last = module.last_warning_ms.load(Ordering::Acquire);
+    if now.saturating_sub(last) < filter::sync::STALE_WARNING_EVERY_MS {
+        return;
+    }
+    let staleness = module.config.link_gauges(now)[0].1;
+    let warning = module
+        .config
+        .control()
+        .and_then(|link| filter::sync::staleness_warning(link, staleness));
+    if let Some(warning) = warning {
+        log(LOG_WARN, &warning);
+        module.last_warning_ms.store(now, Ordering::Release);
+    }
 }
 
 /// Adds newly delivered and dropped reports to Envoy's counters.
@@ -1102,6 +1151,16 @@ pub mod fake {
         _: u64,
     ) -> u32 {
         1
+    }
+
+    pub unsafe fn envoy_dynamic_module_callback_http_filter_config_set_gauge(
+        _: *mut c_void,
+        _: usize,
+        _: *mut ModuleBuffer,
+        _: usize,
+        _: u64,
+    ) -> u32 {
+        METRICS_SUCCESS
     }
 
     pub unsafe fn envoy_dynamic_module_callback_http_filter_config_increment_counter(

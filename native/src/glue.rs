@@ -349,6 +349,23 @@ impl Config {
         Ok(())
     }
 
+    /// The link gauges as of now: (id, value) of `jitgate.revocations.staleness_ms`
+    /// (`u64::MAX` if never synced) and `jitgate.revocations.entries`.
+    pub fn link_gauges(&self, now_ms: u64) -> [(Option<usize>, u64); 2] {
+        let (staleness, entries) = self
+            .synced
+            .as_ref()
+            .and_then(|s| s.state.lock().ok())
+            .map_or((u64::MAX, 0), |st| {
+                let staleness = st.synced_at_ms.map_or(u64::MAX, |t| now_ms.saturating_sub(t));
+                (staleness, st.revoked.len() as u64)
+            });
+        [
+            (self.link_counter(Gauge::StalenessMs), staleness),
+            (self.link_counter(Gauge::Revocations), entries),
+        ]
+    }
+
     /// The id of the `jitgate.sync.failures` counter.
     pub fn sync_failures_counter(&self) -> Option<usize> {
         self.link_counter(Gauge::SyncFailures)

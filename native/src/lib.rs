@@ -9,8 +9,7 @@
 //!
 //! Differences from the Wasm form: the synced lists and the report buffer
 //! are per process (workers copy the lists once per poll) instead of per
-//! worker through proxy-wasm shared data; the link gauges
-//! (`jitgate.revocations.*`) are defined but not set.
+//! worker through proxy-wasm shared data.
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
