@@ -9,6 +9,8 @@ Run through scripts/bench, which builds what is needed. Configurations:
   wasm-read-write  ... and removing one header and adding three, as jitgate
                    does on an allowed request (four more host calls)
   jitgate          the jitgate filter with a valid grant
+  jitgate-native   the same decision code as an Envoy dynamic module
+                   (native/, needs --native-module), same grant
   jwt_authn        Envoy's native JWT filter, HS256, same token, local JWKS
   ext_authz        Envoy's ext_authz calling a minimal authorizer per request
 The two middle steps show where jitgate's time goes: host calls versus its
@@ -26,7 +28,7 @@ Method. Envoy runs with one worker pinned to CPU 0; the load generators
     queueing (huge percentiles) and as achieved < offered.
 
 Usage: run.py ENVOY JITGATE_WASM NOOP_WASM AUTHZ LOAD [--control JSON]
-  [--criterion DIR] [--native-config JSON]
+  [--criterion DIR] [--native-config JSON] [--native-module LIBJITGATE_NATIVE_SO]
 The optional inputs are folded into the same results file: the control
 service benchmark (bench/control) and Criterion's estimates.
 """
@@ -37,7 +39,7 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 LATENCY_SECONDS = int(os.environ.get("BENCH_LATENCY_SECONDS", "4"))
 KEY = "AaJjqsgdCNs5ZNQycUgeL_QbOX0xYMHMY7_8lj5ZJIs"
-ALL_CONFIGS = ["none", "wasm-noop", "wasm-read", "wasm-read-write", "jitgate", "jwt_authn", "ext_authz"]
+ALL_CONFIGS = ["none", "wasm-noop", "wasm-read", "wasm-read-write", "jitgate", "jitgate-native", "jwt_authn", "ext_authz"]
 # The empty module's plugin configuration for each step of the cost ladder.
 NOOP_WORK = {"wasm-noop": "{}", "wasm-read": "read", "wasm-read-write": "read-write"}
 CONFIGS = [c for c in os.environ.get("BENCH_CONFIGS", ",".join(ALL_CONFIGS)).split(",") if c]
@@ -56,7 +58,10 @@ p.add_argument("--control", help="JSON written by jitgate-bench-control --json")
 p.add_argument("--criterion", help="Criterion's output directory (target/criterion)")
 p.add_argument("--instructions", type=int, metavar="N",
                help="instead of the timed runs: instructions per request under callgrind over N requests per configuration")
+p.add_argument("--native-module", help="libjitgate_native.so (scripts/build-native), for jitgate-native")
 ARGS = p.parse_args()
+if "jitgate-native" in CONFIGS and not ARGS.native_module:
+    raise SystemExit("jitgate-native needs --native-module target/release-native/libjitgate_native.so (scripts/build-native)")
 
 
 def b64(b):
@@ -91,14 +96,24 @@ def wasm_filter(path, config):
                    "vm_config": {"runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": path}}}}}}
 
 
+# The plugin configuration of both forms of jitgate.
+JITGATE_CONFIG = {"issuer": "jit-control", "keys": {"k1": KEY}, "resources": [{"id": "payments-api", "path_prefix": "/v1"}]}
+
+
 def envoy_config(kind, port, admin, authz_port):
     filters = []
     clusters = []
     if kind in NOOP_WORK:
         filters.append(wasm_filter(ARGS.noop_wasm, NOOP_WORK[kind]))
     elif kind == "jitgate":
-        cfg = {"issuer": "jit-control", "keys": {"k1": KEY}, "resources": [{"id": "payments-api", "path_prefix": "/v1"}]}
-        filters.append(wasm_filter(ARGS.jitgate_wasm, json.dumps(cfg)))
+        filters.append(wasm_filter(ARGS.jitgate_wasm, json.dumps(JITGATE_CONFIG)))
+    elif kind == "jitgate-native":
+        # Envoy loads libjitgate_native.so from ENVOY_DYNAMIC_MODULES_SEARCH_PATH (set in Envoy.__init__).
+        filters.append({"name": "envoy.filters.http.dynamic_modules", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+            "dynamic_module_config": {"name": "jitgate_native", "metrics_namespace": "wasmcustom"},
+            "filter_name": "jitgate",
+            "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": json.dumps(JITGATE_CONFIG)}}})
     elif kind == "jwt_authn":
         jwks = {"keys": [{"kty": "oct", "alg": "HS256", "kid": "k1", "k": KEY}]}
         filters.append({"name": "envoy.filters.http.jwt_authn", "typed_config": {
@@ -151,6 +166,13 @@ def parse_rps(out):
     return (float(m.group(1)) if m else 0.0, int(n.group(1)) if n else 0)
 
 
+def envoy_env():
+    env = dict(os.environ)
+    if ARGS.native_module:
+        env["ENVOY_DYNAMIC_MODULES_SEARCH_PATH"] = os.path.dirname(os.path.abspath(ARGS.native_module))
+    return env
+
+
 class Envoy:
     """One Envoy in one configuration, started and ready, killed on exit."""
 
@@ -162,7 +184,7 @@ class Envoy:
         self.log = os.path.join(workdir, f"{kind}.log")
         self.proc = subprocess.Popen(taskset(0, [ARGS.envoy, "-c", path, "--concurrency", "1", "--log-level", "error",
                                                  "--disable-hot-restart"]),
-                                     stdout=subprocess.DEVNULL, stderr=open(self.log, "w"))
+                                     stdout=subprocess.DEVNULL, stderr=open(self.log, "w"), env=envoy_env())
         self.url = f"http://127.0.0.1:{self.port}/v1/invoices/INV-1"
         self.header = ["-H", f"x-jit-grant: {token}"]
         for _ in range(200):
@@ -393,6 +415,17 @@ def main():
         added_p99 = med["jitgate"]["p99_us"] - noop["p99_us"]
         target(f"jitgate p99 over empty Wasm < 20 us at {rate:,} req/s", added_p99,
                added_p99 < 20 and med["jitgate"]["sustained"], "us")
+    if {"jitgate-native", "none"} <= set(CONFIGS):
+        nat = med["jitgate-native"]
+        v = nat["rps"] / med["none"]["rps"]
+        target("jitgate-native throughput >= 0.9 x no filter", v, v >= 0.9, "x")
+        added = nat["cpu_us"] - med["none"]["cpu_us"]
+        target("jitgate-native Envoy CPU over no filter <= 5 us/req", added, added <= 5, "us")
+        lines.append("")
+        for other in ("jitgate", "jwt_authn", "ext_authz"):
+            if other in CONFIGS:
+                lines.append(f"jitgate-native / {other}: {nat['rps'] / med[other]['rps']:.2f} (throughput), "
+                             f"{med[other]['cpu_us'] / nat['cpu_us']:.2f} (inverse CPU per request).")
     if {"jitgate", "jwt_authn"} <= set(CONFIGS):
         v = jit / med["jwt_authn"]["rps"]
         target("jitgate throughput >= 1.5 x jwt_authn", v, v >= 1.5, "x")

@@ -78,10 +78,59 @@ pub struct EnvoyOptions {
     /// Envoy's log level (`info` by default; `debug` shows the filter's
     /// denials).
     pub log_level: &'static str,
+    /// Which form of the filter Envoy loads: the Wasm module (default) or
+    /// the native dynamic module. [`EnvoyOptions::new`] takes the default
+    /// from `JITGATE_E2E_FORM` (`native` or `wasm`), so a whole test file
+    /// can be run against the native module unchanged.
+    pub form: FilterForm,
     /// Serve the API listener over TLS with this server certificate,
     /// asking clients for a certificate signed by `ca` (optional, so a
     /// test can also connect without one).
     pub listener_tls: Option<ListenerTls>,
+}
+
+/// The two forms of the filter, loaded from two templates that differ only
+/// in the filter entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterForm {
+    /// `envoy-config/envoy.template.yaml` with [`EnvoyOptions::wasm`].
+    Wasm,
+    /// `envoy-config/envoy.native.template.yaml` with
+    /// `libjitgate_native.so` (see [`native_module_path`]), under this
+    /// `filter_name` (`jitgate`; `jitgate-panic-probe` for the fail-closed
+    /// test).
+    Native {
+        /// The filter name passed to the module.
+        filter_name: &'static str,
+    },
+}
+
+impl FilterForm {
+    /// The native module as deployed.
+    pub const NATIVE: FilterForm = FilterForm::Native { filter_name: "jitgate" };
+
+    /// `JITGATE_E2E_FORM=native` selects [`FilterForm::NATIVE`]; unset or
+    /// `wasm` the Wasm filter; anything else panics (a typo must not
+    /// silently test the other form).
+    pub fn from_env() -> FilterForm {
+        match std::env::var("JITGATE_E2E_FORM").as_deref() {
+            Err(_) | Ok("wasm") | Ok("") => FilterForm::Wasm,
+            Ok("native") => FilterForm::NATIVE,
+            Ok(other) => panic!("JITGATE_E2E_FORM={other}: expected wasm or native"),
+        }
+    }
+}
+
+/// The native module, `target/release-native/libjitgate_native.so`
+/// (honours `CARGO_TARGET_DIR`); panics with what to run if it is missing.
+pub fn native_module_path() -> PathBuf {
+    let path = crate::target_dir().join("release-native/libjitgate_native.so");
+    assert!(
+        path.exists(),
+        "{} is missing: build it first: scripts/build-native",
+        path.display()
+    );
+    path
 }
 
 /// TLS on the API listener (mTLS tests).
@@ -129,6 +178,7 @@ impl EnvoyOptions {
             upstream_port,
             control_port: free_port(),
             log_level: "info",
+            form: FilterForm::from_env(),
             listener_tls: None,
         }
     }
@@ -138,6 +188,7 @@ impl EnvoyOptions {
     pub fn noop(upstream_port: u16) -> Self {
         EnvoyOptions {
             wasm: crate::wasm::noop_filter_wasm_path(),
+            form: FilterForm::Wasm,
             ..EnvoyOptions::new("{}", upstream_port)
         }
     }
@@ -227,7 +278,11 @@ impl Envoy {
         let dir = std::env::temp_dir().join(format!("jitgate-e2e-{}-{n}", std::process::id()));
         fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let (port, admin_port) = (free_port(), free_port());
-        let template_path = workspace_root().join("envoy-config/envoy.template.yaml");
+        let (template_file, native_name) = match options.form {
+            FilterForm::Wasm => ("envoy.template.yaml", ""),
+            FilterForm::Native { filter_name } => ("envoy.native.template.yaml", filter_name),
+        };
+        let template_path = workspace_root().join("envoy-config").join(template_file);
         let template = fs::read_to_string(&template_path).map_err(|e| format!("{}: {e}", template_path.display()))?;
         let config = render(
             &template,
@@ -237,6 +292,7 @@ impl Envoy {
                 ("UPSTREAM_PORT", options.upstream_port.to_string()),
                 ("CONTROL_PORT", options.control_port.to_string()),
                 ("WASM_PATH", options.wasm.display().to_string()),
+                ("NATIVE_FILTER_NAME", native_name.to_owned()),
                 // A single-quoted YAML scalar: quotes are doubled.
                 ("PLUGIN_CONFIG", options.plugin_config.replace('\'', "''")),
             ],
@@ -252,7 +308,14 @@ impl Envoy {
         let config_path = dir.join("envoy.yaml");
         fs::write(&config_path, config).map_err(|e| e.to_string())?;
         let log = fs::File::create(dir.join("envoy.log")).map_err(|e| e.to_string())?;
-        let child = Command::new(envoy_binary())
+        let mut command = Command::new(envoy_binary());
+        if matches!(options.form, FilterForm::Native { .. }) {
+            // Envoy finds lib<name>.so in this directory.
+            let module = native_module_path();
+            let module_dir = module.parent().unwrap_or(Path::new("."));
+            command.env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", module_dir);
+        }
+        let child = command
             .arg("-c")
             .arg(&config_path)
             .args(["--concurrency", &options.concurrency.to_string()])

@@ -8,6 +8,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::envoy::Envoy;
+
 use sha2::{Digest, Sha256};
 
 /// A certificate and its key, as PEM files.
@@ -140,4 +142,37 @@ impl TestPki {
             clients,
         }
     }
+
+    /// Issues one more client certificate, for `name`, from this PKI's CA
+    /// (in the CA's directory) carrying `uri` as its URI SAN, as a workload
+    /// identity (SPIFFE) would.
+    pub fn client_with_uri_san(&self, name: &str, uri: &str) -> CertFiles {
+        let dir = self.ca.parent().expect("the CA is in the PKI directory");
+        issue(
+            dir,
+            name,
+            &format!("extendedKeyUsage=clientAuth\nsubjectAltName=URI:{uri}"),
+        )
+    }
+}
+
+/// `GET /v1/invoices/1` over TLS to `api.local` at `envoy`, trusting `ca`,
+/// with `client`'s certificate or none, sending `token` as the grant:
+/// (status, body). Uses curl, which the mTLS tests need anyway.
+pub fn get_invoice_over_tls(envoy: &Envoy, ca: &Path, client: Option<&CertFiles>, token: &str) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
+        .arg(ca)
+        .args(["--resolve", &format!("api.local:{}:127.0.0.1", envoy.port)])
+        .args(["-H", &format!("x-jit-grant: {token}")]);
+    if let Some(c) = client {
+        cmd.arg("--cert").arg(&c.cert).arg("--key").arg(&c.key);
+    }
+    let out = cmd
+        .arg(format!("https://api.local:{}/v1/invoices/1", envoy.port))
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
 }

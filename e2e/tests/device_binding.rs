@@ -4,12 +4,11 @@
 //! the certificate it names.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use grant::{mint, GrantClaims, ScopeRule, SigningKey};
 use jitgate_e2e::envoy::{Envoy, EnvoyOptions, ListenerTls};
-use jitgate_e2e::tls::{CertFiles, TestPki};
+use jitgate_e2e::tls::{get_invoice_over_tls, CertFiles, TestPki};
 use jitgate_e2e::upstream::Upstream;
 
 const K1: &str = "AaJjqsgdCNs5ZNQycUgeL_QbOX0xYMHMY7_8lj5ZJIs";
@@ -35,24 +34,8 @@ fn grant(jti: &str, cnf: Option<[u8; 32]>) -> String {
     .unwrap()
 }
 
-/// `GET /v1/invoices/1` over TLS to `api.local`, with a client certificate
-/// or none: (status, body).
 fn call(envoy: &Envoy, ca: &Path, client: Option<&CertFiles>, token: &str) -> (u16, String) {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
-        .arg(ca)
-        .args(["--resolve", &format!("api.local:{}:127.0.0.1", envoy.port)])
-        .args(["-H", &format!("x-jit-grant: {token}")]);
-    if let Some(c) = client {
-        cmd.arg("--cert").arg(&c.cert).arg("--key").arg(&c.key);
-    }
-    let out = cmd
-        .arg(format!("https://api.local:{}/v1/invoices/1", envoy.port))
-        .output()
-        .expect("curl runs");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_owned())
+    get_invoice_over_tls(envoy, ca, client, token)
 }
 
 #[test]

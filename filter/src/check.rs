@@ -22,6 +22,11 @@ use crate::sync::Live;
 /// removed, so upstreams can trust what they see.
 pub const JIT_HEADER_PREFIX: &[u8] = b"x-jit-";
 
+/// The body of the fail-closed answer (503) both adapters give when they
+/// cannot decide a request (host error, internal error).
+pub const UNAVAILABLE_BODY: &str =
+    r#"{"error":"gateway_unavailable","message":"The access gateway cannot check this request.","resource":null}"#;
+
 /// What the host can tell about the connection, asked only when needed.
 pub trait RequestHost {
     /// The client's address.
@@ -323,6 +328,23 @@ fn identity_aware(
         first_refusal.get_or_insert((outcome, grant));
     }
     first_refusal.map(|(outcome, grant)| (outcome, Rc::new(grant.clone())))
+}
+
+/// One line for a denial, logged at debug level by both adapters.
+pub fn describe_denial(cfg: &FilterConfig, eval: &Evaluation) -> String {
+    let resource = eval
+        .resource
+        .and_then(|i| cfg.resources.get(i))
+        .map_or("-", |r| r.id.as_str());
+    match &eval.grant {
+        Some(g) => format!(
+            "jitgate: deny {} resource={resource} grant={} sub={}",
+            eval.verdict.code(),
+            g.jti(),
+            g.sub()
+        ),
+        None => format!("jitgate: deny {} resource={resource}", eval.verdict.code()),
+    }
 }
 
 /// What the glue must do with the request. A forward plan borrows the

@@ -10,7 +10,9 @@
 //! - [`metrics`]: counters per decision code;
 //! - [`sync`] and [`poll`]: what is synced from the control service, and
 //!   when and where it is polled;
-//! - [`plugin`]: the proxy-wasm contexts that connect the above to the host.
+//! - [`plugin`]: the proxy-wasm contexts that connect the above to the host
+//!   (feature `proxy-wasm`, on by default; the native Envoy module in
+//!   `native/` uses everything else without it).
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
@@ -20,9 +22,11 @@ pub mod cache;
 pub mod check;
 pub mod config;
 pub mod headers;
+#[cfg(feature = "proxy-wasm")]
 mod hostmap;
 mod jsonw;
 pub mod metrics;
+#[cfg(feature = "proxy-wasm")]
 pub mod plugin;
 pub mod poll;
 pub mod report;
@@ -30,7 +34,7 @@ pub mod route;
 pub mod sync;
 
 /// The module's entry point, called by the host once the VM starts.
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "proxy-wasm"))]
 mod entry {
     #![allow(missing_docs)]
     proxy_wasm::main! {{

@@ -154,7 +154,9 @@ impl MetricIds {
         }
     }
 
-    fn indices(
+    /// Positions in the [`names`] table (of `len` metrics) that one
+    /// decision increments; allocation-free, for hosts that count directly.
+    pub fn indices(
         len: usize,
         verdict: Verdict,
         resource: Option<usize>,

@@ -19,7 +19,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 
-use crate::check::{self, Plan, RequestHost, Verdict};
+use crate::check::{self, Plan, RequestHost};
 use crate::config::{self, ControlLink, FilterConfig, Mode};
 use crate::hostmap;
 use crate::metrics::{self, Gauge, MetricIds};
@@ -30,9 +30,6 @@ use crate::sync::{self, GrantIndex, Live, Snapshot};
 /// How often the root context wakes up: to flush counters and, with a
 /// control link, to sync and report.
 const TICK: Duration = Duration::from_millis(100);
-
-/// How often a stale revocation list is warned about in the log.
-const WARN_EVERY_MS: u64 = 10_000;
 
 /// What one poll call was for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -459,10 +456,10 @@ fn adopt_first_sync(active: &Active, link: &ControlLink, now_ms: u64) {
 /// Whether the staleness warning is due: the list has not been synced for
 /// three poll intervals since `since` (its last sync, or the first tick
 /// when it was never synced: the first poll needs its time), and the last
-/// warning is [`WARN_EVERY_MS`] old.
+/// warning is [`sync::STALE_WARNING_EVERY_MS`] old.
 fn stale_warning_due(since_ms: u64, now_ms: u64, poll_interval_ms: u64, last_warning_ms: u64) -> bool {
     now_ms.saturating_sub(since_ms) > poll_interval_ms.saturating_mul(3)
-        && now_ms.saturating_sub(last_warning_ms) >= WARN_EVERY_MS
+        && now_ms.saturating_sub(last_warning_ms) >= sync::STALE_WARNING_EVERY_MS
 }
 
 /// Escapes a cursor for a query string (cursors are opaque).
@@ -676,11 +673,7 @@ impl Request {
             ("content-type", "application/json".to_owned()),
             ("cache-control", "no-store".to_owned()),
         ];
-        self.respond(
-            503,
-            &json,
-            r#"{"error":"gateway_unavailable","message":"The access gateway cannot check this request.","resource":null}"#,
-        )
+        self.respond(503, &json, check::UNAVAILABLE_BODY)
     }
 }
 
@@ -715,10 +708,7 @@ impl HttpContext for Request {
         let dry_run_denied = denied && active.cfg.mode == Mode::DryRun;
         active.metrics.count(eval.verdict, eval.resource, dry_run_denied);
         if denied && matches!(hostcalls::get_log_level(), Ok(LogLevel::Trace | LogLevel::Debug)) {
-            log(
-                LogLevel::Debug,
-                &describe(&active.cfg, &eval.verdict, eval.resource, eval.grant.as_deref()),
-            );
+            log(LogLevel::Debug, &check::describe_denial(&active.cfg, &eval));
         }
         let plan = check::plan(&active.cfg, &headers, &eval);
         if active.reporter.is_some() {
@@ -787,26 +777,6 @@ impl HttpContext for Request {
 fn rewrite_headers(remove: &[&[u8]], add: &[(&str, Cow<'_, [u8]>)]) -> bool {
     remove.iter().all(|name| hostmap::remove_request_header(name))
         && add.iter().all(|(name, value)| hostmap::add_request_header(name, value))
-}
-
-fn describe(
-    cfg: &FilterConfig,
-    verdict: &Verdict,
-    resource: Option<usize>,
-    grant: Option<&grant::VerifiedGrant>,
-) -> String {
-    let resource = resource
-        .and_then(|i| cfg.resources.get(i))
-        .map_or("-", |r| r.id.as_str());
-    match grant {
-        Some(g) => format!(
-            "jitgate: deny {} resource={resource} grant={} sub={}",
-            verdict.code(),
-            g.jti(),
-            g.sub()
-        ),
-        None => format!("jitgate: deny {} resource={resource}", verdict.code()),
-    }
 }
 
 #[cfg(test)]

@@ -38,6 +38,32 @@ pub struct Event<'a> {
 /// 1 MB path must not fill the buffer).
 const MAX_REPORTED_PATH: usize = 512;
 
+impl<'a> Event<'a> {
+    /// The event of one decision, as both adapters report it (`client`:
+    /// the connection's address, when known).
+    pub fn of_decision(
+        cfg: &'a crate::config::FilterConfig,
+        headers: &'a crate::headers::HeaderMap,
+        eval: &'a crate::check::Evaluation,
+        time_ms: u64,
+        client: Option<&'a str>,
+    ) -> Event<'a> {
+        let g = eval.grant.as_ref();
+        Event {
+            time_ms,
+            outcome: eval.verdict.code(),
+            resource: eval.resource.and_then(|i| cfg.resources.get(i)).map(|r| r.id.as_str()),
+            grant_id: g.map(|g| g.jti()),
+            subject: g.map(|g| g.sub()),
+            access_request_id: g.and_then(|g| g.req()),
+            method: headers.single(b":method").unwrap_or(&[]),
+            path: headers.single(b":path").unwrap_or(&[]),
+            client,
+            request_id: headers.single(b"x-request-id"),
+        }
+    }
+}
+
 impl Event<'_> {
     /// The event as a JSON object missing only its closing `"status":N}`,
     /// which is known once the response starts.

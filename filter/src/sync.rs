@@ -387,6 +387,46 @@ impl GrantIndex {
     }
 }
 
+/// Escapes a cursor for a query string (cursors are opaque); both
+/// adapters poll with it.
+pub fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// How often a stale revocation list is warned about, at most.
+pub const STALE_WARNING_EVERY_MS: u64 = 10_000;
+
+/// The warning both adapters log when the revocation list is older than
+/// three poll intervals (`staleness_ms`: `u64::MAX` if never synced);
+/// `None` while it is fresh.
+pub fn staleness_warning(link: &crate::config::ControlLink, staleness_ms: u64) -> Option<String> {
+    if staleness_ms <= link.poll_interval_ms.saturating_mul(3) {
+        return None;
+    }
+    let age = if staleness_ms == u64::MAX {
+        "never synced".to_owned()
+    } else {
+        format!("{staleness_ms} ms old")
+    };
+    let strict = if link.max_staleness_seconds.is_some() {
+        " until max_staleness_seconds"
+    } else {
+        ""
+    };
+    Some(format!(
+        "jitgate: revocation list is {age} (control cluster {}); valid grants keep working{strict}",
+        link.cluster
+    ))
+}
+
 /// What a worker knows right now; read by every request of that worker.
 #[derive(Debug, Default)]
 pub struct Live {
