@@ -8,6 +8,9 @@
 //! - [`requests`]: the access-request workflow;
 //! - [`grants`]: minting, revocation and what proxies sync;
 //! - [`audit`]: the hash-chained log;
+//! - [`audit_tree`]: the log's Merkle tree as stored, its roots and proofs;
+//! - [`checkpoint`]: signed checkpoints (C2SP signed notes, Ed25519);
+//! - [`merkle`]: RFC 9162 tree hashing and proofs over the log (pure);
 //! - [`notify`]: the outbox and its sender (webhooks, Slack);
 //! - [`signature`]: webhook and Slack request signatures;
 //! - [`api`]: HTTP handlers, thin, over the modules above;
@@ -15,12 +18,15 @@
 
 pub mod api;
 pub mod audit;
+pub mod audit_tree;
 pub mod auth;
+pub mod checkpoint;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
 pub mod grants;
+pub mod merkle;
 pub mod metrics;
 pub mod notify;
 pub mod policy;
@@ -55,6 +61,10 @@ impl App {
     /// Connects to (and migrates) the database and prepares the keys.
     pub async fn new(cfg: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<App>> {
         let db = Db::connect(&cfg.database_url).await?;
+        let added = audit_tree::catch_up(&db).await?;
+        if added > 0 {
+            tracing::info!(records = added, "built the audit Merkle tree over older records");
+        }
         let auth = Authenticator::new(&cfg.auth)?;
         Ok(Arc::new(App {
             cfg,
