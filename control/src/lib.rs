@@ -8,7 +8,9 @@
 //! - [`requests`]: the access-request workflow;
 //! - [`grants`]: minting, revocation and what proxies sync;
 //! - [`audit`]: the hash-chained log;
+//! - [`audit_publish`]: signs checkpoints and publishes them to witnesses;
 //! - [`audit_tree`]: the log's Merkle tree as stored, its roots and proofs;
+//! - [`audit_witness`]: verifies the log against a witness's signed checkpoints;
 //! - [`checkpoint`]: signed checkpoints (C2SP signed notes, Ed25519);
 //! - [`merkle`]: RFC 9162 tree hashing and proofs over the log (pure);
 //! - [`notify`]: the outbox and its sender (webhooks, Slack);
@@ -18,7 +20,9 @@
 
 pub mod api;
 pub mod audit;
+pub mod audit_publish;
 pub mod audit_tree;
+pub mod audit_witness;
 pub mod auth;
 pub mod checkpoint;
 pub mod cli;
@@ -55,6 +59,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// Counters.
     pub metrics: Metrics,
+    /// What the audit checkpoint publisher last did.
+    pub checkpoints: audit_publish::Publisher,
 }
 
 impl App {
@@ -72,6 +78,7 @@ impl App {
             auth,
             clock,
             metrics: Metrics::default(),
+            checkpoints: audit_publish::Publisher::default(),
         }))
     }
 }
@@ -86,12 +93,14 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io:
         tokio::spawn(async move { db.checkpoint_in_background().await })
     };
     let sender = tokio::spawn(notify::run(Arc::clone(&app)));
+    let publisher = tokio::spawn(audit_publish::run(Arc::clone(&app)));
     let result = axum::serve(listener, api::router(app))
         .with_graceful_shutdown(shutdown())
         .await;
     sweeper.abort();
     checkpointer.abort();
     sender.abort();
+    publisher.abort();
     result
 }
 

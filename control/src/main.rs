@@ -141,8 +141,38 @@ enum AuditCommand {
     },
     /// Every record as JSON lines.
     Export,
-    /// Check the hash chain.
-    Verify,
+    /// Check the hash chain (through the API); with --witness, check the
+    /// database against a witness's signed checkpoints (offline).
+    Verify {
+        #[command(flatten)]
+        witness: WitnessArgs,
+    },
+    /// Print a new Ed25519 key pair for signing checkpoints.
+    Keygen {
+        /// The key's (and the log's) name, e.g. `jitgate.example.com/audit`.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+/// `jitgate audit verify --witness DIR --public-key KEY --database-url URL`.
+#[derive(clap::Args)]
+struct WitnessArgs {
+    /// A directory of signed checkpoints kept outside the database.
+    #[arg(long, requires_all = ["public_key", "database_url"])]
+    witness: Option<PathBuf>,
+    /// The checkpoint verifier key (`<name>+<id>+<key>`), or a file holding it.
+    #[arg(long)]
+    public_key: Option<String>,
+    /// The database to check (read only).
+    #[arg(long, env = "JITGATE_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Check every record, not only those after the last verified checkpoint.
+    #[arg(long)]
+    full: bool,
+    /// Where the last verified checkpoint is remembered (default: DIR/.verified).
+    #[arg(long)]
+    state: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -326,10 +356,63 @@ fn decide(id: &str, decision: &str, comment: Option<String>, json: bool) -> anyh
     Ok(())
 }
 
+/// Offline: the database against a witness directory, with the public key.
+fn verify_witness(args: WitnessArgs, json: bool) -> anyhow::Result<()> {
+    use control::audit_witness::{self, Witness};
+    let (Some(dir), Some(key), Some(url)) = (args.witness, args.public_key, args.database_url) else {
+        anyhow::bail!("--witness needs --public-key and --database-url");
+    };
+    let key = std::fs::read_to_string(&key).unwrap_or(key);
+    let key = control::checkpoint::CheckpointVerifier::parse(&key).context("--public-key")?;
+    let witness = Witness::load(&dir, &key).context("--witness")?;
+    let state = args.state.unwrap_or_else(|| dir.join(".verified"));
+    let from = if args.full {
+        0
+    } else {
+        audit_witness::read_state(&state)
+    };
+    let report = tokio::runtime::Runtime::new()?.block_on(async {
+        let pool = audit_witness::connect_read_only(&url).await?;
+        anyhow::Ok(audit_witness::verify(&pool, &witness, from).await?)
+    })?;
+    audit_witness::write_state(&state, &report)?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    match &report.first_disagreement {
+        None => {
+            if !json {
+                println!(
+                    "ok: {} records checked from checkpoint {}; signed size {} ({} checkpoints); {} records not yet signed",
+                    report.records_checked, report.verified_from, report.signed_size, report.checkpoints, report.unsigned_records
+                );
+            }
+            Ok(())
+        }
+        Some(d) => anyhow::bail!(
+            "record {} disagrees with signed checkpoint {}: {}",
+            d.seq,
+            d.checkpoint,
+            d.reason
+        ),
+    }
+}
+
 fn audit(command: AuditCommand, json: bool) -> anyhow::Result<()> {
+    // The offline subcommands need no API profile.
+    let command = match command {
+        AuditCommand::Keygen { name } => {
+            print!("{}", cli::audit_keygen(&name)?);
+            return Ok(());
+        }
+        AuditCommand::Verify { witness } if witness.witness.is_some() => return verify_witness(witness, json),
+        online => online,
+    };
     let api = api()?;
     match command {
-        AuditCommand::Verify => {
+        // Printed above.
+        AuditCommand::Keygen { .. } => Ok(()),
+        AuditCommand::Verify { .. } => {
             let v = api.call(reqwest::Method::GET, "/v1/audit/verify", None)?;
             if json {
                 println!("{v}");

@@ -201,9 +201,12 @@ pub async fn healthz() -> &'static str {
 
 /// Readiness: the database answers.
 #[utoipa::path(get, path = "/readyz", responses((status = 200, body = String), (status = 503, body = super::Problem)))]
-pub async fn readyz(State(app): State<AppState>) -> Result<&'static str, ApiError> {
+pub async fn readyz(State(app): State<AppState>) -> Result<String, ApiError> {
     if app.db.ping().await {
-        Ok("ready")
+        // Audit checkpoint publication is reported, never a reason to stop
+        // serving access decisions.
+        let checkpoints = app.checkpoints.readiness(app.cfg.audit.signer.is_some());
+        Ok(format!("ready\n{checkpoints}\n"))
     } else {
         Err(ApiError::Unavailable(anyhow::anyhow!("database unreachable")))
     }
