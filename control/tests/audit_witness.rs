@@ -379,3 +379,75 @@ async fn the_command_line_verifies_against_the_witness_and_names_the_edited_reco
     assert!(!ok && text.contains("refused: no valid signature"), "{text}");
     app.finish().await;
 }
+
+/// Inclusion and consistency proofs from the API, checked by an independent
+/// implementation (`tests/independent/verify_proofs.py`, Python's standard
+/// library only) against the roots in the signed checkpoints; a proof with
+/// one hash changed is rejected by it, and the endpoints answer problem
+/// documents naming the parameter.
+async fn proofs_from_the_api_verify_independently(app: &TestApp, _witness: PathBuf) {
+    let mut inclusion = Vec::new();
+    for (seq, checkpoint) in [(1, 25), (7, 25), (25, 25), (1, 35), (26, 35), (34, 35), (35, 35)] {
+        let (status, body) = app
+            .get(&format!("/v1/audit/{seq}/proof?checkpoint={checkpoint}"), "ann")
+            .await;
+        assert_eq!(status, 200, "{body}");
+        inclusion.push(body);
+    }
+    let (status, latest) = app.get("/v1/audit/12/proof", "ann").await;
+    assert_eq!((status, latest["tree_size"].as_i64()), (200, Some(35)), "{latest}");
+    let (status, body) = app.get("/v1/audit/consistency?from=25&to=35", "ann").await;
+    assert_eq!(status, 200, "{body}");
+    let consistency = vec![body];
+    let independent = |input: &Value| {
+        let mut child = std::process::Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/independent/verify_proofs.py"
+            ))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let all = json!({"inclusion": inclusion, "consistency": consistency});
+    let (ok, out) = independent(&all);
+    assert!(ok && out.trim() == "ok 8", "{out}");
+    for (kind, index) in [("inclusion", 1), ("consistency", 0)] {
+        let mut bad = all.clone();
+        let hash = &mut bad[kind][index]["proof"][0];
+        let flipped = format!("{:0>64}", "1");
+        *hash = json!(if hash.as_str() == Some(flipped.as_str()) {
+            "0".repeat(64)
+        } else {
+            flipped
+        });
+        assert!(!independent(&bad).0, "a changed {kind} proof is rejected");
+    }
+    let mut other_record = all.clone();
+    other_record["inclusion"][1]["leaf_input"] = all["inclusion"][0]["leaf_input"].clone();
+    assert!(!independent(&other_record).0, "another record's bytes are rejected");
+
+    for (path, status, code) in [
+        ("/v1/audit/36/proof?checkpoint=35", 422, "record_not_in_checkpoint"),
+        ("/v1/audit/1/proof?checkpoint=30", 404, "checkpoint_not_found"),
+        ("/v1/audit/consistency?to=35", 422, "missing_parameter"),
+        ("/v1/audit/consistency?from=35&to=25", 422, "checkpoints_out_of_order"),
+    ] {
+        let (s, body) = app.get(path, "ann").await;
+        assert_eq!((s, body["code"].as_str()), (status, Some(code)), "{path}: {body}");
+    }
+    let (s, _) = app.get("/v1/audit/1/proof", "alice").await;
+    assert_eq!(s, 403, "only auditors read proofs");
+}
+
+on_both_with_history!(proofs_from_the_api_verify_independently);

@@ -136,7 +136,7 @@ pub async fn revoke_grant(
     Ok(Json(grants::revoke(&app, &p, &id, input).await?))
 }
 
-fn auditor(app: &AppState, p: &crate::auth::Principal) -> Result<(), ApiError> {
+pub(super) fn auditor(app: &AppState, p: &crate::auth::Principal) -> Result<(), ApiError> {
     if app.auth.is_auditor(p) {
         Ok(())
     } else {

@@ -1,6 +1,7 @@
 //! The HTTP API: routes, authentication, body limits, and the audit of
 //! refused calls. Handlers are thin; the work is in the domain modules.
 
+mod audit_proofs;
 mod handlers;
 mod integrations;
 mod proxy;
@@ -50,6 +51,8 @@ pub const MAX_INGEST_BODY: usize = 8 * 1024 * 1024;
         handlers::audit_query,
         handlers::audit_verify,
         handlers::audit_export,
+        audit_proofs::inclusion,
+        audit_proofs::consistency,
         proxy::revocations,
         proxy::grant_set,
         proxy::ingest,
@@ -72,6 +75,8 @@ pub const MAX_INGEST_BODY: usize = 8 * 1024 * 1024;
         crate::audit::Record,
         crate::audit::Verification,
         crate::audit::BrokenLink,
+        audit_proofs::InclusionProof,
+        audit_proofs::ConsistencyProof,
         proxy::IngestBatch,
         proxy::ProxyEvent,
         proxy::IngestResult,
@@ -115,6 +120,8 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/audit", get(handlers::audit_query))
         .route("/v1/audit/verify", get(handlers::audit_verify))
         .route("/v1/audit/export", get(handlers::audit_export))
+        .route("/v1/audit/{seq}/proof", get(audit_proofs::inclusion))
+        .route("/v1/audit/consistency", get(audit_proofs::consistency))
         .layer(DefaultBodyLimit::max(app.cfg.max_body_bytes))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&app), authenticate));
     let proxy_api = Router::new()
