@@ -8,7 +8,9 @@
 //! checkpoint (so the service never signs a tree that forked from one it
 //! signed before), signs it, stores it, and writes it to the witness
 //! directory with the leaf hashes it adds, so that a verifier can name the
-//! first record that disagrees. The directory is append-only: a file is
+//! first record that disagrees; webhook targets that list `audit.checkpoint`
+//! get it through the notification outbox (at least once, in the
+//! transaction that stores it). The directory is append-only: a file is
 //! never replaced, and finding a different one under the same name is
 //! reported as a fork. A failure is counted, logged and shown by `/readyz`,
 //! and retried on the next tick; access decisions never wait for it. After
@@ -221,15 +223,22 @@ async fn try_publish(app: &App, force: bool) -> Result<Option<TreeHead>, Publish
     }
     let head = TreeHead { size, root };
     let note = signer.sign(&head);
-    sqlx::query(
+    // The checkpoint and its webhook deliveries in one transaction; a
+    // replica that signed the same size first has queued them already.
+    let mut tx = app.db.pool.begin().await?;
+    let stored = sqlx::query(
         "INSERT INTO audit_checkpoints (size, root, at, note) VALUES ($1, $2, $3, $4) ON CONFLICT (size) DO NOTHING",
     )
     .bind(size as i64)
     .bind(hex::encode(root))
     .bind(now)
     .bind(&note)
-    .execute(&app.db.pool)
+    .execute(&mut *tx)
     .await?;
+    if stored.rows_affected() == 1 {
+        crate::notify::enqueue_checkpoint(app, &mut tx, size, &note, now).await?;
+    }
+    tx.commit().await?;
     if let Some(dir) = &app.cfg.audit.witness_dir {
         publish_to_dir(app, dir, &head, &note).await?;
     }

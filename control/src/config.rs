@@ -242,7 +242,16 @@ pub struct Target {
     pub resources: BTreeSet<String>,
 }
 
+/// Signed audit checkpoints, sent only to webhook targets that list this
+/// event explicitly (a target with no `events` list does not get them).
+pub const AUDIT_CHECKPOINT_EVENT: &str = "audit.checkpoint";
+
 impl Target {
+    /// Whether this target is a witness of audit checkpoints.
+    pub fn wants_checkpoints(&self) -> bool {
+        self.kind == TargetKind::Webhook && self.events.contains(AUDIT_CHECKPOINT_EVENT)
+    }
+
     /// Whether this target wants an event about a resource.
     pub fn wants(&self, event: &str, resource: &str) -> bool {
         (self.events.is_empty() || self.events.contains(event))
@@ -740,8 +749,21 @@ impl RawConfig {
             if !(t.url.starts_with("http://") || t.url.starts_with("https://")) {
                 return Err(err(f("url"), "must be an http(s) URL"));
             }
-            if let Some(e) = t.events.iter().find(|e| !EVENTS.contains(&e.as_str())) {
-                return Err(err(f("events"), format!("{e:?} is not one of {}", EVENTS.join(", "))));
+            if let Some(e) = t
+                .events
+                .iter()
+                .find(|e| !EVENTS.contains(&e.as_str()) && *e != AUDIT_CHECKPOINT_EVENT)
+            {
+                return Err(err(
+                    f("events"),
+                    format!("{e:?} is not one of {}, {AUDIT_CHECKPOINT_EVENT}", EVENTS.join(", ")),
+                ));
+            }
+            if t.kind != TargetKind::Webhook && t.events.iter().any(|e| e == AUDIT_CHECKPOINT_EVENT) {
+                return Err(err(
+                    f("events"),
+                    format!("only webhook targets receive {AUDIT_CHECKPOINT_EVENT}"),
+                ));
             }
             if let Some(r) = t.resources.iter().find(|r| !resources.iter().any(|x| &x.id == *r)) {
                 return Err(err(f("resources"), format!("{r:?} is not a configured resource")));

@@ -32,11 +32,17 @@ fn public_key() -> CheckpointVerifier {
 /// The service with checkpoints into `witness`, signed only when a test
 /// asks (the background loop's thresholds are never reached).
 async fn spawn_with_witness(backend: Backend, witness: &std::path::Path) -> Option<TestApp> {
+    spawn_with_witness_and(backend, witness, "").await
+}
+
+/// The same, with more configuration text appended (notify targets).
+async fn spawn_with_witness_and(backend: Backend, witness: &std::path::Path, extra: &str) -> Option<TestApp> {
     let key = signer().private_text();
     let witness = witness.display().to_string();
+    let extra = extra.to_owned();
     common::spawn_app_with(backend, move |text| {
         format!(
-            "{text}\n[audit]\nsigning_key = {{ value = \"{key}\" }}\nwitness_dir = \"{witness}\"\ncheckpoint_every_records = 1000000\ncheckpoint_every_seconds = 10000000000\n"
+            "{text}\n[audit]\nsigning_key = {{ value = \"{key}\" }}\nwitness_dir = \"{witness}\"\ncheckpoint_every_records = 1000000\ncheckpoint_every_seconds = 10000000000\n{extra}"
         )
     })
     .await
@@ -451,3 +457,58 @@ async fn proofs_from_the_api_verify_independently(app: &TestApp, _witness: PathB
 }
 
 on_both_with_history!(proofs_from_the_api_verify_independently);
+
+/// A webhook target that lists `audit.checkpoint` receives every signed
+/// checkpoint through the outbox, signed like every webhook, with a note
+/// that verifies with the public key; a target without the event gets none.
+#[tokio::test]
+async fn a_webhook_witness_receives_each_signed_checkpoint() {
+    use std::sync::{Arc, Mutex};
+    let received: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let sink = Arc::clone(&received);
+    let router = axum::Router::new().route(
+        "/{target}",
+        axum::routing::post(
+            move |axum::extract::Path(target): axum::extract::Path<String>,
+                  headers: axum::http::HeaderMap,
+                  body: String| async move {
+                assert!(headers.contains_key("x-jitgate-signature"));
+                sink.lock()
+                    .unwrap()
+                    .push((target, serde_json::from_str(&body).unwrap()));
+                axum::http::StatusCode::OK
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let targets = format!(
+        "\n[[notify.targets]]\nname = \"witness\"\nkind = \"webhook\"\nurl = \"{base}/witness\"\nsecret = {{ value = \"witness-secret-0123456789\" }}\nevents = [\"audit.checkpoint\"]\n\n[[notify.targets]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"{base}/ops\"\nsecret = {{ value = \"ops-secret-0123456789\" }}\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_with_witness_and(Backend::Sqlite, &dir.path().join("w"), &targets)
+        .await
+        .unwrap();
+    history(&app).await;
+    control::notify::send_due(&app.app, &reqwest::Client::new())
+        .await
+        .unwrap();
+    let received = received.lock().unwrap().clone();
+    let mut sizes: Vec<u64> = received
+        .iter()
+        .map(|(target, body)| {
+            assert_eq!(
+                (target.as_str(), body["event"].as_str()),
+                ("witness", Some("audit.checkpoint"))
+            );
+            public_key()
+                .open(body["checkpoint"]["note"].as_str().unwrap())
+                .unwrap()
+                .size
+        })
+        .collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, [25, 35]);
+    app.finish().await;
+}
