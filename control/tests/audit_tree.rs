@@ -108,3 +108,42 @@ async fn a_log_written_before_the_tree_gets_one_at_start() {
     assert_eq!(control::audit_tree::root(db, 38).await.unwrap(), root_of(&leaves));
     app.finish().await;
 }
+
+/// Two replicas (two connection pools) on one PostgreSQL appending at once:
+/// the head lock serializes them, so the tree has one leaf per record, in
+/// seq order, and its root is the records' root: it never forks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_appending_at_once_never_fork_the_tree() {
+    let Some(app) = common::spawn_app(common::Backend::Postgres).await else {
+        return;
+    };
+    let replica = control::store::Db::connect(&app.cfg.database_url).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let db = if i % 2 == 0 {
+            app.app.db.clone()
+        } else {
+            replica.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let entries: Vec<Entry> = (0..1 + i % 4).map(|k| entry(i * 10 + k)).collect();
+            audit::append_alone(&db, 1_700_000_000_000, &entries).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let leaves = leaves(&app).await;
+    let size = leaves.len() as u64;
+    assert_eq!(
+        control::audit_tree::root(&app.app.db, size).await.unwrap(),
+        root_of(&leaves)
+    );
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM audit_tree WHERE level = 0")
+        .fetch_one(&app.app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(row.try_get::<i64, _>("n").unwrap() as u64, size);
+    replica.pool.close().await;
+    app.finish().await;
+}
