@@ -8,6 +8,7 @@
 //! - [`requests`]: the access-request workflow;
 //! - [`grants`]: minting, revocation and what proxies sync;
 //! - [`audit`]: the hash-chained log;
+//! - [`audit_export`]: range exports with proofs, verified offline;
 //! - [`audit_publish`]: signs checkpoints and publishes them to witnesses;
 //! - [`audit_tree`]: the log's Merkle tree as stored, its roots and proofs;
 //! - [`audit_witness`]: verifies the log against a witness's signed checkpoints;
@@ -20,6 +21,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod audit_export;
 pub mod audit_publish;
 pub mod audit_tree;
 pub mod audit_witness;

@@ -512,3 +512,62 @@ async fn a_webhook_witness_receives_each_signed_checkpoint() {
     assert_eq!(sizes, [25, 35]);
     app.finish().await;
 }
+
+/// `jitgate audit export --from 3 --to 30` through the API gives an archive
+/// that `jitgate audit verify-export` accepts with the public key alone,
+/// and refuses once a record in it is edited, naming the record.
+#[tokio::test]
+async fn an_exported_range_verifies_offline_and_an_edit_in_it_is_named() {
+    let jitgate = env!("CARGO_BIN_EXE_jitgate");
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_with_witness(Backend::Sqlite, &dir.path().join("w"))
+        .await
+        .unwrap();
+    history(&app).await;
+    let token = app.token("ann");
+    let base = app.base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(jitgate)
+            .args(["audit", "export", "--from", "3", "--to", "30"])
+            .env("JITGATE_URL", base)
+            .env("JITGATE_TOKEN", token)
+            .env("HOME", "/nonexistent")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let archive = dir.path().join("archive.jsonl");
+    std::fs::write(&archive, &out.stdout).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 29);
+    let key = dir.path().join("audit.pub");
+    std::fs::write(&key, public_key().text()).unwrap();
+    let verify = || {
+        let out = std::process::Command::new(jitgate)
+            .args(["audit", "verify-export"])
+            .arg(&archive)
+            .arg("--public-key")
+            .arg(&key)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, text) = verify();
+    assert!(
+        ok && text.contains("records 3..=30 are in the signed checkpoint of 35 records"),
+        "{text}"
+    );
+    let edited = std::fs::read_to_string(&archive)
+        .unwrap()
+        .replacen("approval 12", "approval 99", 1);
+    std::fs::write(&archive, edited).unwrap();
+    let (ok, text) = verify();
+    assert!(!ok && text.contains("record 13: not in the signed tree"), "{text}");
+    app.finish().await;
+}
