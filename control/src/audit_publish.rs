@@ -188,14 +188,19 @@ async fn try_publish(app: &App, force: bool) -> Result<Option<TreeHead>, Publish
         .await?;
     let size = head.try_get::<i64, _>("seq")? as u64;
     let stored = last_stored(app, signer).await?;
-    // What this process signed is known even if the table was rolled back.
-    let remembered = app.checkpoints.last();
-    let last = match (stored, remembered) {
-        (Some((s, at)), Some(r)) if r.size > s.size => Some((r, at)),
-        (Some(s), _) => Some(s),
-        (None, Some(r)) => Some((r, 0)),
-        (None, None) => None,
+    // What this process signed, and what the witness directory holds, are
+    // known even if the table was rolled back (a restored backup): the
+    // tree must extend the largest of them, or nothing is signed.
+    let witnessed = match &app.cfg.audit.witness_dir {
+        Some(dir) => last_witnessed(dir, signer)?,
+        None => None,
     };
+    let mut last = stored;
+    for known in [app.checkpoints.last(), witnessed].into_iter().flatten() {
+        if last.is_none_or(|(h, _)| known.size > h.size) {
+            last = Some((known, last.map_or(0, |(_, at)| at)));
+        }
+    }
     let (last_size, last_at) = last.map_or((0, 0), |(h, at)| (h.size, at));
     if size < last_size {
         return Err(PublishError::Fork {
@@ -271,6 +276,24 @@ fn last_in_dir(dir: &Path) -> Result<u64, PublishError> {
         }
     }
     Ok(last)
+}
+
+/// The largest checkpoint in the witness directory, verified with our key.
+fn last_witnessed(dir: &Path, signer: &CheckpointSigner) -> Result<Option<TreeHead>, PublishError> {
+    if !dir.exists() {
+        return Ok(None);
+    }
+    let size = last_in_dir(dir)?;
+    if size == 0 {
+        return Ok(None);
+    }
+    let path = dir.join(checkpoint_file(size));
+    let note = std::fs::read_to_string(&path).map_err(|e| witness_err(&path, e))?;
+    let head = signer
+        .verifier()
+        .open(&note)
+        .map_err(|e| witness_err(&path, format!("refused: {e}")))?;
+    Ok(Some(head))
 }
 
 fn witness_err(path: &Path, e: impl std::fmt::Display) -> PublishError {

@@ -208,6 +208,17 @@ async fn an_older_backup_restored_is_found(app: &TestApp, witness: PathBuf) {
     all.truncate(25);
     rewrite(app, all).await;
     assert_eq!(first(&verify_full(app, &witness).await), (26, 35));
+    // Restarted on the restored copy, the service refuses to sign a tree
+    // shorter than the witness's last checkpoint, and says so.
+    let restarted = control::App::new(app.cfg.clone(), std::sync::Arc::new(app.clock.clone()))
+        .await
+        .unwrap();
+    audit::append_alone(&restarted.db, 1_700_000_000_100, &[entry(100)])
+        .await
+        .unwrap();
+    assert_eq!(audit_publish::publish_now(&restarted).await, None);
+    let readiness = restarted.checkpoints.readiness(true);
+    assert!(readiness.contains("failing (audit_log_forked)"), "{readiness}");
 }
 
 async fn a_checkpoint_signed_with_another_key_is_refused(app: &TestApp, witness: PathBuf) {
