@@ -14,7 +14,8 @@
 //!
 //! Incremental verification starts at a checkpoint verified before: the
 //! stored tree's frontier at that size must hash to its signed root (so it
-//! is the genuine one), and only the records after it are read. It finds
+//! is the genuine one), and only the records and leaf files after it are
+//! read (the checkpoint notes are all read: one small file each). It finds
 //! any change to those records; a change to records before it is found by
 //! a full verification (`--full`) or by an inclusion proof of the record.
 
@@ -92,20 +93,24 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> WitnessError {
     }
 }
 
-/// A witness directory, read and authenticated.
+/// A witness directory, read: its checkpoints verified with the key, its
+/// leaf hashes not yet (see [`Witness::authenticate`]).
 #[derive(Debug, Clone)]
 pub struct Witness {
     /// Signed tree heads, by size.
     pub checkpoints: BTreeMap<u64, Hash>,
-    /// Leaf hashes of records 1..=len, authenticated by the checkpoints.
+    /// The leaves below this many records were not read.
+    pub leaves_from: u64,
+    /// Leaf hashes of records `leaves_from + 1 ..`, as the files say.
     pub leaves: Vec<Hash>,
 }
 
 impl Witness {
-    /// Reads every `*.checkpoint` (each must verify with `key`) and
-    /// `*.leaves` file of `dir`, and keeps the leaves that hash to signed
-    /// roots.
-    pub fn load(dir: &Path, key: &CheckpointVerifier) -> Result<Witness, WitnessError> {
+    /// Reads every `*.checkpoint` (each must verify with `key`) and the
+    /// `*.leaves` files of records after `from` (an incremental
+    /// verification reads no older leaf file, so its cost does not grow
+    /// with history).
+    pub fn load(dir: &Path, key: &CheckpointVerifier, from: u64) -> Result<Witness, WitnessError> {
         let mut checkpoints = BTreeMap::new();
         let mut ranges: BTreeMap<u64, (u64, PathBuf)> = BTreeMap::new();
         for entry in std::fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
@@ -141,9 +146,14 @@ impl Witness {
                 }
             }
         }
+        let start = from;
         let mut leaves: Vec<Hash> = Vec::new();
         for (from, (to, path)) in ranges {
-            if from > leaves.len() as u64 {
+            let end = start + leaves.len() as u64;
+            if to <= start {
+                continue;
+            }
+            if from > end {
                 break;
             }
             let text = std::fs::read_to_string(&path).map_err(|e| io_err(&path, e))?;
@@ -153,24 +163,41 @@ impl Witness {
                 .collect::<Option<Vec<Hash>>>()
                 .filter(|h| h.len() as u64 == to - from)
                 .ok_or_else(|| io_err(&path, "not one 32-byte hex hash per record"))?;
-            leaves.truncate(from as usize);
-            leaves.extend(hashes);
+            // Keep what is at or after `start`, replacing any overlap.
+            let skip = start.saturating_sub(from) as usize;
+            leaves.truncate(from.saturating_sub(start) as usize);
+            leaves.extend_from_slice(hashes.get(skip..).unwrap_or_default());
         }
-        // Keep the leaves up to the last checkpoint they hash to; leaves
-        // that disagree with a signed root make the witness unusable.
-        let mut appender = merkle::Appender::new(0, Vec::new()).map_err(|_| io_err(dir, "empty tree"))?;
+        Ok(Witness {
+            checkpoints,
+            leaves_from: start,
+            leaves,
+        })
+    }
+
+    /// The leaves that hash to signed roots, from a tree of `leaves_from`
+    /// leaves whose root is signed (`start`, whose root the caller checked):
+    /// leaves up to the last checkpoint they reach; leaves that disagree
+    /// with a signed root make the witness unusable.
+    pub fn authenticate(&self, mut start: merkle::Appender) -> Result<Vec<Hash>, WitnessError> {
+        let end = self.leaves_from + self.leaves.len() as u64;
         let mut authenticated = 0;
-        for (size, root) in checkpoints.range(..=leaves.len() as u64) {
-            while appender.size() < *size {
-                appender.push(leaves[appender.size() as usize], &mut Vec::new());
+        for (size, root) in self
+            .checkpoints
+            .range(self.leaves_from + 1..=end.max(self.leaves_from + 1))
+        {
+            if *size > end {
+                break;
             }
-            if appender.root() != *root {
+            while start.size() < *size {
+                start.push(self.leaves[(start.size() - self.leaves_from) as usize], &mut Vec::new());
+            }
+            if start.root() != *root {
                 return Err(WitnessError::LeavesDisagree { size: *size });
             }
-            authenticated = *size as usize;
+            authenticated = (*size - self.leaves_from) as usize;
         }
-        leaves.truncate(authenticated);
-        Ok(Witness { checkpoints, leaves })
+        Ok(self.leaves[..authenticated].to_vec())
     }
 
     /// The largest signed size.
@@ -245,6 +272,15 @@ pub async fn verify(pool: &AnyPool, witness: &Witness, from: u64) -> Result<Repo
             }
         }
     };
+    // The witness's leaves are believed once they hash to signed roots,
+    // starting from the same verified tree.
+    let leaves = match witness.leaves_from {
+        0 => witness.authenticate(
+            merkle::Appender::new(0, Vec::new()).map_err(|_| WitnessError::NoSuchCheckpoint { size: 0 })?,
+        )?,
+        start if start == from => witness.authenticate(appender.clone())?,
+        start => return Err(WitnessError::NoSuchCheckpoint { size: start }),
+    };
     let mut previous_checkpoint = witness.checkpoints.range(..=from).next_back().map_or(0, |(s, _)| *s);
     let mut last = from;
     loop {
@@ -271,7 +307,10 @@ pub async fn verify(pool: &AnyPool, witness: &Witness, from: u64) -> Result<Repo
                 }
                 break;
             }
-            if let Some(witnessed) = witness.leaves.get(seq as usize - 1) {
+            if let Some(witnessed) = seq
+                .checked_sub(witness.leaves_from + 1)
+                .and_then(|i| leaves.get(i as usize))
+            {
                 if *witnessed != leaf {
                     let checkpoint = signed_over(seq).unwrap_or(seq);
                     return Ok(disagree(

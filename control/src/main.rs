@@ -383,13 +383,13 @@ fn verify_witness(args: WitnessArgs, json: bool) -> anyhow::Result<()> {
     };
     let key = std::fs::read_to_string(&key).unwrap_or(key);
     let key = control::checkpoint::CheckpointVerifier::parse(&key).context("--public-key")?;
-    let witness = Witness::load(&dir, &key).context("--witness")?;
     let state = args.state.unwrap_or_else(|| dir.join(".verified"));
     let from = if args.full {
         0
     } else {
         audit_witness::read_state(&state)
     };
+    let witness = Witness::load(&dir, &key, from).context("--witness")?;
     let report = tokio::runtime::Runtime::new()?.block_on(async {
         let pool = audit_witness::connect_read_only(&url).await?;
         anyhow::Ok(audit_witness::verify(&pool, &witness, from).await?)

@@ -76,7 +76,7 @@ async fn history(app: &TestApp) {
 }
 
 async fn verify_full(app: &TestApp, witness: &std::path::Path) -> Report {
-    let witness = Witness::load(witness, &public_key()).unwrap();
+    let witness = Witness::load(witness, &public_key(), 0).unwrap();
     audit_witness::verify(&app.app.db.pool, &witness, 0).await.unwrap()
 }
 
@@ -226,7 +226,7 @@ async fn a_checkpoint_signed_with_another_key_is_refused(app: &TestApp, witness:
     let root = control::audit_tree::root(&app.app.db, 38).await.unwrap();
     let forged = other.sign(&TreeHead { size: 38, root });
     std::fs::write(witness.join(audit_publish::checkpoint_file(38)), forged).unwrap();
-    let err = Witness::load(&witness, &public_key()).unwrap_err();
+    let err = Witness::load(&witness, &public_key(), 0).unwrap_err();
     assert_eq!(err.code(), "checkpoint_forged", "{err}");
 }
 
@@ -241,7 +241,9 @@ async fn incremental_verification_reads_only_new_records_and_finds_their_edits(a
             .unwrap();
     }
     assert_eq!(audit_publish::publish_now(&app.app).await.map(|h| h.size), Some(50));
-    let w = Witness::load(&witness, &public_key()).unwrap();
+    // Read from checkpoint 35 on: no older leaf file is read.
+    let w = Witness::load(&witness, &public_key(), 35).unwrap();
+    assert_eq!((w.leaves_from, w.leaves.len()), (35, 15));
     let report = audit_witness::verify(&app.app.db.pool, &w, 35).await.unwrap();
     assert!(report.ok, "{report:?}");
     assert_eq!((report.verified_from, report.records_checked), (35, 15));
@@ -276,8 +278,20 @@ async fn a_restarted_service_covers_records_left_unsigned(app: &TestApp, witness
         report.ok && report.signed_size == 38 && report.unsigned_records == 0,
         "{report:?}"
     );
-    let w = Witness::load(&witness, &public_key()).unwrap();
+    let w = Witness::load(&witness, &public_key(), 0).unwrap();
     assert_eq!(w.leaves.len(), 38);
+}
+
+/// A witness's leaf file that was changed no longer hashes to the signed
+/// roots: the verifier refuses it rather than blame a record.
+async fn a_changed_witness_leaf_file_is_refused(app: &TestApp, witness: PathBuf) {
+    let leaves = witness.join(audit_publish::leaves_file(0, 25));
+    let text = std::fs::read_to_string(&leaves).unwrap();
+    let first = text.lines().next().unwrap().to_owned();
+    std::fs::write(&leaves, text.replacen(&first, &"0".repeat(64), 1)).unwrap();
+    let w = Witness::load(&witness, &public_key(), 0).unwrap();
+    let err = audit_witness::verify(&app.app.db.pool, &w, 0).await.unwrap_err();
+    assert_eq!(err.code(), "witness_leaves_disagree", "{err}");
 }
 
 macro_rules! on_both_with_history {
@@ -304,6 +318,7 @@ on_both_with_history!(
     a_checkpoint_signed_with_another_key_is_refused,
     incremental_verification_reads_only_new_records_and_finds_their_edits,
     a_restarted_service_covers_records_left_unsigned,
+    a_changed_witness_leaf_file_is_refused,
 );
 
 /// Publication failing (the witness directory is unwritable) is counted
