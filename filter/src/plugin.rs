@@ -257,7 +257,7 @@ impl Root {
             (snapshot.cursor, snapshot.grants_cursor)
         };
         let mut calls = Vec::new();
-        let path = format!("/v1/revocations?since={}", query_escape(&cursor));
+        let path = format!("/v1/revocations?since={}", sync::query_escape(&cursor));
         match self.dispatch_get(link, endpoint, &path) {
             Ok(token) => calls.push((token, Call::Revocations)),
             Err(status) => {
@@ -267,7 +267,7 @@ impl Root {
             }
         }
         if active.cfg.identity_aware {
-            let path = format!("/v1/proxy/grants?since={}", query_escape(&grants_cursor));
+            let path = format!("/v1/proxy/grants?since={}", sync::query_escape(&grants_cursor));
             if let Ok(token) = self.dispatch_get(link, endpoint, &path) {
                 calls.push((token, Call::Grants));
             }
@@ -460,19 +460,6 @@ fn adopt_first_sync(active: &Active, link: &ControlLink, now_ms: u64) {
 fn stale_warning_due(since_ms: u64, now_ms: u64, poll_interval_ms: u64, last_warning_ms: u64) -> bool {
     now_ms.saturating_sub(since_ms) > poll_interval_ms.saturating_mul(3)
         && now_ms.saturating_sub(last_warning_ms) >= sync::STALE_WARNING_EVERY_MS
-}
-
-/// Escapes a cursor for a query string (cursors are opaque).
-fn query_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 impl Context for Root {
