@@ -195,27 +195,38 @@ async fn unauthenticated_calls_are_counted_each_but_audited_once_per_source_and_
         let (status, _) = app.call(reqwest::Method::GET, "/v1/revocations", None, None).await;
         assert_eq!(status, 401);
     }
+    // An unsigned callback is as anonymous as a missing login.
+    for _ in 0..5 {
+        let req = app
+            .http
+            .post(format!("{}/v1/integrations/callback", app.base))
+            .header("content-type", "application/json")
+            .body("{}");
+        assert_eq!(send(req).await.0, 401);
+    }
     assert_eq!(
         app.count("audit_log").await,
         before,
         "nothing written on the request path"
     );
-    assert_eq!(app.app.metrics.auth_failures.get(), 50, "every failure counted");
+    assert_eq!(app.app.metrics.auth_failures.get(), 55, "every failure counted");
     // The window closes; the sweeper (here called directly) writes one
     // record per source and reason, with the count.
     app.clock.advance(control::api::auth_failures::WINDOW_MS / 1000);
-    assert_eq!(control::api::auth_failures::flush(&app.app, false).await.unwrap(), 2);
+    assert_eq!(control::api::auth_failures::flush(&app.app, false).await.unwrap(), 3);
     let (_, records) = app.get("/v1/audit?action=auth.failed", "ada").await;
-    let counts: Vec<(Value, Value)> = records
+    let mut counts: Vec<(Value, Value)> = records
         .as_array()
         .unwrap()
         .iter()
         .map(|r| (r["details"]["code"].clone(), r["details"]["count"].clone()))
         .collect();
+    counts.sort_by_key(|(code, _)| code.to_string());
     assert_eq!(
         counts,
         vec![
             (json!("auth_missing"), json!(40)),
+            (json!("callback_signature_invalid"), json!(5)),
             (json!("ingest_key_invalid"), json!(10))
         ]
     );

@@ -367,7 +367,9 @@ async fn slack_approvals_apply_the_same_policy_and_refusals_are_audited() {
     )
     .await;
     assert_eq!(status, 401, "wrong signature");
-    assert_eq!(refusals(&app, "slack_signature_invalid").await, 1);
+    // Unsigned calls are counted and aggregated per source and reason
+    // (like failed logins), never one audit record per call.
+    assert_eq!(refusals(&app, "slack_signature_invalid").await, 0);
 
     let (status, _) = slack(
         &app,
@@ -377,7 +379,7 @@ async fn slack_approvals_apply_the_same_policy_and_refusals_are_audited() {
     )
     .await;
     assert_eq!(status, 401, "older than 5 minutes");
-    assert_eq!(refusals(&app, "slack_replay_window").await, 1);
+    assert_eq!(refusals(&app, "slack_replay_window").await, 0);
 
     let (status, body) = slack(
         &app,

@@ -27,6 +27,37 @@ fn refused(code: &'static str, message: &str) -> ApiError {
     ApiError::Unauthenticated(code, message.to_owned())
 }
 
+/// Counts a call whose signature does not hold (anyone can send those)
+/// and audits it through the per-source aggregation of failed
+/// authentication, like the API's and the proxies': one record per source
+/// and reason per window, never one per call.
+fn refuse_unsigned(app: &AppState, caller: &Caller, channel: &'static str, code: &'static str) {
+    app.metrics.auth_failures.inc();
+    let failure = super::auth_failures::Failure {
+        source: &caller.source,
+        reason: code,
+        channel,
+        method: "POST",
+        path: &caller.path,
+    };
+    app.auth_failures.record(failure, app.clock.now_ms());
+}
+
+/// Who called, as known before the body is read.
+struct Caller {
+    source: String,
+    path: String,
+}
+
+impl Caller {
+    fn of(req: &Request) -> Caller {
+        Caller {
+            source: super::source_of(req),
+            path: req.uri().path().to_owned(),
+        }
+    }
+}
+
 async fn audit_refusal(app: &AppState, channel: &str, actor: &str, code: &str, request_id: Option<&str>) {
     let e = Entry {
         actor: actor.to_owned(),
@@ -139,6 +170,7 @@ pub async fn slack_actions(State(app): State<AppState>, req: Request) -> Result<
     let Some(secret) = app.cfg.integrations.slack_signing_secret.clone() else {
         return Err(ApiError::NotFound("not_found", "Slack is not configured".into()));
     };
+    let caller = Caller::of(&req);
     let headers = req.headers().clone();
     let ts = header(&headers, "x-slack-request-timestamp").unwrap_or_default();
     let sig = header(&headers, "x-slack-signature").unwrap_or_default();
@@ -158,7 +190,7 @@ pub async fn slack_actions(State(app): State<AppState>, req: Request) -> Result<
                 Refusal::Stale => "slack_replay_window",
                 Refusal::Mismatch => "slack_signature_invalid",
             };
-            audit_refusal(&app, "slack", "anonymous", code, None).await;
+            refuse_unsigned(&app, &caller, "slack", code);
             return Err(refused(code, "the Slack signature is missing, wrong or too old"));
         }
     };
@@ -275,6 +307,7 @@ pub async fn callback(State(app): State<AppState>, req: Request) -> Result<(Stat
             "signed callbacks are not configured".into(),
         ));
     };
+    let caller = Caller::of(&req);
     let header_value = header(req.headers(), "x-jitgate-signature")
         .unwrap_or_default()
         .to_owned();
@@ -289,7 +322,7 @@ pub async fn callback(State(app): State<AppState>, req: Request) -> Result<(Stat
     let (v1, body) = match checked {
         Ok(checked) => checked,
         Err(_) => {
-            audit_refusal(&app, "callback", "anonymous", "callback_signature_invalid", None).await;
+            refuse_unsigned(&app, &caller, "callback", "callback_signature_invalid");
             return Err(refused(
                 "callback_signature_invalid",
                 "the signature is missing, wrong or too old",

@@ -107,7 +107,7 @@ async fn problem_for_bare_errors(req: Request, next: Next) -> Response {
 }
 
 /// The caller's address, as the transport saw it.
-fn source_of(req: &Request) -> String {
+pub(super) fn source_of(req: &Request) -> String {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string())
