@@ -59,6 +59,37 @@ pub async fn enqueue(
     Ok(())
 }
 
+/// Queues a signed audit checkpoint for every webhook target that asked
+/// for `audit.checkpoint`, inside the caller's transaction: delivered at
+/// least once, signed like every webhook, with the Ed25519-signed note in
+/// the body for the receiver to keep as a witness.
+pub async fn enqueue_checkpoint(
+    app: &App,
+    conn: &mut AnyConnection,
+    size: u64,
+    note: &str,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    let payload = json!({
+        "event": crate::config::AUDIT_CHECKPOINT_EVENT,
+        "checkpoint": {"size": size, "note": note},
+    });
+    for target in app.cfg.targets.iter().filter(|t| t.wants_checkpoints()) {
+        sqlx::query(
+            "INSERT INTO outbox (id, target, event, request_id, payload, state, next_attempt_at, created_at) \
+             VALUES ($1, $2, $3, NULL, $4, 'pending', $5, $5)",
+        )
+        .bind(new_id("dlv"))
+        .bind(target.name.clone())
+        .bind(crate::config::AUDIT_CHECKPOINT_EVENT)
+        .bind(payload.to_string())
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
 fn payload(app: &App, target: &Target, event: &str, row: &RequestRow, extra: &Value) -> Value {
     let approvers: Vec<&String> = app
         .cfg
