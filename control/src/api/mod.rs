@@ -2,6 +2,7 @@
 //! refused calls. Handlers are thin; the work is in the domain modules.
 
 pub mod auth_failures;
+mod export;
 mod extract;
 mod handlers;
 mod integrations;
