@@ -12,7 +12,8 @@
 //! - [`requests`]: access requests as the API carries them;
 //! - [`workflow`]: the state changes, one transaction each;
 //! - [`grants`]: minting and what proxies sync;
-//! - [`audit`]: the hash-chained log;
+//! - [`audit`]: the hash-chained log, its Merkle tree, signed checkpoints,
+//!   witnesses, proofs and offline exports;
 //! - [`notify`]: the outbox and its sender (webhooks, Slack);
 //! - [`signature`]: webhook and Slack request signatures;
 //! - [`text`]: human text fields: what may be stored, how it is shown;
@@ -61,12 +62,18 @@ pub struct App {
     pub metrics: Metrics,
     /// Failed authentications not yet written to the audit log.
     pub auth_failures: api::auth_failures::AuthFailures,
+    /// What the audit checkpoint publisher last did.
+    pub checkpoints: audit::publish::Publisher,
 }
 
 impl App {
     /// Connects to (and migrates) the database and prepares the keys.
     pub async fn new(cfg: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<App>> {
         let db = Db::connect(&cfg.database_url).await?;
+        let added = audit::tree::catch_up(&db).await?;
+        if added > 0 {
+            tracing::info!(records = added, "built the audit Merkle tree over older records");
+        }
         let auth = Authenticator::new(&cfg.auth)?;
         Ok(Arc::new(App {
             cfg,
@@ -75,6 +82,7 @@ impl App {
             clock,
             metrics: Metrics::default(),
             auth_failures: Default::default(),
+            checkpoints: audit::publish::Publisher::default(),
         }))
     }
 }
@@ -89,12 +97,14 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io:
         tokio::spawn(async move { db.checkpoint_in_background().await })
     };
     let sender = tokio::spawn(notify::run(Arc::clone(&app)));
+    let publisher = tokio::spawn(audit::publish::run(Arc::clone(&app)));
     // The peer address keys the aggregation of authentication failures.
     let service = api::router(Arc::clone(&app)).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, service).with_graceful_shutdown(shutdown()).await;
     sweeper.abort();
     checkpointer.abort();
     sender.abort();
+    publisher.abort();
     if let Err(e) = api::auth_failures::flush(&app, true).await {
         tracing::warn!(error = %e, "could not record the last authentication failures");
     }

@@ -80,8 +80,36 @@ pub async fn enqueue(app: &App, conn: &mut AnyConnection, event: &Event, now_ms:
             id: new_id("dlv"),
             target: target.name.clone(),
             event: event.kind.to_owned(),
-            request_id: event.request.id.clone(),
+            request_id: Some(event.request.id.clone()),
             payload: payload(app, target, event).to_string(),
+        };
+        outbox::insert(conn, &delivery, now_ms).await?;
+    }
+    Ok(())
+}
+
+/// Queues a signed audit checkpoint for every webhook target that asked
+/// for `audit.checkpoint`, inside the caller's transaction: delivered at
+/// least once, signed like every webhook, with the Ed25519-signed note in
+/// the body for the receiver to keep as a witness.
+pub async fn enqueue_checkpoint(
+    app: &App,
+    conn: &mut AnyConnection,
+    size: u64,
+    note: &str,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    let payload = json!({
+        "event": crate::config::AUDIT_CHECKPOINT_EVENT,
+        "checkpoint": {"size": size, "note": note},
+    });
+    for target in app.cfg.targets.iter().filter(|t| t.wants_checkpoints()) {
+        let delivery = NewDelivery {
+            id: new_id("dlv"),
+            target: target.name.clone(),
+            event: crate::config::AUDIT_CHECKPOINT_EVENT.to_owned(),
+            request_id: None,
+            payload: payload.to_string(),
         };
         outbox::insert(conn, &delivery, now_ms).await?;
     }

@@ -230,7 +230,7 @@ pub async fn revoke_grant(
     Ok(Json(workflow::revoke(&app, &p, &id, input).await?))
 }
 
-fn auditor(app: &AppState, p: &crate::auth::Principal) -> Result<(), ApiError> {
+pub(super) fn auditor(app: &AppState, p: &crate::auth::Principal) -> Result<(), ApiError> {
     policy::may_read_audit(app.auth.is_auditor(p))
 }
 
@@ -289,11 +289,14 @@ pub async fn healthz() -> &'static str {
 /// Readiness: the database answers.
 #[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "service", security(()),
     responses(
-        (status = 200, description = "The database answers", content_type = "text/plain", body = String),
+        (status = 200, description = "The database answers; the second line says how audit checkpoint publication stands (it never makes this fail)", content_type = "text/plain", body = String),
         (status = 503, description = "The database does not answer (`service_unavailable`)", body = Problem)))]
-pub async fn readyz(State(app): State<AppState>) -> Result<&'static str, ApiError> {
+pub async fn readyz(State(app): State<AppState>) -> Result<String, ApiError> {
     if app.db.ping().await {
-        Ok("ready")
+        // Audit checkpoint publication is reported, never a reason to stop
+        // serving access decisions.
+        let checkpoints = app.checkpoints.readiness(app.cfg.audit.signer.is_some());
+        Ok(format!("ready\n{checkpoints}\n"))
     } else {
         Err(ApiError::Unavailable(anyhow::anyhow!("database unreachable")))
     }

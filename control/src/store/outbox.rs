@@ -16,8 +16,8 @@ pub struct NewDelivery {
     pub target: String,
     /// Event.
     pub event: String,
-    /// The request it is about.
-    pub request_id: String,
+    /// The request it is about (none for audit checkpoints).
+    pub request_id: Option<String>,
     /// The body to post.
     pub payload: String,
 }

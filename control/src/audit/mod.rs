@@ -6,6 +6,27 @@
 //! transaction as the change they describe; appends are serialized by
 //! locking the chain head row, so replicas sharing one PostgreSQL never
 //! fork the chain.
+//!
+//! The records are also the leaves of an RFC 9162 Merkle tree
+//! ([`crate::audit::tree`]), extended in the same transaction under the same
+//! lock: the chain finds an edit by someone who cannot recompute it, the
+//! tree lets a checkpoint signed outside the database commit to every
+//! record, and proves one record or the log's growth in O(log n).
+//!
+//! The submodules, from the pure core outwards:
+//! - [`merkle`]: RFC 9162 tree hashing and proofs (pure);
+//! - [`checkpoint`]: signed checkpoints (C2SP signed notes, Ed25519);
+//! - [`tree`]: the tree as stored, extended in each append's transaction;
+//! - [`publish`]: signs checkpoints and publishes them to witnesses;
+//! - [`witness`]: verifies the log against a witness's signed checkpoints;
+//! - [`export`]: range exports with proofs, verified offline.
+
+pub mod checkpoint;
+pub mod export;
+pub mod merkle;
+pub mod publish;
+pub mod tree;
+pub mod witness;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -110,6 +131,49 @@ fn chain_hash(prev_hash: &str, seq: i64, tail: &str) -> String {
     hex(&h.finalize())
 }
 
+/// A record's Merkle leaf hash: RFC 9162's SHA-256(0x00 || bytes) over
+/// the record's canonical array `[seq,` + `tail` (the bytes [`chain_hash`]
+/// hashes after the previous hash).
+fn record_leaf(seq: i64, tail: &str) -> crate::audit::merkle::Hash {
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    h.update(b"[");
+    h.update(seq.to_string().as_bytes());
+    h.update(b",");
+    h.update(tail.as_bytes());
+    h.finalize().into()
+}
+
+/// The canonical array a stored record's leaf hashes (the leaf input of
+/// RFC 9162), from its row as stored.
+pub fn leaf_input_of_row(row: &sqlx::any::AnyRow) -> Result<(i64, String), sqlx::Error> {
+    let seq: i64 = row.try_get("seq")?;
+    let at: i64 = row.try_get("at")?;
+    let actor: String = row.try_get("actor")?;
+    let action: String = row.try_get("action")?;
+    let resource: Option<String> = row.try_get("resource")?;
+    let request_id: Option<String> = row.try_get("request_id")?;
+    let grant_id: Option<String> = row.try_get("grant_id")?;
+    let channel: Option<String> = row.try_get("channel")?;
+    let details: String = row.try_get("details")?;
+    let fields = RecordFields {
+        actor: &actor,
+        action: &action,
+        resource: resource.as_deref(),
+        request_id: request_id.as_deref(),
+        grant_id: grant_id.as_deref(),
+        channel: channel.as_deref(),
+        details: &details,
+    };
+    Ok((seq, format!("[{seq},{}", canonical_tail(at, &fields))))
+}
+
+/// A stored record's seq and Merkle leaf hash, recomputed from its fields.
+pub fn leaf_of_row(row: &sqlx::any::AnyRow) -> Result<(i64, crate::audit::merkle::Hash), sqlx::Error> {
+    let (seq, input) = leaf_input_of_row(row)?;
+    Ok((seq, crate::audit::merkle::leaf_hash(input.as_bytes())))
+}
+
 struct RecordFields<'a> {
     actor: &'a str,
     action: &'a str,
@@ -194,6 +258,11 @@ pub async fn append(conn: &mut AnyConnection, at: i64, entries: &[Entry]) -> Res
         let hash = chain_hash(&prev, first + i as i64, tail);
         links.push((std::mem::replace(&mut prev, hash.clone()), hash));
     }
+    let leaves: Vec<crate::audit::merkle::Hash> = tails
+        .iter()
+        .enumerate()
+        .map(|(i, tail)| record_leaf(first + i as i64, tail))
+        .collect();
     for (chunk_index, (chunk, sql)) in entries.chunks(CHUNK).zip(&statements).enumerate() {
         let mut q = sqlx::query(sql);
         for (i, e) in chunk.iter().enumerate() {
@@ -214,6 +283,7 @@ pub async fn append(conn: &mut AnyConnection, at: i64, entries: &[Entry]) -> Res
         }
         q.execute(&mut *conn).await?;
     }
+    crate::audit::tree::extend(conn, (first - 1) as u64, &leaves).await?;
     Ok(last_seq)
 }
 
@@ -263,7 +333,8 @@ fn row_to_record(row: &sqlx::any::AnyRow) -> Result<Record, sqlx::Error> {
     })
 }
 
-const SELECT: &str =
+/// Selects every stored column of the log.
+pub(crate) const SELECT: &str =
     "SELECT seq, at, actor, action, resource, request_id, grant_id, channel, details, prev_hash, hash FROM audit_log";
 
 /// Checks every link, in pages, and the head against the last record.
