@@ -8,6 +8,7 @@ mod extract;
 mod handlers;
 mod integrations;
 mod openapi;
+pub mod problem;
 mod proxy;
 
 use std::net::SocketAddr;
@@ -26,8 +27,9 @@ use self::auth_failures::Failure;
 pub use self::extract::{decode_object, decode_query, ApiJson, ApiPath, ApiQuery, Caller, OptionalJson};
 pub use self::openapi::{document, ApiDoc, Problem};
 use crate::audit::{self, Entry};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::App;
+use problem::ErrorCode;
 
 /// The shared state.
 pub type AppState = Arc<App>;
