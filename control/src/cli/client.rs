@@ -266,7 +266,11 @@ pub fn request(client: &Client, ask: Ask, wait: bool, json_out: bool) -> anyhow:
     let mut last = String::new();
     loop {
         let r: AccessRequest = client.get(&format!("/v1/requests/{id}"))?;
-        let votes = r.votes.iter().filter(|v| v.decision == "approve").count();
+        let votes = r
+            .votes
+            .iter()
+            .filter(|v| v.decision == crate::states::VoteDecision::Approve)
+            .count();
         let line = format!("{}: {votes}/{} approvals", r.state, r.approvals_required);
         if line != last {
             eprintln!("  {line}");
