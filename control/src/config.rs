@@ -82,6 +82,8 @@ struct RawConfig {
     notify: RawNotify,
     #[serde(default)]
     integrations: RawIntegrations,
+    #[serde(default)]
+    console: crate::web::settings::RawConsole,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -423,6 +425,8 @@ pub struct Config {
     pub expiring_soon_seconds: u64,
     /// Inbound approval channels.
     pub integrations: Integrations,
+    /// The web console.
+    pub console: crate::web::settings::ConsoleConfig,
 }
 
 impl Config {
@@ -734,7 +738,12 @@ impl RawConfig {
                 })
                 .collect(),
         };
+        let console = self
+            .console
+            .validate()
+            .map_err(|(field, message)| err(field, message))?;
         Ok(Config {
+            console,
             targets,
             expiring_soon_seconds: self.notify.expiring_soon_seconds,
             integrations,

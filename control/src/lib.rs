@@ -13,6 +13,7 @@
 //! - [`signature`]: webhook and Slack request signatures;
 //! - [`text`]: human text fields: what may be stored, how it is shown;
 //! - [`api`]: HTTP handlers, thin, over the modules above;
+//! - [`web`]: the web console (pages, sessions, CSRF) under `/`;
 //! - [`cli`]: the `jitgate` command's subcommands.
 
 pub mod api;
@@ -31,6 +32,7 @@ pub mod requests;
 pub mod signature;
 pub mod store;
 pub mod text;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -128,6 +130,9 @@ async fn sweep(app: Arc<App>) {
         }
         if let Err(e) = grants::sweep_expiring_soon(&app).await {
             tracing::warn!(error = %e, "expiring-soon sweep failed");
+        }
+        if let Err(e) = web::session::sweep(&app).await {
+            tracing::warn!(error = %e, "session sweep failed");
         }
         if let Err(e) = api::auth_failures::flush(&app, false).await {
             tracing::warn!(error = %e, "recording authentication failures failed");

@@ -70,6 +70,7 @@ pub fn router(app: AppState) -> Router {
         .merge(user_api)
         .merge(proxy_api)
         .merge(integrations)
+        .merge(crate::web::router())
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics))

@@ -1,0 +1,89 @@
+//! The one door from the console to the workflow: every console action
+//! calls the same functions the API handlers call, so the server enforces
+//! every rule (self-approval, who may see what, scope, duration) exactly
+//! as for the API. Kept as thin pass-throughs in one place so that, when
+//! the workflow moves into its own layer, only this file is re-pointed.
+
+use crate::audit::{self, Record, Verification};
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::grants::{self, Revocation, Revoke, TokenResponse};
+use crate::requests::{self, AccessRequest, Decision, Extension, ListQuery, NewRequest};
+use crate::App;
+
+/// Where a console action came from, in the audit trail's `channel`.
+pub const CHANNEL: &str = "console";
+
+/// Creates an access request.
+pub async fn create(app: &App, p: &Principal, input: NewRequest) -> Result<AccessRequest, ApiError> {
+    requests::create(app, p, input).await
+}
+
+/// The requests the caller may see, filtered.
+pub async fn list(app: &App, p: &Principal, q: &ListQuery) -> Result<Vec<AccessRequest>, ApiError> {
+    requests::list(app, p, q).await
+}
+
+/// One request, if the caller may see it.
+pub async fn get(app: &App, p: &Principal, id: &str) -> Result<AccessRequest, ApiError> {
+    requests::get(app, p, id).await
+}
+
+/// An approver's vote.
+pub async fn vote(
+    app: &App,
+    p: &Principal,
+    id: &str,
+    approve: bool,
+    comment: Option<String>,
+) -> Result<AccessRequest, ApiError> {
+    requests::vote(app, p, id, approve, comment, CHANNEL).await
+}
+
+/// The requester withdraws a pending request.
+pub async fn cancel(app: &App, p: &Principal, id: &str) -> Result<AccessRequest, ApiError> {
+    requests::cancel(app, p, id).await
+}
+
+/// The requester asks for more time on an active grant.
+pub async fn extend(app: &App, p: &Principal, id: &str, input: Extension) -> Result<AccessRequest, ApiError> {
+    requests::extend(app, p, id, input).await
+}
+
+/// A break-glass access reviewed after the fact.
+pub async fn review(app: &App, p: &Principal, id: &str, comment: Option<String>) -> Result<AccessRequest, ApiError> {
+    requests::review(app, p, id, Decision { comment }).await
+}
+
+/// Revokes a grant.
+pub async fn revoke(app: &App, p: &Principal, grant_id: &str, reason: String) -> Result<Revocation, ApiError> {
+    grants::revoke(app, p, grant_id, Revoke { reason }).await
+}
+
+/// The grant token of the caller's own approved request (audited).
+pub async fn fetch_token(app: &App, p: &Principal, request_id: &str) -> Result<TokenResponse, ApiError> {
+    grants::fetch_token(app, p, request_id).await
+}
+
+/// Audit records (only for auditors: checked by the caller of this, as the
+/// API handler does).
+pub async fn audit(app: &App, p: &Principal, q: &audit::Query) -> Result<Vec<Record>, ApiError> {
+    if !app.auth.is_auditor(p) {
+        return Err(ApiError::Forbidden(
+            "not_an_auditor",
+            "only auditors can read the audit log".into(),
+        ));
+    }
+    Ok(audit::query(&app.db, q).await?)
+}
+
+/// The chain's verification (auditors).
+pub async fn verify(app: &App, p: &Principal) -> Result<Verification, ApiError> {
+    if !app.auth.is_auditor(p) {
+        return Err(ApiError::Forbidden(
+            "not_an_auditor",
+            "only auditors can read the audit log".into(),
+        ));
+    }
+    Ok(audit::verify(&app.db).await?)
+}
