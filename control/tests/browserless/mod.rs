@@ -124,12 +124,17 @@ impl<'a> Browser<'a> {
 
     /// Signs in through the development page as a test user with their groups.
     pub async fn sign_in(&mut self, user: &str) -> Page {
+        self.sign_in_as(user, groups_of(user)).await
+    }
+
+    /// Signs in through the development page with the given groups.
+    pub async fn sign_in_as(&mut self, user: &str, groups: &[&str]) -> Page {
         let page = self.get("/signin").await;
         assert_eq!(page.status, 200, "{}", page.body);
         let token = page.csrf();
         let email = format!("{user}@example.com");
         let mut fields = vec![("csrf", token.as_str()), ("user", user), ("email", email.as_str())];
-        for g in groups_of(user) {
+        for g in groups {
             fields.push(("group", g));
         }
         let page = self.post_raw("/signin/dev", &fields).await;
