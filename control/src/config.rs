@@ -143,8 +143,9 @@ pub enum TargetKind {
 }
 
 /// Events a target can receive.
-pub const EVENTS: [&str; 6] = [
+pub const EVENTS: [&str; 7] = [
     "request.created",
+    "request.reminder",
     "request.approved",
     "request.denied",
     "grant.revoked",

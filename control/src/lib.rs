@@ -131,6 +131,9 @@ async fn sweep(app: Arc<App>) {
         if let Err(e) = grants::sweep_expiring_soon(&app).await {
             tracing::warn!(error = %e, "expiring-soon sweep failed");
         }
+        if let Err(e) = web::reminders::sweep(&app).await {
+            tracing::warn!(error = %e, "reminder sweep failed");
+        }
         if let Err(e) = web::session::sweep(&app).await {
             tracing::warn!(error = %e, "session sweep failed");
         }

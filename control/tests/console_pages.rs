@@ -217,3 +217,62 @@ on_both!(
     invalid_input_is_shown_next_to_its_field,
     people_see_only_what_they_may,
 );
+
+/// A webhook that only receives reminders (nothing listens there: the
+/// outbox row is what is checked).
+fn with_reminder_target(config: String) -> String {
+    let head = "[notify]\n[[notify.targets]]\nname = \"approvers\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\nsecret = { value = \"reminder-secret-0123456789abcdef\" }\nevents = [\"request.reminder\"]\n\n";
+    let at = config.find("[grants]").unwrap();
+    format!("{}{head}{}", &config[..at], &config[at..])
+}
+
+async fn reminders(app: &TestApp) {
+    let mut alice = Browser::new(app);
+    alice.sign_in("alice").await;
+    let id = request_id(&request_through_the_form(&mut alice, "why", "10").await);
+    let mut bob = Browser::new(app);
+    bob.sign_in("bob").await;
+    assert!(!bob.get("/inbox").await.body.contains("card old"));
+    control::web::reminders::sweep(&app.app).await.unwrap();
+    assert_eq!(reminder_rows(app).await, 0, "not due yet");
+    app.clock.advance(app.cfg.console.remind_after_seconds as i64 + 1);
+    // Re-sign in: the idle limit equals the reminder age by default.
+    bob.sign_in("bob").await;
+    control::web::reminders::sweep(&app.app).await.unwrap();
+    control::web::reminders::sweep(&app.app).await.unwrap();
+    assert_eq!(reminder_rows(app).await, 1, "one reminder, however many sweeps");
+    let inbox = bob.get("/inbox").await;
+    assert!(inbox.body.contains("card old"), "{}", inbox.body);
+    assert!(inbox.body.contains("Waiting for 1 h"), "said in words, not only colour");
+    assert!(inbox.body.contains(&id));
+}
+
+async fn reminder_rows(app: &TestApp) -> i64 {
+    use sqlx::Row;
+    sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE event = 'request.reminder'")
+        .fetch_one(&app.app.db.pool)
+        .await
+        .unwrap()
+        .get::<i64, _>("n")
+}
+
+mod old_pending_requests_are_highlighted_and_their_approvers_reminded_once {
+    use crate::common::{spawn_app_with, Backend};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sqlite() {
+        let app = spawn_app_with(Backend::Sqlite, super::with_reminder_target)
+            .await
+            .unwrap();
+        super::reminders(&app).await;
+        app.finish().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres() {
+        if let Some(app) = spawn_app_with(Backend::Postgres, super::with_reminder_target).await {
+            super::reminders(&app).await;
+            app.finish().await;
+        }
+    }
+}

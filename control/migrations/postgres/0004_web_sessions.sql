@@ -16,3 +16,7 @@ CREATE TABLE web_sessions (
 );
 CREATE INDEX web_sessions_expiry ON web_sessions (expires_at);
 CREATE INDEX web_sessions_user ON web_sessions (user_id);
+
+-- When the approvers of a request pending for long were reminded (one
+-- `request.reminder` through the outbox per request).
+ALTER TABLE access_requests ADD COLUMN reminded_at BIGINT;

@@ -10,6 +10,7 @@
 //! - [`settings`]: the `[console]` configuration section;
 //! - [`layout`]: the page frame and formatting helpers;
 //! - [`workflow`]: the one door to the workflow functions the API uses;
+//! - [`reminders`]: `request.reminder` for requests pending too long;
 //! - [`pages`]: one module per page.
 
 pub mod csrf;
@@ -17,6 +18,7 @@ pub mod error;
 pub mod headers;
 pub mod layout;
 pub mod pages;
+pub mod reminders;
 pub mod session;
 pub mod settings;
 pub mod workflow;
