@@ -109,7 +109,7 @@ async fn pages_carry_a_strict_csp_and_refuse_framing(app: &TestApp) {
         );
         assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
         assert_eq!(page.header("x-frame-options"), Some("DENY"));
-        assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
+        assert_eq!(page.header("referrer-policy"), Some("same-origin"));
         assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
     }
     assert_eq!(b.get("/signin").await.header("cache-control"), Some("no-store"));

@@ -138,11 +138,13 @@ impl FromRequest<AppState> for SessionForm {
         let (mut parts, body) = req.into_parts();
         let session = Session::from_request_parts(&mut parts, app).await?;
         if cross_site(&parts.headers) {
+            tracing::info!(user = %session.principal.id, "form refused: posted from another site");
             return Err(WebError::CsrfRejected);
         }
         let body = form_body(&parts.headers, body, app).await?;
         let fields = Fields::parse(&body);
         if !session.csrf.matches(fields.get(FIELD)) {
+            tracing::info!(user = %session.principal.id, "form refused: missing or wrong CSRF token");
             return Err(WebError::CsrfRejected);
         }
         Ok(SessionForm { session, fields })
@@ -158,13 +160,21 @@ impl FromRequest<AppState> for SignInForm {
 
     async fn from_request(req: Request, app: &AppState) -> Result<Self, Self::Rejection> {
         if cross_site(req.headers()) {
+            let h = req.headers();
+            tracing::info!(origin = ?h.get(header::ORIGIN), host = ?h.get(header::HOST), site = ?h.get("sec-fetch-site"),
+                "sign-in form refused: posted from another site");
             return Err(WebError::CsrfRejected);
         }
         let (parts, body) = req.into_parts();
         let expected = cookie_value(&parts.headers, SIGNIN_COOKIE).map(|v| CsrfToken::new(v.to_owned()));
         let body = form_body(&parts.headers, body, app).await?;
         let fields = Fields::parse(&body);
-        if !expected.is_some_and(|t| t.matches(fields.get(FIELD))) {
+        if !expected.as_ref().is_some_and(|t| t.matches(fields.get(FIELD))) {
+            tracing::info!(
+                cookie = expected.is_some(),
+                field = fields.get(FIELD).is_some(),
+                "sign-in form refused: its token does not match its cookie"
+            );
             return Err(WebError::CsrfRejected);
         }
         Ok(SignInForm(fields))

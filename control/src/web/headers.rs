@@ -1,8 +1,11 @@
 //! The security headers of every console response: a Content-Security-
 //! Policy that allows only this origin's own script and style files (no
 //! inline script, so injected markup cannot run), no framing, no referrer
-//! (a console URL names request ids), no MIME sniffing, and no caching of
-//! pages (they show grants and may show a token).
+//! to other sites (a console URL names request ids; `same-origin` rather
+//! than `no-referrer`, under which browsers send `Origin: null` on form
+//! posts and the cross-site check could not tell them apart), no MIME
+//! sniffing, and no caching of pages (they show grants and may show a
+//! token).
 
 use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue};
@@ -20,7 +23,7 @@ pub async fn secure(req: Request, next: Next) -> Response {
     let h = response.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(
         HeaderName::from_static("cross-origin-opener-policy"),

@@ -11,6 +11,7 @@
 //! - [`layout`]: the page frame and formatting helpers;
 //! - [`workflow`]: the one door to the workflow functions the API uses;
 //! - [`reminders`]: `request.reminder` for requests pending too long;
+//! - [`queries`]: which requests a page lists (indexed, limited);
 //! - [`pages`]: one module per page.
 
 pub mod csrf;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod headers;
 pub mod layout;
 pub mod pages;
+pub mod queries;
 pub mod reminders;
 pub mod session;
 pub mod settings;

@@ -24,6 +24,20 @@ pub async fn list(app: &App, p: &Principal, q: &ListQuery) -> Result<Vec<AccessR
     requests::list(app, p, q).await
 }
 
+/// The requests with these ids that the caller may see (others are left
+/// out, as the API's list does).
+pub async fn visible(app: &App, p: &Principal, ids: &[String]) -> Result<Vec<AccessRequest>, ApiError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        match requests::get(app, p, id).await {
+            Ok(r) => out.push(r),
+            Err(ApiError::NotFound(..)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
 /// One request, if the caller may see it.
 pub async fn get(app: &App, p: &Principal, id: &str) -> Result<AccessRequest, ApiError> {
     requests::get(app, p, id).await

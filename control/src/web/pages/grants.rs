@@ -6,16 +6,14 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
-use sqlx::Row;
 
 use super::parts;
 use crate::api::AppState;
-use crate::requests::{ListQuery, RequestState};
 use crate::web::csrf::SessionForm;
 use crate::web::error::WebError;
 use crate::web::layout::{self, csrf_field, shown};
 use crate::web::session::Session;
-use crate::web::workflow;
+use crate::web::{queries, workflow};
 
 /// Whether any proxy reported a decision on the grant.
 pub async fn used(app: &AppState, grant_id: &str) -> Result<bool, WebError> {
@@ -23,17 +21,14 @@ pub async fn used(app: &AppState, grant_id: &str) -> Result<bool, WebError> {
         .bind(grant_id.to_owned())
         .fetch_optional(&app.db.read)
         .await?;
-    Ok(row.map(|r| r.try_get::<i32, _>("one").is_ok()).unwrap_or(false))
+    Ok(row.is_some())
 }
 
 /// `GET /grants`.
 pub async fn page(State(app): State<AppState>, s: Session) -> Result<Response, WebError> {
-    let q = ListQuery {
-        state: Some(RequestState::Approved),
-        ..ListQuery::default()
-    };
-    let active = workflow::list(&app, &s.principal, &q).await?;
     let now = app.clock.now_ms();
+    let ids = queries::active(&app, now).await?;
+    let active = workflow::visible(&app, &s.principal, &ids).await?;
     let mut by_resource: BTreeMap<String, Vec<_>> = BTreeMap::new();
     for r in active {
         let Some(g) = r.grant.clone() else { continue };

@@ -11,22 +11,19 @@ use maud::html;
 use super::parts;
 use crate::api::AppState;
 use crate::policy;
-use crate::requests::{AccessRequest, ListQuery, RequestState};
+use crate::requests::AccessRequest;
 use crate::web::error::WebError;
 use crate::web::layout::{self, shown};
 use crate::web::session::Session;
-use crate::web::workflow;
+use crate::web::{queries, workflow};
 
 /// How many past requests of the requester on the resource are shown.
 const HISTORY: usize = 5;
 
 /// `GET /inbox`.
 pub async fn page(State(app): State<AppState>, s: Session) -> Result<Response, WebError> {
-    let q = ListQuery {
-        state: Some(RequestState::Pending),
-        ..ListQuery::default()
-    };
-    let pending: Vec<AccessRequest> = workflow::list(&app, &s.principal, &q)
+    let ids = queries::pending(&app, app.clock.now_ms()).await?;
+    let pending: Vec<AccessRequest> = workflow::visible(&app, &s.principal, &ids)
         .await?
         .into_iter()
         .filter(|r| {
@@ -91,23 +88,14 @@ async fn history(
     s: &Session,
     r: &AccessRequest,
 ) -> Result<Vec<(AccessRequest, Option<bool>)>, WebError> {
-    let q = ListQuery {
-        resource: Some(r.resource.clone()),
-        ..ListQuery::default()
-    };
+    let ids = queries::history(app, &r.requester, &r.resource, &r.id, HISTORY as i64).await?;
     let mut out = Vec::new();
-    for h in workflow::list(app, &s.principal, &q).await? {
-        if h.requester != r.requester || h.id == r.id {
-            continue;
-        }
+    for h in workflow::visible(app, &s.principal, &ids).await? {
         let used = match &h.grant {
             Some(g) => Some(super::grants::used(app, &g.id).await?),
             None => None,
         };
         out.push((h, used));
-        if out.len() >= HISTORY {
-            break;
-        }
     }
     Ok(out)
 }

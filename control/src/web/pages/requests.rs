@@ -9,20 +9,17 @@ use maud::html;
 
 use super::parts;
 use crate::api::AppState;
-use crate::requests::{Extension, ListQuery};
+use crate::requests::Extension;
 use crate::web::csrf::SessionForm;
 use crate::web::error::WebError;
 use crate::web::layout::{self, csrf_field, shown};
 use crate::web::session::Session;
-use crate::web::workflow;
+use crate::web::{queries, workflow};
 
 /// `GET /requests`.
 pub async fn mine(State(app): State<AppState>, s: Session) -> Result<Response, WebError> {
-    let q = ListQuery {
-        mine: Some(true),
-        ..ListQuery::default()
-    };
-    let list = workflow::list(&app, &s.principal, &q).await?;
+    let ids = queries::mine(&app, &s.principal.id).await?;
+    let list = workflow::visible(&app, &s.principal, &ids).await?;
     let now = app.clock.now_ms();
     let body = layout::page(
         "My requests",
