@@ -18,6 +18,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use jitgate_e2e::control::Control;
 use jitgate_e2e::envoy::{Envoy, EnvoyOptions};
 use jitgate_e2e::http::get_with_grant;
+use jitgate_e2e::postgres::LocalPostgres;
 use jitgate_e2e::upstream::Upstream;
 use serde_json::{json, Value};
 
@@ -89,6 +90,7 @@ async fn browser(driver: &Driver) -> Client {
 struct Console {
     c: Client,
     base: String,
+    photograph: bool,
 }
 
 impl Console {
@@ -180,6 +182,9 @@ impl Console {
     async fn check_and_photograph(&self, name: &str) {
         let found = self.axe().await;
         assert!(found.is_empty(), "{name}: accessibility findings: {found:#?}");
+        if !self.photograph {
+            return;
+        }
         let png = self.c.screenshot().await.unwrap();
         let dir = root().join("docs/console");
         std::fs::create_dir_all(&dir).unwrap();
@@ -214,18 +219,45 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     panic!("{what}: not within 20 s");
 }
 
+/// Browser tests start Chromium, the control service and Envoy: one at a
+/// time, so they do not starve each other of the machine's cores.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_is_made_approved_used_revoked_and_audited_in_the_browser() {
+    let _serial = SERIAL.lock().await;
     let Some(driver) = start_driver() else { return };
-    let control = Control::start(|c| c);
+    walk_through(&driver, Control::start(|c| c), "").await;
+}
+
+/// The same walk-through with the control service on PostgreSQL (a
+/// private cluster of the test's own); no screenshots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_walk_through_holds_on_postgres() {
+    let _serial = SERIAL.lock().await;
+    let Some(driver) = start_driver() else { return };
+    let Some(pg) = LocalPostgres::start() else { return };
+    let url = pg.url();
+    walk_through(
+        &driver,
+        Control::start(|c| c.replace("sqlite://jitgate.db", &url)),
+        "postgres",
+    )
+    .await;
+}
+
+/// Runs the walk-through; `variant` is empty for the run whose pages are
+/// photographed for the README.
+async fn walk_through(driver: &Driver, control: Control, variant: &str) {
     let upstream = Upstream::start();
     let mut options = EnvoyOptions::new(control.filter_config("", r#","report_interval_ms":200"#), upstream.port);
     options.control_port = control.port;
     let envoy = Envoy::start(options);
     // `localhost`: browsers accept Secure cookies from it over plain HTTP.
     let ui = Console {
-        c: browser(&driver).await,
+        c: browser(driver).await,
         base: format!("http://localhost:{}", control.port),
+        photograph: variant.is_empty(),
     };
 
     ui.go("/signin").await;
