@@ -210,7 +210,59 @@ async fn people_see_only_what_they_may(app: &TestApp) {
     }
 }
 
+async fn break_glass_is_offered_where_allowed_and_reviewed_afterwards(app: &TestApp) {
+    let mut alice = Browser::new(app);
+    alice.sign_in("alice").await;
+    let form = alice.get("/request?resource=payments-api").await;
+    assert!(!form.body.contains("name=\"break_glass\""), "not offered to alice");
+    let mut oscar = Browser::new(app);
+    oscar.sign_in("oscar").await;
+    let form = oscar.get("/request?resource=payments-api").await;
+    assert!(form.body.contains("name=\"break_glass\""), "offered to on-call");
+    let page = oscar
+        .post(
+            "/request?resource=payments-api",
+            "/request",
+            &[
+                ("resource", "payments-api"),
+                ("rule0_method", "GET"),
+                ("rule0_path", "/v1/invoices/**"),
+                ("duration_minutes", "15"),
+                ("reason", "outage"),
+                ("break_glass", "yes"),
+            ],
+        )
+        .await;
+    let id = request_id(&page);
+    let (_, view) = app.get(&format!("/v1/requests/{id}"), "ada").await;
+    assert_eq!(
+        (view["state"].as_str(), view["review_state"].as_str()),
+        (Some("approved"), Some("pending"))
+    );
+    // The resource's approvers review it.
+    let mut bob = Browser::new(app);
+    bob.sign_in("bob").await;
+    let reviews = bob.get("/reviews").await;
+    assert!(
+        reviews.body.contains(&format!("/requests/{id}/review")),
+        "{}",
+        reviews.body
+    );
+    let done = bob
+        .post(
+            "/reviews",
+            &format!("/requests/{id}/review"),
+            &[("comment", "justified")],
+        )
+        .await;
+    assert_eq!((done.status, done.location()), (303, Some("/reviews")));
+    assert!(!bob.get("/reviews").await.body.contains(&id));
+    let (_, view) = app.get(&format!("/v1/requests/{id}"), "ada").await;
+    assert_eq!(view["review_state"], "reviewed");
+}
+
 on_both!(
+    break_glass_is_offered_where_allowed_and_reviewed_afterwards,
     requested_approved_fetched_revoked_and_audited,
     self_approval_is_not_offered_and_refused,
     an_approval_without_the_csrf_token_is_refused,

@@ -20,3 +20,7 @@ CREATE INDEX web_sessions_user ON web_sessions (user_id);
 -- When the approvers of a request pending for long were reminded (one
 -- `request.reminder` through the outbox per request).
 ALTER TABLE access_requests ADD COLUMN reminded_at BIGINT;
+
+-- The console's audit page filters by actor ("what did this person do");
+-- without an index that is a scan of the whole log.
+CREATE INDEX audit_log_actor ON audit_log (actor, seq);

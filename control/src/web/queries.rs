@@ -26,10 +26,17 @@ async fn ids(app: &App, sql: &str, binds: &[&str], now: Option<i64>) -> Result<V
         .collect()
 }
 
-/// Pending requests still in time, oldest first (the inbox).
-pub async fn pending(app: &App, now_ms: i64) -> Result<Vec<String>, sqlx::Error> {
+/// Requests in one inbox page (each is shown with its full context and
+/// history, so a page is kept short).
+pub const INBOX_PAGE: i64 = 20;
+
+/// Pending requests still in time, oldest first, from the `offset`th (the
+/// inbox).
+pub async fn pending(app: &App, now_ms: i64, offset: i64) -> Result<Vec<String>, sqlx::Error> {
     let sql = format!(
-        "SELECT id FROM access_requests WHERE state = 'pending' AND pending_until > $1 ORDER BY created_at LIMIT {PAGE}"
+        "SELECT id FROM access_requests WHERE state = 'pending' AND pending_until > $1 ORDER BY created_at, id \
+         LIMIT {INBOX_PAGE} OFFSET {}",
+        offset.max(0)
     );
     ids(app, &sql, &[], Some(now_ms)).await
 }

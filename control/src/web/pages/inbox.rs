@@ -4,9 +4,10 @@
 //! `console.remind_after_seconds` are marked (in words, not only colour).
 //! The requester's own requests are listed without the vote forms.
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use maud::html;
+use serde::Deserialize;
 
 use super::parts;
 use crate::api::AppState;
@@ -18,11 +19,19 @@ use crate::web::session::Session;
 use crate::web::{queries, workflow};
 
 /// How many past requests of the requester on the resource are shown.
-const HISTORY: usize = 5;
+const HISTORY: usize = 3;
+
+/// `GET /inbox?from=`: which page.
+#[derive(Debug, Default, Deserialize)]
+pub struct Paging {
+    from: Option<i64>,
+}
 
 /// `GET /inbox`.
-pub async fn page(State(app): State<AppState>, s: Session) -> Result<Response, WebError> {
-    let ids = queries::pending(&app, app.clock.now_ms()).await?;
+pub async fn page(State(app): State<AppState>, s: Session, Query(paging): Query<Paging>) -> Result<Response, WebError> {
+    let from = paging.from.unwrap_or(0).max(0);
+    let ids = queries::pending(&app, app.clock.now_ms(), from).await?;
+    let more = ids.len() as i64 == queries::INBOX_PAGE;
     let pending: Vec<AccessRequest> = workflow::visible(&app, &s.principal, &ids)
         .await?
         .into_iter()
@@ -76,6 +85,7 @@ pub async fn page(State(app): State<AppState>, s: Session) -> Result<Response, W
                     }
                 }
             }
+            @if more { p { a href=(format!("/inbox?from={}", from + queries::INBOX_PAGE)) { "More pending requests" } } }
         },
     );
     Ok(body.into_response())

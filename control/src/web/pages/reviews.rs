@@ -32,19 +32,28 @@ pub async fn page(State(app): State<AppState>, s: Session) -> Result<Response, W
                 section.card aria-labelledby=(format!("req-{}", r.id)) {
                     h2 #(format!("req-{}", r.id)) { a href=(format!("/requests/{}", r.id)) { (shown(&r.requester)) " → " (shown(&r.resource)) } }
                     (parts::context(&app, r, None))
-                    form method="post" action=(format!("/requests/{}/review", r.id)) {
+                    @if may_review(&app, &s, r) { form method="post" action=(format!("/requests/{}/review", r.id)) {
                         (csrf_field(&s))
                         div.field {
                             label for=(format!("review-{}", r.id)) { "Comment (optional)" }
                             input type="text" name="comment" id=(format!("review-{}", r.id)) maxlength="2000";
                         }
                         button.primary type="submit" { "Mark reviewed" }
-                    }
+                    } }
                 }
             }
         },
     );
     Ok(body.into_response())
+}
+
+/// Whether the review form is offered: to the resource's approvers, not
+/// to the person who used the access (the server refuses others anyway).
+fn may_review(app: &AppState, s: &Session, r: &crate::requests::AccessRequest) -> bool {
+    app.cfg
+        .resource(&r.resource)
+        .is_some_and(|res| crate::policy::can_approve(res, &s.principal))
+        && !crate::policy::same_person(&r.requester, None, &s.principal, app.cfg.auth.user_match)
 }
 
 /// `POST /requests/{id}/review`.
