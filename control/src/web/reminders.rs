@@ -8,7 +8,9 @@
 use serde_json::json;
 use sqlx::Row;
 
-use crate::{notify, requests, App};
+use crate::notify::{Event, RequestFacts};
+use crate::store::requests;
+use crate::{notify, App};
 
 /// Queues the reminders that are due; returns how many.
 pub async fn sweep(app: &App) -> Result<usize, sqlx::Error> {
@@ -27,15 +29,21 @@ pub async fn sweep(app: &App) -> Result<usize, sqlx::Error> {
         let id: String = r.try_get("id")?;
         if let Some(row) = requests::load(&mut tx, &id).await? {
             let waiting = (now - row.created_at) / 1000;
-            notify::enqueue(
-                app,
-                &mut tx,
-                "request.reminder",
-                &row,
-                json!({"pending_seconds": waiting}),
-                now,
-            )
-            .await?;
+            let event = Event {
+                kind: "request.reminder",
+                request: RequestFacts {
+                    id: row.id,
+                    resource: row.resource,
+                    requester: row.requester,
+                    scope: row.scope,
+                    duration_seconds: row.duration_seconds,
+                    reason: row.reason,
+                    ticket: row.ticket,
+                    break_glass: row.break_glass,
+                },
+                details: json!({"pending_seconds": waiting}),
+            };
+            notify::enqueue(app, &mut tx, &event, now).await?;
         }
     }
     tx.commit().await?;

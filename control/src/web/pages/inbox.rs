@@ -71,7 +71,7 @@ pub async fn page(State(app): State<AppState>, s: Session, Query(paging): Query<
                             ul {
                                 @for (h, used) in history {
                                     li {
-                                        (layout::time_ms(h.created_at)) " — " (layout::state_badge(&h.state)) " — " (layout::duration(h.duration_seconds))
+                                        (layout::time_ms(h.created_at)) " — " (layout::state_badge(h.state.as_str())) " — " (layout::duration(h.duration_seconds))
                                         @if let Some(used) = used { " — " (if *used { "used" } else { "never used" }) }
                                     }
                                 }

@@ -7,6 +7,7 @@ use crate::api::AppState;
 use crate::auth::Principal;
 use crate::policy;
 use crate::requests::{AccessRequest, Rule};
+use crate::states::{RequestState, VoteDecision};
 use crate::web::layout::{self, shown};
 use crate::web::session::Session;
 
@@ -26,21 +27,21 @@ pub fn scope(rules: &[Rule]) -> Markup {
 
 /// Votes so far over votes needed.
 pub fn approvals(r: &AccessRequest) -> String {
-    let yes = r.votes.iter().filter(|v| v.decision == "approve").count();
+    let yes = r.votes.iter().filter(|v| v.decision == VoteDecision::Approve).count();
     format!("{yes} of {}", r.approvals_required)
 }
 
 /// Time left on an active grant, in words.
 pub fn time_left(r: &AccessRequest, now_ms: i64) -> Option<String> {
     let g = r.grant.as_ref()?;
-    (r.state == "approved").then(|| layout::duration((g.expires_at * 1000 - now_ms) / 1000))
+    (r.state == RequestState::Approved).then(|| layout::duration((g.expires_at * 1000 - now_ms) / 1000))
 }
 
 /// Whether the console offers this person a vote on the request: an
 /// approver of its resource who is not its requester (the server refuses
 /// the others anyway).
 pub fn may_vote(app: &AppState, p: &Principal, r: &AccessRequest) -> bool {
-    r.state == "pending"
+    r.state == RequestState::Pending
         && app
             .cfg
             .resource(&r.resource)
@@ -94,7 +95,7 @@ pub fn context(app: &AppState, r: &AccessRequest, requester_groups: Option<&str>
             ul {
                 @for v in &r.votes {
                     li {
-                        strong { (shown(&v.approver)) } " " (v.decision) " (" (v.channel) ", " (layout::time_ms(v.at)) ")"
+                        strong { (shown(&v.approver)) } " " (v.decision.as_str()) " (" (v.channel) ", " (layout::time_ms(v.at)) ")"
                         @if let Some(c) = &v.comment { ": " span.reason { (shown(c)) } }
                     }
                 }

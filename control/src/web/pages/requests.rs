@@ -10,6 +10,7 @@ use maud::html;
 use super::parts;
 use crate::api::AppState;
 use crate::requests::Extension;
+use crate::states::RequestState;
 use crate::web::csrf::SessionForm;
 use crate::web::error::WebError;
 use crate::web::layout::{self, csrf_field, shown};
@@ -39,7 +40,7 @@ pub async fn mine(State(app): State<AppState>, s: Session) -> Result<Response, W
                                 tr {
                                     td { a href=(format!("/requests/{}", r.id)) { (r.id) } }
                                     td { (shown(&r.resource)) }
-                                    td { (layout::state_badge(&r.state)) }
+                                    td { (layout::state_badge(r.state.as_str())) }
                                     td { (parts::approvals(r)) }
                                     td { (parts::time_left(r, now).unwrap_or_else(|| "—".into())) }
                                 }
@@ -57,8 +58,8 @@ pub async fn mine(State(app): State<AppState>, s: Session) -> Result<Response, W
 pub async fn show(State(app): State<AppState>, s: Session, Path(id): Path<String>) -> Result<Response, WebError> {
     let r = workflow::get(&app, &s.principal, &id).await?;
     let now = app.clock.now_ms();
-    let mine = crate::requests::is_requester(&app, &s.principal, &r.requester);
-    let may_revoke = r.state == "approved";
+    let mine = crate::policy::is_requester(&r.requester, &s.principal, app.cfg.auth.user_match);
+    let may_revoke = r.state == RequestState::Approved;
     let title = format!("Request {}", r.id);
     let body = layout::page(
         &title,
@@ -67,12 +68,12 @@ pub async fn show(State(app): State<AppState>, s: Session, Path(id): Path<String
             h1 { "Request for " (shown(&r.resource)) }
             div #request-state data-live="1" aria-live="polite" {
                 p {
-                    "State: " (layout::state_badge(&r.state))
+                    "State: " (layout::state_badge(r.state.as_str()))
                     @if let Some(left) = parts::time_left(&r, now) { " — " (left) " left" }
                 }
             }
             (parts::context(&app, &r, None))
-            @if mine && r.state == "approved" {
+            @if mine && r.state == RequestState::Approved {
                 h2 { "Use the grant" }
                 form method="post" action=(format!("/requests/{}/grant", r.id)) {
                     (csrf_field(&s))
@@ -105,7 +106,7 @@ pub async fn show(State(app): State<AppState>, s: Session, Path(id): Path<String
                     }
                 }
             }
-            @if mine && r.state == "pending" {
+            @if mine && r.state == RequestState::Pending {
                 form method="post" action=(format!("/requests/{}/cancel", r.id)) {
                     (csrf_field(&s))
                     button type="submit" { "Cancel this request" }
