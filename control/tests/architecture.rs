@@ -241,8 +241,9 @@ fn violations(imports: &[Import]) -> Vec<String> {
         let (from, to) = (layer(&i.from), layer(&i.to));
         let refused = match allowed(from) {
             Some(list) => from != to && !list.contains(&to),
-            // Only the API (and the root that serves it) speaks HTTP.
-            None => to == "axum" && !matches!(from, "api" | "crate"),
+            // Only the API, the console's pages (and the root that serves
+            // them) speak HTTP.
+            None => to == "axum" && !matches!(from, "api" | "web" | "crate"),
         };
         if refused {
             out.push(format!(

@@ -38,7 +38,7 @@ pub type AppState = Arc<App>;
 pub const MAX_INGEST_BODY: usize = 8 * 1024 * 1024;
 
 /// The router.
-pub fn router(app: AppState) -> Router {
+pub fn router(app: AppState, pages: Router<AppState>) -> Router {
     let user_api = Router::new()
         .route(
             "/v1/requests",
@@ -76,6 +76,7 @@ pub fn router(app: AppState) -> Router {
         .merge(user_api)
         .merge(proxy_api)
         .merge(integrations)
+        .merge(pages)
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics))

@@ -13,6 +13,8 @@ use grant::scope::ScopeRule;
 use grant::{KeySet, SigningKey};
 use serde::Deserialize;
 
+pub mod console;
+
 /// A configuration error naming the field.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration field `{field}`: {message}")]
@@ -82,6 +84,8 @@ struct RawConfig {
     notify: RawNotify,
     #[serde(default)]
     integrations: RawIntegrations,
+    #[serde(default)]
+    console: console::RawConsole,
     #[serde(default)]
     audit: RawAudit,
 }
@@ -216,8 +220,9 @@ pub enum TargetKind {
 }
 
 /// Events a target can receive.
-pub const EVENTS: [&str; 6] = [
+pub const EVENTS: [&str; 7] = [
     "request.created",
+    "request.reminder",
     "request.approved",
     "request.denied",
     "grant.revoked",
@@ -507,6 +512,8 @@ pub struct Config {
     pub expiring_soon_seconds: u64,
     /// Inbound approval channels.
     pub integrations: Integrations,
+    /// The web console.
+    pub console: console::ConsoleConfig,
     /// Signed checkpoints of the audit log.
     pub audit: AuditConfig,
 }
@@ -556,7 +563,9 @@ impl RawConfig {
         let targets = self.notify.targets(&resources)?;
         let integrations = self.integrations.validate(auth.user_match)?;
         let audit = self.audit.validate()?;
+        let console = self.console.validate().map_err(|(field, message)| err(field, message))?;
         Ok(Config {
+            console,
             audit,
             targets,
             expiring_soon_seconds,
@@ -907,7 +916,7 @@ impl RawIntegrations {
 mod tests {
     use super::*;
 
-    pub(crate) const DEV: &str = include_str!("../examples/jitgate.toml");
+    pub(crate) const DEV: &str = include_str!("../../examples/jitgate.toml");
 
     #[test]
     fn the_audit_section_defaults_to_no_checkpoints_and_names_its_fields() {
