@@ -3,7 +3,7 @@
 //!
 //! - [`config`]: the TOML configuration, validated at start;
 //! - [`store`]: the database (SQLite or PostgreSQL) and its migrations;
-//! - [`auth`]: who is calling (bearer JWTs);
+//! - [`auth`]: who is calling (bearer JWTs from trusted OpenID issuers);
 //! - [`identity`]: canonical user ids and emails, to tell people apart;
 //! - [`policy`]: who may do what (pure);
 //! - [`requests`]: the access-request workflow;
@@ -62,6 +62,7 @@ impl App {
     pub async fn new(cfg: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<App>> {
         let db = Db::connect(&cfg.database_url).await?;
         let auth = Authenticator::new(&cfg.auth)?;
+        auth.warm_up().await;
         Ok(Arc::new(App {
             cfg,
             db,

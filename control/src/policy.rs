@@ -188,6 +188,7 @@ mod tests {
             id: id.into(),
             email: email.map(str::to_owned),
             groups: Default::default(),
+            context: Default::default(),
         }
     }
 
