@@ -46,13 +46,19 @@ impl Profile {
             None => File::default(),
         };
         let url = std::env::var("JITGATE_URL").ok().or(file.url);
-        let token = std::env::var("JITGATE_TOKEN").ok().or(file.token);
+        let token = match std::env::var("JITGATE_TOKEN").ok().or(file.token) {
+            Some(t) => Some(t),
+            // The stored `jitgate login`, refreshed when it expires.
+            None => super::login::current_token(crate::clock::Clock::now_s(&crate::clock::SystemClock))?,
+        };
         match (url, token) {
             (Some(url), Some(token)) => Ok(Profile {
                 url: url.trim_end_matches('/').to_owned(),
                 token,
             }),
-            _ => bail!("set JITGATE_URL and JITGATE_TOKEN, or url and token in ~/{PROFILE_FILE}"),
+            _ => bail!(
+                "set JITGATE_URL (or url in ~/{PROFILE_FILE}) and sign in with jitgate login (or set JITGATE_TOKEN)"
+            ),
         }
     }
 }

@@ -238,3 +238,29 @@ pub async fn play_user(http: &reqwest::Client, url: &str, user: &str, otp: Optio
     }
     page
 }
+
+/// The example configuration trusting `people` (discovery) for people and,
+/// when given, `workload` as the workload issuer "ci".
+pub fn config_text(people: &Idp, workload: Option<&Idp>, audience: &str) -> String {
+    let mut text = include_str!("../../examples/jitgate.toml")
+        .replace(
+            "issuer = \"https://idp.example.test\"",
+            &format!("issuer = {:?}", people.issuer),
+        )
+        .replace("audience = \"jitgate\"", &format!("audience = {audience:?}"))
+        .replace("leeway_seconds = 5", "leeway_seconds = 0")
+        .replace(
+            "hs256_secret = { value = \"dev-only-hs256-secret-change-me-0123456789\" }",
+            "discovery = true\njwks_cache = { min_seconds = 1, max_seconds = 2, refetch_interval_seconds = 1 }",
+        );
+    if let Some(w) = workload {
+        text = text.replace(
+            "auditor_groups = [\"auditors\"]\n",
+            &format!(
+                "auditor_groups = [\"auditors\"]\n\n[[auth.workload]]\nname = \"ci\"\nissuer = {:?}\naudience = \"urn:jitgate:ci\"\ndiscovery = true\nallowed_groups = [\"deployers\"]\n",
+                w.issuer
+            ),
+        );
+    }
+    text
+}
