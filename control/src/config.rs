@@ -323,6 +323,8 @@ struct RawResource {
     #[serde(default)]
     auto_approve: Vec<RawAutoApprove>,
     break_glass: Option<RawBreakGlass>,
+    #[serde(default)]
+    step_up: crate::auth::stepup::RawStepUp,
 }
 
 fn one() -> u32 {
@@ -401,6 +403,8 @@ pub struct Resource {
     pub auto_approve: Vec<AutoApprove>,
     /// Break-glass policy.
     pub break_glass: Option<BreakGlass>,
+    /// What the caller's sign-in must show for each step.
+    pub step_up: crate::auth::stepup::StepUp,
 }
 
 /// The validated configuration.
@@ -670,6 +674,7 @@ impl RawConfig {
                 approvals_required: r.approvals_required,
                 auto_approve: auto,
                 break_glass,
+                step_up: r.step_up.validate(&f("step_up"))?,
             });
         }
 

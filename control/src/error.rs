@@ -14,6 +14,10 @@ pub enum ApiError {
     /// No or invalid credentials.
     #[error("{1}")]
     Unauthenticated(&'static str, String),
+    /// The caller's sign-in is not strong or recent enough for this step
+    /// (401 with an RFC 9470 challenge).
+    #[error(transparent)]
+    StepUp(#[from] crate::auth::stepup::Missing),
     /// Authenticated but not allowed.
     #[error("{1}")]
     Forbidden(&'static str, String),
@@ -67,7 +71,7 @@ impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Unauthenticated(..) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthenticated(..) | ApiError::StepUp(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(..) => StatusCode::FORBIDDEN,
             ApiError::NotFound(..) => StatusCode::NOT_FOUND,
             ApiError::Conflict(..) => StatusCode::CONFLICT,
@@ -91,6 +95,7 @@ impl ApiError {
             | ApiError::Invalid(c, _)
             | ApiError::BadRequest(c, _) => c,
             ApiError::Field { code, .. } => code,
+            ApiError::StepUp(_) => "step_up_required",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
@@ -139,12 +144,22 @@ impl IntoResponse for ApiError {
         if let ApiError::Field { field, message, .. } = &self {
             body["errors"] = json!([{"field": field, "detail": message}]);
         }
+        let mut challenge = None;
+        if let ApiError::StepUp(m) = &self {
+            body["missing"] = json!(m.missing);
+            body["acr_values"] = json!(m.acr_values);
+            body["max_age"] = json!(m.max_age);
+            challenge = crate::auth::stepup::challenge(m);
+        }
         let mut response = (
             status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             body.to_string(),
         )
             .into_response();
+        if let Some(c) = challenge {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, c);
+        }
         response.extensions_mut().insert(ErrorCode(self.code()));
         response
     }

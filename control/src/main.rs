@@ -212,7 +212,7 @@ enum KeysCommand {
 fn main() -> std::process::ExitCode {
     // Errors are one sentence (with its causes on the same line) and a
     // non-zero exit, never a backtrace.
-    match run(Cli::parse()) {
+    match run(Cli::parse()).or_else(|e| login::step_up_and_retry(e, || run(Cli::parse()))) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -11,6 +11,7 @@ use sqlx::{AnyConnection, Row};
 use utoipa::ToSchema;
 
 use crate::audit::{self, Entry};
+use crate::auth::stepup::{self, Step};
 use crate::auth::Principal;
 use crate::clock::new_id;
 use crate::error::ApiError;
@@ -451,6 +452,12 @@ pub async fn create(app: &App, p: &Principal, input: NewRequest) -> Result<Acces
             format!("you may not request access to {}", resource.id),
         ));
     }
+    let step = if input.break_glass {
+        Step::BreakGlass
+    } else {
+        Step::Request
+    };
+    stepup::require(&resource.step_up, step, &resource.id, &p.context, app.clock.now_s())?;
     policy::text("reason", "reason_invalid", &input.reason, policy::MAX_REASON)?;
     if let Some(t) = &input.ticket {
         policy::text("ticket", "ticket_invalid", t, policy::MAX_TICKET)?;
@@ -653,6 +660,15 @@ pub async fn vote(
             format!("you are not an approver of {}", resource.id),
         ));
     }
+    if approve {
+        stepup::require(
+            &resource.step_up,
+            Step::Approve,
+            &resource.id,
+            &p.context,
+            app.clock.now_s(),
+        )?;
+    }
     let decision = if approve { "approve" } else { "deny" };
     let existing = votes(&mut tx, id).await?;
     if let Some(mine) = existing.iter().find(|v| v.approver == p.id) {
@@ -695,7 +711,8 @@ pub async fn vote(
         &format!("vote.{decision}"),
         &row,
         channel,
-        json!({"comment": comment}),
+        // How the approver signed in (issuer, acr, amr, auth_time).
+        json!({"comment": comment, "auth_context": p.context}),
     )];
     let mut resolved = None;
     let mut grant = None;

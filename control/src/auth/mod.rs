@@ -8,11 +8,12 @@
 //! explicitly with a small leeway (the library's defaults would require only
 //! `exp` and allow a minute of skew). Groups come from the issuer's claim
 //! mapping ([`mapping`]); the authentication context (`acr`, `amr`,
-//! `auth_time`) is kept for step-up checks.
+//! `auth_time`) is kept for step-up checks ([`stepup`]).
 
 pub mod jwks;
 pub mod mapping;
 pub mod settings;
+pub mod stepup;
 
 use std::collections::BTreeSet;
 

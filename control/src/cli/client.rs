@@ -85,6 +85,16 @@ pub enum ClientError {
         /// The service's sentence.
         detail: String,
     },
+    /// The service wants a stronger or more recent sign-in (step-up).
+    #[error("{detail} (step_up_required, HTTP 401)")]
+    StepUp {
+        /// The service's sentence (what is missing).
+        detail: String,
+        /// `acr_values` to ask the provider for.
+        acr_values: Option<String>,
+        /// `max_age` to ask the provider for.
+        max_age: Option<u64>,
+    },
     /// The jitgate filter in Envoy answered: JITGATE_URL points at the
     /// gateway in front of an API, not at the control service.
     #[error(
@@ -199,6 +209,13 @@ pub fn decode_answer<T: DeserializeOwned>(url: &str, status: u16, text: &str) ->
     let value: Value = serde_json::from_str(text).unwrap_or(Value::Null);
     let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_owned);
     if let (Some(code), Some(detail)) = (field("code"), field("detail")) {
+        if code == "step_up_required" {
+            return Err(ClientError::StepUp {
+                detail,
+                acr_values: field("acr_values"),
+                max_age: value.get("max_age").and_then(Value::as_u64),
+            });
+        }
         return Err(ClientError::Problem { status, code, detail });
     }
     // The filter's deny body: {"error", "message", "resource", "request_access"?}.

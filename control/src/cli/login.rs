@@ -420,3 +420,29 @@ pub fn whoami_text(login: &StoredLogin) -> anyhow::Result<String> {
         if w.amr.is_empty() { "-".into() } else { w.amr.join(",") },
     ))
 }
+
+/// When `error` is the service asking for a step-up and the caller uses a
+/// stored login (not `JITGATE_TOKEN`), signs in again asking the provider
+/// for what the service named (`acr_values`, `max_age`) and runs the
+/// command once more; otherwise returns the error.
+pub fn step_up_and_retry(error: anyhow::Error, retry: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let Some(super::client::ClientError::StepUp { detail, acr_values, .. }) = error.downcast_ref() else {
+        return Err(error);
+    };
+    if std::env::var_os("JITGATE_TOKEN").is_some() {
+        return Err(error);
+    }
+    let Some(stored) = load()? else { return Err(error) };
+    eprintln!("{detail}\nsigning in again for it");
+    let req = LoginRequest {
+        issuer: stored.endpoints.issuer,
+        client_id: stored.client_id,
+        browser: false,
+        acr_values: acr_values.clone(),
+        // max_age 0 forces a fresh sign-in even when the provider's
+        // session would satisfy max_age (the service checks max_age itself).
+        max_age: Some(0),
+    };
+    eprintln!("{}", login(&req)?);
+    retry()
+}
