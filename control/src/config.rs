@@ -82,6 +82,81 @@ struct RawConfig {
     notify: RawNotify,
     #[serde(default)]
     integrations: RawIntegrations,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    signing_key: Option<SecretSource>,
+    #[serde(default = "default_checkpoint_records")]
+    checkpoint_every_records: u64,
+    #[serde(default = "default_checkpoint_seconds")]
+    checkpoint_every_seconds: u64,
+    witness_dir: Option<PathBuf>,
+}
+
+impl Default for RawAudit {
+    fn default() -> RawAudit {
+        RawAudit {
+            signing_key: None,
+            checkpoint_every_records: default_checkpoint_records(),
+            checkpoint_every_seconds: default_checkpoint_seconds(),
+            witness_dir: None,
+        }
+    }
+}
+
+fn default_checkpoint_records() -> u64 {
+    1000
+}
+fn default_checkpoint_seconds() -> u64 {
+    60
+}
+
+/// Signed checkpoints of the audit log (`[audit]`).
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// The Ed25519 key that signs checkpoints (`signing_key`, a note-format
+    /// private key from `jitgate audit keygen`); `None`: no checkpoints.
+    pub signer: Option<crate::audit::checkpoint::CheckpointSigner>,
+    /// Sign once this many records are unsigned...
+    pub every_records: u64,
+    /// ...or once the oldest unsigned record is this old.
+    pub every_seconds: u64,
+    /// The append-only directory every checkpoint is published to.
+    pub witness_dir: Option<PathBuf>,
+}
+
+impl RawAudit {
+    fn validate(self) -> Result<AuditConfig, ConfigError> {
+        let signer = match &self.signing_key {
+            Some(source) => Some(
+                crate::audit::checkpoint::CheckpointSigner::parse(&source.resolve("audit.signing_key")?)
+                    .map_err(|e| err("audit.signing_key", e.to_string()))?,
+            ),
+            None => None,
+        };
+        if self.checkpoint_every_records == 0 {
+            return Err(err("audit.checkpoint_every_records", "must be at least 1"));
+        }
+        if self.checkpoint_every_seconds == 0 {
+            return Err(err("audit.checkpoint_every_seconds", "must be at least 1"));
+        }
+        if self.witness_dir.is_some() && signer.is_none() {
+            return Err(err(
+                "audit.witness_dir",
+                "needs audit.signing_key (checkpoints are signed)",
+            ));
+        }
+        Ok(AuditConfig {
+            signer,
+            every_records: self.checkpoint_every_records,
+            every_seconds: self.checkpoint_every_seconds,
+            witness_dir: self.witness_dir,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -167,7 +242,16 @@ pub struct Target {
     pub resources: BTreeSet<String>,
 }
 
+/// Signed audit checkpoints, sent only to webhook targets that list this
+/// event explicitly (a target with no `events` list does not get them).
+pub const AUDIT_CHECKPOINT_EVENT: &str = "audit.checkpoint";
+
 impl Target {
+    /// Whether this target is a witness of audit checkpoints.
+    pub fn wants_checkpoints(&self) -> bool {
+        self.kind == TargetKind::Webhook && self.events.contains(AUDIT_CHECKPOINT_EVENT)
+    }
+
     /// Whether this target wants an event about a resource.
     pub fn wants(&self, event: &str, resource: &str) -> bool {
         (self.events.is_empty() || self.events.contains(event))
@@ -440,6 +524,8 @@ pub struct Config {
     pub expiring_soon_seconds: u64,
     /// Inbound approval channels.
     pub integrations: Integrations,
+    /// Signed checkpoints of the audit log.
+    pub audit: AuditConfig,
 }
 
 impl Config {
@@ -687,8 +773,21 @@ impl RawConfig {
             if !(t.url.starts_with("http://") || t.url.starts_with("https://")) {
                 return Err(err(f("url"), "must be an http(s) URL"));
             }
-            if let Some(e) = t.events.iter().find(|e| !EVENTS.contains(&e.as_str())) {
-                return Err(err(f("events"), format!("{e:?} is not one of {}", EVENTS.join(", "))));
+            if let Some(e) = t
+                .events
+                .iter()
+                .find(|e| !EVENTS.contains(&e.as_str()) && *e != AUDIT_CHECKPOINT_EVENT)
+            {
+                return Err(err(
+                    f("events"),
+                    format!("{e:?} is not one of {}, {AUDIT_CHECKPOINT_EVENT}", EVENTS.join(", ")),
+                ));
+            }
+            if t.kind != TargetKind::Webhook && t.events.iter().any(|e| e == AUDIT_CHECKPOINT_EVENT) {
+                return Err(err(
+                    f("events"),
+                    format!("only webhook targets receive {AUDIT_CHECKPOINT_EVENT}"),
+                ));
             }
             if let Some(r) = t.resources.iter().find(|r| !resources.iter().any(|x| &x.id == *r)) {
                 return Err(err(f("resources"), format!("{r:?} is not a configured resource")));
@@ -743,7 +842,9 @@ impl RawConfig {
                 })
                 .collect(),
         };
+        let audit = self.audit.validate()?;
         Ok(Config {
+            audit,
             targets,
             expiring_soon_seconds: self.notify.expiring_soon_seconds,
             integrations,
@@ -768,6 +869,32 @@ mod tests {
     use super::*;
 
     pub(crate) const DEV: &str = include_str!("../examples/jitgate.toml");
+
+    #[test]
+    fn the_audit_section_defaults_to_no_checkpoints_and_names_its_fields() {
+        let c = Config::parse(DEV).unwrap();
+        assert!(c.audit.signer.is_none());
+        assert_eq!((c.audit.every_records, c.audit.every_seconds), (1000, 60));
+        let key = crate::audit::checkpoint::CheckpointSigner::generate("jit.test/audit", [3; 32]).unwrap();
+        let with = |audit: &str| Config::parse(&format!("{DEV}\n[audit]\n{audit}\n"));
+        let c = with(&format!(
+            "signing_key = {{ value = \"{}\" }}\nwitness_dir = \"/w\"",
+            key.private_text()
+        ))
+        .unwrap();
+        assert_eq!(c.audit.signer.map(|s| s.verifier()), Some(key.verifier()));
+        for (audit, field) in [
+            (
+                "signing_key = { value = \"PRIVATE+KEY+x+00000000+AQ==\" }",
+                "audit.signing_key",
+            ),
+            ("witness_dir = \"/w\"", "audit.witness_dir"),
+            ("checkpoint_every_records = 0", "audit.checkpoint_every_records"),
+            ("checkpoint_every_seconds = 0", "audit.checkpoint_every_seconds"),
+        ] {
+            assert_eq!(with(audit).unwrap_err().field, field, "{audit}");
+        }
+    }
 
     #[test]
     fn the_example_config_is_valid() {

@@ -2,13 +2,18 @@
 //! issuance, revocation and a tamper-evident audit log, behind a JSON API.
 //!
 //! - [`config`]: the TOML configuration, validated at start;
-//! - [`store`]: the database (SQLite or PostgreSQL) and its migrations;
+//! - [`states`]: the states of requests, votes, grants and deliveries,
+//!   and their database spelling;
+//! - [`store`]: the database (SQLite or PostgreSQL), its migrations, and
+//!   per table its rows and SQL;
 //! - [`auth`]: who is calling (bearer JWTs from trusted OpenID issuers);
 //! - [`identity`]: canonical user ids and emails, to tell people apart;
-//! - [`policy`]: who may do what (pure);
-//! - [`requests`]: the access-request workflow;
-//! - [`grants`]: minting, revocation and what proxies sync;
-//! - [`audit`]: the hash-chained log;
+//! - [`policy`]: every rule of the workflow (pure functions);
+//! - [`requests`]: access requests as the API carries them;
+//! - [`workflow`]: the state changes, one transaction each;
+//! - [`grants`]: minting and what proxies sync;
+//! - [`audit`]: the hash-chained log, its Merkle tree, signed checkpoints,
+//!   witnesses, proofs and offline exports;
 //! - [`notify`]: the outbox and its sender (webhooks, Slack);
 //! - [`signature`]: webhook and Slack request signatures;
 //! - [`text`]: human text fields: what may be stored, how it is shown;
@@ -29,8 +34,10 @@ pub mod notify;
 pub mod policy;
 pub mod requests;
 pub mod signature;
+pub mod states;
 pub mod store;
 pub mod text;
+pub mod workflow;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,12 +62,18 @@ pub struct App {
     pub metrics: Metrics,
     /// Failed authentications not yet written to the audit log.
     pub auth_failures: api::auth_failures::AuthFailures,
+    /// What the audit checkpoint publisher last did.
+    pub checkpoints: audit::publish::Publisher,
 }
 
 impl App {
     /// Connects to (and migrates) the database and prepares the keys.
     pub async fn new(cfg: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<App>> {
         let db = Db::connect(&cfg.database_url).await?;
+        let added = audit::tree::catch_up(&db).await?;
+        if added > 0 {
+            tracing::info!(records = added, "built the audit Merkle tree over older records");
+        }
         let auth = Authenticator::new(&cfg.auth)?;
         auth.warm_up().await;
         Ok(Arc::new(App {
@@ -70,6 +83,7 @@ impl App {
             clock,
             metrics: Metrics::default(),
             auth_failures: Default::default(),
+            checkpoints: audit::publish::Publisher::default(),
         }))
     }
 }
@@ -84,12 +98,14 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io:
         tokio::spawn(async move { db.checkpoint_in_background().await })
     };
     let sender = tokio::spawn(notify::run(Arc::clone(&app)));
+    let publisher = tokio::spawn(audit::publish::run(Arc::clone(&app)));
     // The peer address keys the aggregation of authentication failures.
     let service = api::router(Arc::clone(&app)).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, service).with_graceful_shutdown(shutdown()).await;
     sweeper.abort();
     checkpointer.abort();
     sender.abort();
+    publisher.abort();
     if let Err(e) = api::auth_failures::flush(&app, true).await {
         tracing::warn!(error = %e, "could not record the last authentication failures");
     }
@@ -121,13 +137,13 @@ async fn sweep(app: Arc<App>) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
-        if let Err(e) = requests::sweep_timeouts(&app).await {
+        if let Err(e) = workflow::sweep_timeouts(&app).await {
             tracing::warn!(error = %e, "timeout sweep failed");
         }
-        if let Err(e) = grants::sweep_expiries(&app).await {
+        if let Err(e) = workflow::sweep_expiries(&app).await {
             tracing::warn!(error = %e, "expiry sweep failed");
         }
-        if let Err(e) = grants::sweep_expiring_soon(&app).await {
+        if let Err(e) = workflow::sweep_expiring_soon(&app).await {
             tracing::warn!(error = %e, "expiring-soon sweep failed");
         }
         if let Err(e) = api::auth_failures::flush(&app, false).await {

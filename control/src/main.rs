@@ -178,10 +178,61 @@ enum AuditCommand {
         #[arg(long, short)]
         follow: bool,
     },
-    /// Every record as JSON lines.
-    Export,
-    /// Check the hash chain.
-    Verify,
+    /// Every record as JSON lines; with --from/--to, an archive of that
+    /// range with inclusion proofs in one signed checkpoint.
+    Export {
+        /// The first record of the archive.
+        #[arg(long, requires = "to")]
+        from: Option<u64>,
+        /// The last record of the archive.
+        #[arg(long, requires = "from")]
+        to: Option<u64>,
+        /// The signed checkpoint the proofs refer to (default: the latest).
+        #[arg(long, requires = "from")]
+        checkpoint: Option<u64>,
+    },
+    /// Verify an archive from `audit export --from --to` offline.
+    VerifyExport {
+        /// The archive.
+        file: PathBuf,
+        /// The checkpoint verifier key, or a file holding it.
+        #[arg(long)]
+        public_key: String,
+    },
+    /// Check the hash chain and signed checkpoints through the API, from
+    /// where the last intact check ended (--full: from the first record);
+    /// with --witness, check the database against a witness's signed
+    /// checkpoints (offline).
+    Verify {
+        #[command(flatten)]
+        witness: WitnessArgs,
+    },
+    /// Print a new Ed25519 key pair for signing checkpoints.
+    Keygen {
+        /// The key's (and the log's) name, e.g. `jitgate.example.com/audit`.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+/// `jitgate audit verify --witness DIR --public-key KEY --database-url URL`.
+#[derive(clap::Args)]
+struct WitnessArgs {
+    /// A directory of signed checkpoints kept outside the database.
+    #[arg(long, requires_all = ["public_key", "database_url"])]
+    witness: Option<PathBuf>,
+    /// The checkpoint verifier key (`<name>+<id>+<key>`), or a file holding it.
+    #[arg(long)]
+    public_key: Option<String>,
+    /// The database to check (read only).
+    #[arg(long, env = "JITGATE_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Check every record, not only those after the last verified one.
+    #[arg(long)]
+    full: bool,
+    /// Where the last verified checkpoint is remembered (default: DIR/.verified).
+    #[arg(long)]
+    state: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -412,18 +463,126 @@ fn print_records(records: &[Record], json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Offline: the database against a witness directory, with the public key.
+fn verify_witness(args: WitnessArgs, json: bool) -> anyhow::Result<()> {
+    use control::audit::witness::{self, Witness};
+    let (Some(dir), Some(key), Some(url)) = (args.witness, args.public_key, args.database_url) else {
+        anyhow::bail!("--witness needs --public-key and --database-url");
+    };
+    let key = std::fs::read_to_string(&key).unwrap_or(key);
+    let key = control::audit::checkpoint::CheckpointVerifier::parse(&key).context("--public-key")?;
+    let state = args.state.unwrap_or_else(|| dir.join(".verified"));
+    let from = if args.full { 0 } else { witness::read_state(&state) };
+    let witness = Witness::load(&dir, &key, from).context("--witness")?;
+    let report = tokio::runtime::Runtime::new()?.block_on(async {
+        let pool = witness::connect_read_only(&url).await?;
+        anyhow::Ok(witness::verify(&pool, &witness, from).await?)
+    })?;
+    witness::write_state(&state, &report)?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    match &report.first_disagreement {
+        None => {
+            if !json {
+                println!(
+                    "ok: {} records checked from checkpoint {}; signed size {} ({} checkpoints); {} records not yet signed",
+                    report.records_checked, report.verified_from, report.signed_size, report.checkpoints, report.unsigned_records
+                );
+            }
+            Ok(())
+        }
+        Some(d) => anyhow::bail!(
+            "record {} disagrees with signed checkpoint {}: {}",
+            d.seq,
+            d.checkpoint,
+            d.reason
+        ),
+    }
+}
+
+/// Records `from..=to`, each with its inclusion proof in one signed
+/// checkpoint, as `control::audit::export` describes.
+fn export_range(api: &client::Client, from: u64, to: u64, checkpoint: Option<u64>) -> anyhow::Result<()> {
+    use control::audit::export::{ExportedRecord, Header, InclusionProof, FORMAT};
+    anyhow::ensure!(from >= 1 && from <= to, "--from must be at least 1 and at most --to");
+    let mut size = checkpoint;
+    for seq in from..=to {
+        let query = size.map(|n| format!("?checkpoint={n}")).unwrap_or_default();
+        let p: InclusionProof = api.get(&format!("/v1/audit/{seq}/proof{query}"))?;
+        anyhow::ensure!(
+            p.seq == seq,
+            "asked for the proof of record {seq}, got one of {}",
+            p.seq
+        );
+        if seq == from {
+            // Every later proof refers to the checkpoint of the first.
+            size = Some(p.tree_size);
+            let header = Header {
+                format: FORMAT.into(),
+                from,
+                to,
+                checkpoint: p.checkpoint.clone(),
+            };
+            println!("{}", serde_json::to_string(&header)?);
+        }
+        let record = ExportedRecord {
+            seq,
+            leaf_input: p.leaf_input,
+            proof: p.proof,
+        };
+        println!("{}", serde_json::to_string(&record)?);
+    }
+    Ok(())
+}
+
+/// Offline: an archive against the public key alone.
+fn verify_export(file: &std::path::Path, key: String, json: bool) -> anyhow::Result<()> {
+    let key = std::fs::read_to_string(&key).unwrap_or(key);
+    let key = control::audit::checkpoint::CheckpointVerifier::parse(&key).context("--public-key")?;
+    let text = std::fs::read_to_string(file).with_context(|| file.display().to_string())?;
+    let verified = control::audit::export::verify(&text, &key)?;
+    if json {
+        println!("{}", serde_json::to_string(&verified)?);
+    } else {
+        println!(
+            "ok: records {}..={} are in the signed checkpoint of {} records",
+            verified.from, verified.to, verified.tree_size
+        );
+    }
+    Ok(())
+}
+
 fn audit(command: AuditCommand, json: bool) -> anyhow::Result<()> {
+    // The offline subcommands need no API profile.
+    let command = match command {
+        AuditCommand::Keygen { name } => {
+            print!("{}", cli::audit_keygen(&name)?);
+            return Ok(());
+        }
+        AuditCommand::Verify { witness } if witness.witness.is_some() => return verify_witness(witness, json),
+        AuditCommand::VerifyExport { file, public_key } => return verify_export(&file, public_key, json),
+        online => online,
+    };
     let api = api()?;
     match command {
-        AuditCommand::Verify => {
-            let v: Verification = api.get("/v1/audit/verify")?;
+        // Done above.
+        AuditCommand::Keygen { .. } | AuditCommand::VerifyExport { .. } => Ok(()),
+        AuditCommand::Export {
+            from: Some(from),
+            to: Some(to),
+            checkpoint,
+        } => export_range(&api, from, to, checkpoint),
+        AuditCommand::Verify { witness } => {
+            let query = if witness.full { "?full=true" } else { "" };
+            let v: Verification = api.get(&format!("/v1/audit/verify{query}"))?;
             if json {
                 println!("{}", serde_json::to_string(&v)?);
             }
-            match (v.ok, v.first_broken) {
+            match (v.ok, &v.first_broken) {
                 (true, _) => {
                     if !json {
-                        println!("ok: {} records, chain intact", v.records);
+                        println!("{}", cli::client::verification_line(&v));
                     }
                     Ok(())
                 }
@@ -431,7 +590,7 @@ fn audit(command: AuditCommand, json: bool) -> anyhow::Result<()> {
                 (false, None) => anyhow::bail!("the service says the chain is broken but names no link"),
             }
         }
-        AuditCommand::Export => {
+        AuditCommand::Export { .. } => {
             let mut after = 0;
             loop {
                 let page: Vec<Record> = api.get(&format!("/v1/audit?after={after}&limit=1000"))?;

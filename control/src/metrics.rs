@@ -48,6 +48,10 @@ pub struct Metrics {
     pub notifications_delivered: Counter,
     /// Notification attempts that failed (each is retried).
     pub notifications_failed: Counter,
+    /// Audit checkpoints signed and published.
+    pub audit_checkpoints_signed: Counter,
+    /// Attempts to sign or publish an audit checkpoint that failed.
+    pub audit_checkpoint_failures: Counter,
 }
 
 impl Metrics {
@@ -97,6 +101,16 @@ impl Metrics {
                 "jitgate_notification_failures_total",
                 "Notification attempts that failed.",
                 &self.notifications_failed,
+            ),
+            (
+                "jitgate_audit_checkpoints_signed_total",
+                "Audit checkpoints signed and published.",
+                &self.audit_checkpoints_signed,
+            ),
+            (
+                "jitgate_audit_checkpoint_failures_total",
+                "Attempts to sign or publish an audit checkpoint that failed.",
+                &self.audit_checkpoint_failures,
             ),
         ] {
             out.push_str(&format!(

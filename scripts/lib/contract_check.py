@@ -2,7 +2,9 @@
 
 Starts the real control service (the `jitgate` binary) on SQLite with the
 development configuration plus the Slack and callback integrations, so that
-every route is in the document it serves at /openapi.json, then:
+every route is in the document it serves at /openapi.json, and with audit
+checkpoints signed after every record (so the proof routes answer proofs),
+then:
 
 1. Schemathesis, with every check, the examples, coverage, fuzzing and
    stateful phases (the last follows the document's links), once per role:
@@ -63,6 +65,16 @@ class Control:
             config = f.read().replace("127.0.0.1:8080", f"127.0.0.1:{self.port}")
         at = config.index("[grants]")
         config = config[:at] + INTEGRATIONS + config[at:]
+        # Signed audit checkpoints after every record, so that the proof
+        # routes answer proofs (not only `checkpoint_not_found`).
+        keys = subprocess.run(
+            [binary, "audit", "keygen", "--name", "contract.check/audit"], check=True, capture_output=True, text=True
+        ).stdout
+        private = next(line for line in keys.splitlines() if line.startswith("PRIVATE+KEY+"))
+        config += (
+            f'\n[audit]\nsigning_key = {{ value = "{private}" }}\n'
+            "checkpoint_every_records = 1\ncheckpoint_every_seconds = 1\n"
+        )
         self.config = os.path.join(work, "jitgate.toml")
         with open(self.config, "w") as f:
             f.write(config)

@@ -1,7 +1,9 @@
 //! The HTTP API: routes, authentication, body limits, and the audit of
 //! refused calls. Handlers are thin; the work is in the domain modules.
 
+mod audit_proofs;
 pub mod auth_failures;
+mod export;
 mod extract;
 mod handlers;
 mod integrations;
@@ -52,6 +54,8 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/audit", get(handlers::audit_query))
         .route("/v1/audit/verify", get(handlers::audit_verify))
         .route("/v1/audit/export", get(handlers::audit_export))
+        .route("/v1/audit/{seq}/proof", get(audit_proofs::inclusion))
+        .route("/v1/audit/consistency", get(audit_proofs::consistency))
         .layer(DefaultBodyLimit::max(app.cfg.max_body_bytes))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&app), authenticate));
     // The ingest key is checked in a route layer, before any handler (and

@@ -17,7 +17,7 @@
 use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
-use super::{handlers, integrations, proxy};
+use super::{audit_proofs, handlers, integrations, proxy};
 use crate::config::Config;
 
 /// The annotated operations and schemas.
@@ -46,6 +46,8 @@ use crate::config::Config;
         handlers::audit_query,
         handlers::audit_verify,
         handlers::audit_export,
+        audit_proofs::inclusion,
+        audit_proofs::consistency,
         proxy::revocations,
         proxy::grant_set,
         proxy::ingest,
@@ -60,7 +62,7 @@ use crate::config::Config;
     tags(
         (name = "requests", description = "Access requests and their workflow"),
         (name = "grants", description = "Grant tokens and revocation"),
-        (name = "audit", description = "The hash-chained audit log"),
+        (name = "audit", description = "The audit log: hash-chained, a Merkle tree under signed checkpoints, with inclusion and consistency proofs"),
         (name = "proxies", description = "What proxies sync and report (ingest key)"),
         (name = "integrations", description = "Approvals from chat and ticket tools (signed)"),
         (name = "service", description = "Health, metrics, this document"),

@@ -40,3 +40,23 @@ pub fn generate_key(kid: Option<String>) -> anyhow::Result<String> {
     writeln!(out, "\"{kid}\": \"{secret}\"")?;
     Ok(out)
 }
+
+/// `jitgate audit keygen`: a new Ed25519 key pair for signing audit
+/// checkpoints, in the note formats `[audit] signing_key` and
+/// `jitgate audit verify --public-key` take.
+pub fn audit_keygen(name: &str) -> anyhow::Result<String> {
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
+    let signer = crate::audit::checkpoint::CheckpointSigner::generate(name, seed)?;
+    let mut out = String::new();
+    writeln!(out, "# private key: for the service only, never in the database")?;
+    writeln!(out, "# [audit] signing_key = {{ file = \"/etc/jitgate/audit.key\" }}")?;
+    writeln!(out, "{}", signer.private_text())?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "# public key: for auditors and witnesses (jitgate audit verify --public-key)"
+    )?;
+    writeln!(out, "{}", signer.verifier().text())?;
+    Ok(out)
+}

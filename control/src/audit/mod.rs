@@ -6,6 +6,30 @@
 //! transaction as the change they describe; appends are serialized by
 //! locking the chain head row, so replicas sharing one PostgreSQL never
 //! fork the chain.
+//!
+//! The records are also the leaves of an RFC 9162 Merkle tree
+//! ([`crate::audit::tree`]), extended in the same transaction under the same
+//! lock: the chain finds an edit by someone who cannot recompute it, the
+//! tree lets a checkpoint signed outside the database commit to every
+//! record, and proves one record or the log's growth in O(log n).
+//!
+//! The submodules, from the pure core outwards:
+//! - [`merkle`]: RFC 9162 tree hashing and proofs (pure);
+//! - [`checkpoint`]: signed checkpoints (C2SP signed notes, Ed25519);
+//! - [`tree`]: the tree as stored, extended in each append's transaction;
+//! - [`publish`]: signs checkpoints and publishes them to witnesses;
+//! - [`witness`]: verifies the log against a witness's signed checkpoints;
+//! - [`export`]: range exports with proofs, verified offline.
+
+pub mod checkpoint;
+pub mod export;
+pub mod merkle;
+pub mod publish;
+pub mod tree;
+mod verify;
+pub mod witness;
+
+pub use verify::{verify, BrokenLink, Scope, Verification};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -75,6 +99,7 @@ fn hex(bytes: &[u8]) -> String {
 /// The record's hash: SHA-256 over the previous hash and a JSON array of
 /// the fields (an unambiguous encoding):
 /// `[seq, at, actor, action, resource, request_id, grant_id, channel, details]`.
+#[cfg(test)]
 fn record_hash(prev_hash: &str, seq: i64, at: i64, e: &RecordFields<'_>) -> String {
     chain_hash(prev_hash, seq, &canonical_tail(at, e))
 }
@@ -108,6 +133,60 @@ fn chain_hash(prev_hash: &str, seq: i64, tail: &str) -> String {
     h.update(b",");
     h.update(tail.as_bytes());
     hex(&h.finalize())
+}
+
+/// A stored record's chain hash from the previous hash and its leaf input
+/// (`[seq,` + tail, as [`leaf_input_of_row`] gives it): the same bytes
+/// [`chain_hash`] hashes.
+pub(crate) fn chain_hash_of_input(prev_hash: &str, leaf_input: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(prev_hash.as_bytes());
+    h.update(b"\n");
+    h.update(leaf_input.as_bytes());
+    hex(&h.finalize())
+}
+
+/// A record's Merkle leaf hash: RFC 9162's SHA-256(0x00 || bytes) over
+/// the record's canonical array `[seq,` + `tail` (the bytes [`chain_hash`]
+/// hashes after the previous hash).
+fn record_leaf(seq: i64, tail: &str) -> crate::audit::merkle::Hash {
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    h.update(b"[");
+    h.update(seq.to_string().as_bytes());
+    h.update(b",");
+    h.update(tail.as_bytes());
+    h.finalize().into()
+}
+
+/// The canonical array a stored record's leaf hashes (the leaf input of
+/// RFC 9162), from its row as stored.
+pub fn leaf_input_of_row(row: &sqlx::any::AnyRow) -> Result<(i64, String), sqlx::Error> {
+    let seq: i64 = row.try_get("seq")?;
+    let at: i64 = row.try_get("at")?;
+    let actor: String = row.try_get("actor")?;
+    let action: String = row.try_get("action")?;
+    let resource: Option<String> = row.try_get("resource")?;
+    let request_id: Option<String> = row.try_get("request_id")?;
+    let grant_id: Option<String> = row.try_get("grant_id")?;
+    let channel: Option<String> = row.try_get("channel")?;
+    let details: String = row.try_get("details")?;
+    let fields = RecordFields {
+        actor: &actor,
+        action: &action,
+        resource: resource.as_deref(),
+        request_id: request_id.as_deref(),
+        grant_id: grant_id.as_deref(),
+        channel: channel.as_deref(),
+        details: &details,
+    };
+    Ok((seq, format!("[{seq},{}", canonical_tail(at, &fields))))
+}
+
+/// A stored record's seq and Merkle leaf hash, recomputed from its fields.
+pub fn leaf_of_row(row: &sqlx::any::AnyRow) -> Result<(i64, crate::audit::merkle::Hash), sqlx::Error> {
+    let (seq, input) = leaf_input_of_row(row)?;
+    Ok((seq, crate::audit::merkle::leaf_hash(input.as_bytes())))
 }
 
 struct RecordFields<'a> {
@@ -194,6 +273,11 @@ pub async fn append(conn: &mut AnyConnection, at: i64, entries: &[Entry]) -> Res
         let hash = chain_hash(&prev, first + i as i64, tail);
         links.push((std::mem::replace(&mut prev, hash.clone()), hash));
     }
+    let leaves: Vec<crate::audit::merkle::Hash> = tails
+        .iter()
+        .enumerate()
+        .map(|(i, tail)| record_leaf(first + i as i64, tail))
+        .collect();
     for (chunk_index, (chunk, sql)) in entries.chunks(CHUNK).zip(&statements).enumerate() {
         let mut q = sqlx::query(sql);
         for (i, e) in chunk.iter().enumerate() {
@@ -214,6 +298,7 @@ pub async fn append(conn: &mut AnyConnection, at: i64, entries: &[Entry]) -> Res
         }
         q.execute(&mut *conn).await?;
     }
+    crate::audit::tree::extend(conn, (first - 1) as u64, &leaves).await?;
     Ok(last_seq)
 }
 
@@ -224,26 +309,6 @@ pub async fn append_alone(db: &Db, at: i64, entries: &[Entry]) -> Result<i64, sq
     let seq = append(&mut tx, at, entries).await?;
     tx.commit().await?;
     Ok(seq)
-}
-
-/// The result of checking the whole chain.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Verification {
-    /// Whether every link holds.
-    pub ok: bool,
-    /// Records checked.
-    pub records: i64,
-    /// The first broken link, if any.
-    pub first_broken: Option<BrokenLink>,
-}
-
-/// Where and why the chain breaks.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct BrokenLink {
-    /// The sequence number where the chain breaks.
-    pub seq: i64,
-    /// What is wrong there.
-    pub reason: String,
 }
 
 fn row_to_record(row: &sqlx::any::AnyRow) -> Result<Record, sqlx::Error> {
@@ -263,90 +328,9 @@ fn row_to_record(row: &sqlx::any::AnyRow) -> Result<Record, sqlx::Error> {
     })
 }
 
-const SELECT: &str =
+/// Selects every stored column of the log.
+pub(crate) const SELECT: &str =
     "SELECT seq, at, actor, action, resource, request_id, grant_id, channel, details, prev_hash, hash FROM audit_log";
-
-/// Checks every link, in pages, and the head against the last record.
-pub async fn verify(db: &Db) -> Result<Verification, sqlx::Error> {
-    // The head first: every record up to its seq was committed with it, and
-    // records appended while we read (seq beyond it) are left for the next
-    // check. Reading it last would race concurrent appends.
-    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-        .fetch_one(&db.read)
-        .await?;
-    let (head_seq, head_hash): (i64, String) = (head.try_get("seq")?, head.try_get("hash")?);
-    let mut expected_seq = 1i64;
-    let mut prev = "0".repeat(64);
-    let mut checked = 0i64;
-    let broken = |seq: i64, reason: &str, checked: i64| Verification {
-        ok: false,
-        records: checked,
-        first_broken: Some(BrokenLink {
-            seq,
-            reason: reason.to_owned(),
-        }),
-    };
-    while expected_seq <= head_seq {
-        let rows = sqlx::query(&format!(
-            "{SELECT} WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT 5000"
-        ))
-        .bind(expected_seq)
-        .bind(head_seq)
-        .fetch_all(&db.read)
-        .await?;
-        if rows.is_empty() {
-            break;
-        }
-        for row in &rows {
-            let r = row_to_record(row)?;
-            let raw_details: String = row.try_get("details")?;
-            if r.seq != expected_seq {
-                return Ok(broken(expected_seq, "record missing (deleted?)", checked));
-            }
-            if r.prev_hash != prev {
-                return Ok(broken(r.seq, "previous-hash link does not match", checked));
-            }
-            let fields = RecordFields {
-                actor: &r.actor,
-                action: &r.action,
-                resource: r.resource.as_deref(),
-                request_id: r.request_id.as_deref(),
-                grant_id: r.grant_id.as_deref(),
-                channel: r.channel.as_deref(),
-                details: &raw_details,
-            };
-            if record_hash(&prev, r.seq, r.at, &fields) != r.hash {
-                return Ok(broken(
-                    r.seq,
-                    "record content does not match its hash (edited?)",
-                    checked,
-                ));
-            }
-            prev = r.hash;
-            expected_seq += 1;
-            checked += 1;
-        }
-    }
-    if checked != head_seq {
-        return Ok(broken(
-            checked + 1,
-            "records up to the chain head are missing (deleted or truncated?)",
-            checked,
-        ));
-    }
-    if head_hash != prev {
-        return Ok(broken(
-            head_seq,
-            "the chain head does not match the last record",
-            checked,
-        ));
-    }
-    Ok(Verification {
-        ok: true,
-        records: checked,
-        first_broken: None,
-    })
-}
 
 /// Filters for reading the log.
 #[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
@@ -442,6 +426,12 @@ mod tests {
         );
         assert_eq!(
             record_hash("abc", 7, 1_700_000_000_000, &fields),
+            "1aa286e3a9593229c6c8f9aa46ca8f243cf20c9328d62ab5f8ae4f97d18d8013"
+        );
+        // Verification hashes the stored row's leaf input: the same bytes.
+        let input = format!("[7,{}", canonical_tail(1_700_000_000_000, &fields));
+        assert_eq!(
+            chain_hash_of_input("abc", &input),
             "1aa286e3a9593229c6c8f9aa46ca8f243cf20c9328d62ab5f8ae4f97d18d8013"
         );
     }
