@@ -450,6 +450,7 @@ mod tests {
             id: id.into(),
             email: email.map(str::to_owned),
             groups: Default::default(),
+            context: Default::default(),
         }
     }
 
@@ -500,6 +501,7 @@ mod tests {
             id: id.into(),
             email: None,
             groups: groups.iter().map(|g| g.to_string()).collect(),
+            context: Default::default(),
         }
     }
 
