@@ -102,7 +102,8 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io:
     let sender = tokio::spawn(notify::run(Arc::clone(&app)));
     let publisher = tokio::spawn(audit::publish::run(Arc::clone(&app)));
     // The peer address keys the aggregation of authentication failures.
-    let service = api::router(Arc::clone(&app), web::router()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let service =
+        api::router(Arc::clone(&app), web::router()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, service).with_graceful_shutdown(shutdown()).await;
     sweeper.abort();
     checkpointer.abort();
