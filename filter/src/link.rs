@@ -288,9 +288,11 @@ impl Link {
         }
     }
 
-    fn dispatch_get(host: &impl LinkHost, link: &ControlLink, endpoint: usize, path: &str) -> Result<u32, String> {
+    fn dispatch_get(host: &impl LinkHost, worker: &Worker, endpoint: usize, path: &str) -> Result<u32, String> {
+        let link = worker.cfg.control.as_ref().ok_or("no control link")?;
         let auth = format!("Bearer {}", link.ingest_key);
         let endpoint = link.endpoints.get(endpoint).ok_or("no such endpoint")?;
+        let [(n1, v1), (n2, v2), (n3, v3)] = sync::poller_headers(&worker.cfg, link);
         host.dispatch(
             &endpoint.cluster,
             &[
@@ -299,6 +301,9 @@ impl Link {
                 (":authority", &endpoint.authority),
                 ("authorization", &auth),
                 ("accept", "application/json"),
+                (n1, &v1),
+                (n2, &v2),
+                (n3, &v3),
             ],
             None,
             link.timeout_ms,
@@ -320,7 +325,7 @@ impl Link {
             .unwrap_or_default();
         let mut calls = Vec::new();
         let path = format!("/v1/revocations?since={}", sync::query_escape(&snapshot.cursor));
-        match Self::dispatch_get(host, link, endpoint, &path) {
+        match Self::dispatch_get(host, worker, endpoint, &path) {
             Ok(token) => calls.push((token, Call::Revocations)),
             Err(why) => {
                 sync_failed(
@@ -335,7 +340,7 @@ impl Link {
         }
         if worker.cfg.identity_aware {
             let path = format!("/v1/proxy/grants?since={}", sync::query_escape(&snapshot.grants_cursor));
-            if let Ok(token) = Self::dispatch_get(host, link, endpoint, &path) {
+            if let Ok(token) = Self::dispatch_get(host, worker, endpoint, &path) {
                 calls.push((token, Call::Grants));
             }
         }

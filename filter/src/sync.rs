@@ -401,6 +401,24 @@ pub fn query_escape(s: &str) -> String {
     out
 }
 
+/// Who is polling, sent with every sync call (both adapters): the proxy's
+/// name, the grant-spec version it implements and the resources it
+/// protects, so that the control service can tell, per resource, whether
+/// every proxy seen lately checks what it is about to mint (a bound grant
+/// needs spec 1.1 everywhere: earlier verifiers ignore `cnf`).
+pub fn poller_headers(
+    cfg: &crate::config::FilterConfig,
+    link: &crate::config::ControlLink,
+) -> [(&'static str, String); 3] {
+    let resources: Vec<&str> = cfg.resources.iter().map(|r| r.id.as_str()).collect();
+    [
+        ("x-jitgate-proxy", link.proxy_id.clone()),
+        ("x-jitgate-grant-spec", grant::SPEC_VERSION.to_owned()),
+        // Resource ids are [A-Za-z0-9._-]: a comma list needs no escaping.
+        ("x-jitgate-resources", resources.join(",")),
+    ]
+}
+
 /// How often a stale revocation list is warned about, at most.
 pub const STALE_WARNING_EVERY_MS: u64 = 10_000;
 

@@ -220,6 +220,9 @@ fn one_worker_claims_the_poll_and_every_worker_adopts_what_it_fetched() {
     assert_eq!(poll.header(":method"), "GET");
     assert_eq!(poll.header(":path"), "/v1/revocations?since=");
     assert_eq!(poll.header("authorization"), format!("Bearer {INGEST}"));
+    assert_eq!(poll.header("x-jitgate-proxy"), "envoy");
+    assert_eq!(poll.header("x-jitgate-grant-spec"), "1.1");
+    assert_eq!(poll.header("x-jitgate-resources"), "payments-api");
 
     a.answer(&host, poll, "200", &revocations("c 1", &["g-1"]), T0 + 20);
     assert!(a.revoked("g-1"), "the polling worker adopts at once");

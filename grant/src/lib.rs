@@ -35,6 +35,11 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
 )]
 
+/// The version of `grant-token.md` this crate implements. Proxies send it
+/// with their sync calls, so the control service knows which of them check
+/// `cnf` (1.1) before it mints a bound grant.
+pub const SPEC_VERSION: &str = "1.1";
+
 pub mod cidr;
 pub mod decide;
 pub mod json;

@@ -224,13 +224,16 @@ impl Config {
             .unwrap_or_default();
         let get = |path: String| Poll {
             cluster: link.cluster.clone(),
-            headers: vec![
+            headers: [
                 (":method", "GET".to_owned()),
                 (":path", path),
                 (":authority", link.authority.clone()),
                 ("authorization", format!("Bearer {}", link.ingest_key)),
                 ("accept", "application/json".to_owned()),
-            ],
+            ]
+            .into_iter()
+            .chain(sync::poller_headers(&self.cfg, link))
+            .collect(),
             body: Vec::new(),
             timeout_ms: link.timeout_ms,
         };
