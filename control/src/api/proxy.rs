@@ -17,7 +17,7 @@ use crate::audit::{self, Entry};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::grants::{self, GrantSet, RevocationList};
-use crate::workflow::binding::{self, Poller};
+use crate::workflow::binding;
 
 /// Most decisions in one batch.
 pub const MAX_EVENTS: usize = 20_000;
@@ -33,7 +33,7 @@ pub struct Since {
 
 /// Revocations since a cursor.
 #[utoipa::path(get, path = "/v1/revocations", operation_id = "list_revocations", tag = "proxies",
-    security(("ingest_key" = [])), params(Since),
+    security(("ingest_key" = [])), params(Since, PollerHeaders),
     responses((status = 200, description = "Revocations since the cursor (all current ones without it)", body = RevocationList)))]
 pub async fn revocations(
     State(app): State<AppState>,
@@ -48,23 +48,41 @@ pub async fn revocations(
 
 /// The active grant set (identity-aware proxies).
 #[utoipa::path(get, path = "/v1/proxy/grants", operation_id = "list_active_grants", tag = "proxies",
-    security(("ingest_key" = [])),
+    security(("ingest_key" = [])), params(PollerHeaders),
     responses((status = 200, description = "Every active grant token", body = GrantSet)))]
 pub async fn grant_set(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<GrantSet>, ApiError> {
     binding::record(&app, &poller(&app.cfg, &headers)).await?;
     Ok(Json(grants::active_set(&app).await?))
 }
 
+/// The headers by which a sync call names its poller (for the OpenAPI
+/// document; read by [`poller`]). Missing or malformed ones make the
+/// poller count as a proxy that does not check device binding.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct PollerHeaders {
+    /// The proxy's id (`proxy_id`): 1 to 128 of `A-Z a-z 0-9 . _ - :`.
+    #[param(rename = "x-jitgate-proxy", max_length = 128)]
+    proxy: Option<String>,
+    /// The grant-spec version the proxy implements (`MAJOR.MINOR`, e.g. `1.1`).
+    #[param(rename = "x-jitgate-grant-spec", max_length = 32)]
+    grant_spec: Option<String>,
+    /// The resource ids it protects, comma-separated.
+    #[param(rename = "x-jitgate-resources", max_length = 8192)]
+    resources: Option<String>,
+}
+
 /// Longest proxy id recorded.
 const MAX_PROXY_ID: usize = 128;
 
 /// Who polls, from a sync call's headers. Anything missing, repeated or
-/// malformed makes the poller [`Poller::Unidentified`]: recorded as a
+/// malformed makes the poller [`binding::Poller::Unidentified`]: recorded as a
 /// proxy that may serve every resource and does not check `cnf`, so a bad
 /// header can only stop bound grants, never allow one. Resource ids that
 /// are not configured here are dropped (they cannot be requested, and
 /// they would let a caller grow the table at will).
-pub fn poller(cfg: &Config, headers: &HeaderMap) -> Poller {
+pub fn poller(cfg: &Config, headers: &HeaderMap) -> binding::Poller {
     let one = |name: &str| {
         let mut values = headers.get_all(name).iter();
         match (values.next(), values.next()) {
@@ -78,13 +96,13 @@ pub fn poller(cfg: &Config, headers: &HeaderMap) -> Poller {
         one("x-jitgate-grant-spec"),
         one("x-jitgate-resources"),
     ) else {
-        return Poller::Unidentified;
+        return binding::Poller::Unidentified;
     };
     if proxy.is_empty() || proxy.len() > MAX_PROXY_ID || !proxy.bytes().all(id_char) {
-        return Poller::Unidentified;
+        return binding::Poller::Unidentified;
     }
     if crate::policy::spec_version(spec).is_none() {
-        return Poller::Unidentified;
+        return binding::Poller::Unidentified;
     }
     let mut resources: Vec<String> = Vec::new();
     for id in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -94,7 +112,7 @@ pub fn poller(cfg: &Config, headers: &HeaderMap) -> Poller {
             }
         }
     }
-    Poller::Named {
+    binding::Poller::Named {
         proxy: proxy.to_owned(),
         grant_spec: spec.to_owned(),
         resources,
@@ -252,6 +270,7 @@ pub async fn ingest(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workflow::binding::Poller;
 
     fn cfg() -> Config {
         Config::parse(include_str!("../../examples/jitgate.toml")).unwrap()
