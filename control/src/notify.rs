@@ -163,6 +163,7 @@ pub fn slack_message(event: &Event) -> Value {
             row.requester, row.resource
         ),
         "request.created" => format!("Access request from {} to {}", row.requester, row.resource),
+        "request.reminder" => format!(":bell: Still waiting: {} → {}", row.requester, row.resource),
         "request.approved" => format!(":white_check_mark: Approved: {} → {}", row.requester, row.resource),
         "request.denied" => format!(":no_entry: Denied: {} → {}", row.requester, row.resource),
         "grant.revoked" => format!(":octagonal_sign: Revoked: {} → {}", row.requester, row.resource),
@@ -182,7 +183,7 @@ pub fn slack_message(event: &Event) -> Value {
         json!({"type": "header", "text": {"type": "plain_text", "text": title}}),
         json!({"type": "section", "text": {"type": "mrkdwn", "text": fields}}),
     ];
-    if event.kind == "request.created" && !row.break_glass {
+    if matches!(event.kind, "request.created" | "request.reminder") && !row.break_glass {
         blocks.push(
             json!({"type": "actions", "block_id": format!("jitgate:{}", row.id), "elements": [
                 {"type": "button", "action_id": "jitgate_approve", "style": "primary", "value": row.id,
