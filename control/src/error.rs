@@ -11,6 +11,10 @@ pub enum ApiError {
     /// No or invalid credentials.
     #[error("{1}")]
     Unauthenticated(&'static str, String),
+    /// The caller's sign-in is not strong or recent enough for this step
+    /// (401 with an RFC 9470 challenge).
+    #[error(transparent)]
+    StepUp(#[from] crate::auth::stepup::Missing),
     /// Authenticated but not allowed.
     #[error("{1}")]
     Forbidden(&'static str, String),
@@ -66,6 +70,7 @@ impl ApiError {
             | ApiError::Invalid(c, _)
             | ApiError::BadRequest(c, _) => c,
             ApiError::Field { code, .. } => code,
+            ApiError::StepUp(_) => "step_up_required",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",

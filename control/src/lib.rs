@@ -6,7 +6,7 @@
 //!   and their database spelling;
 //! - [`store`]: the database (SQLite or PostgreSQL), its migrations, and
 //!   per table its rows and SQL;
-//! - [`auth`]: who is calling (bearer JWTs);
+//! - [`auth`]: who is calling (bearer JWTs from trusted OpenID issuers);
 //! - [`identity`]: canonical user ids and emails, to tell people apart;
 //! - [`policy`]: every rule of the workflow (pure functions);
 //! - [`requests`]: access requests as the API carries them;
@@ -77,6 +77,7 @@ impl App {
             tracing::info!(records = added, "built the audit Merkle tree over older records");
         }
         let auth = Authenticator::new(&cfg.auth)?;
+        auth.warm_up().await;
         Ok(Arc::new(App {
             cfg,
             db,

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use control::audit::{Record, Verification};
 use control::cli::client::{self, Client};
-use control::cli::{self, duration, grant_check};
+use control::cli::{self, duration, grant_check, login};
 use control::clock::{Clock, SystemClock};
 use control::config::Config;
 use control::grants::Revocation;
@@ -129,6 +129,28 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Sign in with the organisation's OpenID provider (device flow; --browser: code + PKCE on a loopback redirect).
+    Login {
+        /// The provider's issuer URL.
+        #[arg(long, env = "JITGATE_ISSUER")]
+        issuer: String,
+        /// The CLI's client id at the provider.
+        #[arg(long, env = "JITGATE_CLIENT_ID", default_value = "jitgate-cli")]
+        client_id: String,
+        /// Sign in in a browser (authorization code + PKCE) instead of with a device code.
+        #[arg(long)]
+        browser: bool,
+        /// Ask for this authentication context (step-up), e.g. `phr`.
+        #[arg(long)]
+        acr_values: Option<String>,
+        /// Ask for a sign-in no older than this many seconds.
+        #[arg(long)]
+        max_age: Option<u64>,
+    },
+    /// Forget the stored sign-in.
+    Logout,
+    /// Show who the stored sign-in is: user, groups, expiry.
+    Whoami,
     /// Mint a development bearer token from the config's HS256 secret.
     DevToken {
         /// The configuration file.
@@ -245,7 +267,7 @@ enum KeysCommand {
 fn main() -> std::process::ExitCode {
     // Errors are one sentence (with its causes on the same line) and a
     // non-zero exit, never a backtrace.
-    match run(Cli::parse()) {
+    match run(Cli::parse()).or_else(|e| login::step_up_and_retry(e, || run(Cli::parse()))) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -358,6 +380,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit { command } => audit(command, json),
+        Command::Login {
+            issuer,
+            client_id,
+            browser,
+            acr_values,
+            max_age,
+        } => {
+            let req = login::LoginRequest {
+                issuer,
+                client_id,
+                browser,
+                acr_values,
+                max_age,
+            };
+            println!("{}", login::login(&req)?);
+            Ok(())
+        }
+        Command::Logout => {
+            println!("{}", login::logout()?);
+            Ok(())
+        }
+        Command::Whoami => {
+            // Refreshes first, so the expiry shown is the current token's.
+            login::current_token(SystemClock.now_s())?;
+            let stored = login::load()?.context("not signed in: run jitgate login")?;
+            if json {
+                println!("{}", serde_json::to_string(&login::whoami(&stored)?)?);
+            } else {
+                println!("{}", login::whoami_text(&stored)?);
+            }
+            Ok(())
+        }
         Command::DevToken {
             config,
             sub,

@@ -644,6 +644,7 @@ mod tests {
             id: id.into(),
             email: email.map(str::to_owned),
             groups: Default::default(),
+            context: Default::default(),
         }
     }
 
@@ -694,6 +695,7 @@ mod tests {
             id: id.into(),
             email: None,
             groups: groups.iter().map(|g| g.to_string()).collect(),
+            context: Default::default(),
         }
     }
 

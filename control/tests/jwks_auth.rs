@@ -34,40 +34,47 @@ fn claims() -> serde_json::Value {
            "groups": ["dev"], "iat": now(), "nbf": now(), "exp": now() + 300})
 }
 
-#[test]
-fn es256_tokens_from_the_jwks_authenticate() {
+#[tokio::test]
+async fn es256_tokens_from_the_jwks_authenticate() {
     let auth = Authenticator::new(&config().auth).unwrap();
     let p = auth
         .authenticate(Some(&format!("Bearer {}", es256(claims(), "idp-es256-1"))))
+        .await
         .unwrap();
     assert_eq!(p.id, "alice");
     assert!(p.groups.contains("dev"));
 }
 
-#[test]
-fn wrong_kid_issuer_audience_or_expiry_are_refused_with_their_codes() {
+#[tokio::test]
+async fn wrong_kid_issuer_audience_or_expiry_are_refused_with_their_codes() {
     let auth = Authenticator::new(&config().auth).unwrap();
-    let code = |t: String| auth.authenticate(Some(&format!("Bearer {t}"))).unwrap_err().code();
-    assert_eq!(code(es256(claims(), "other-kid")), "auth_unsupported_key");
+    let auth = &auth;
+    let code = |t: String| async move {
+        auth.authenticate(Some(&format!("Bearer {t}")))
+            .await
+            .unwrap_err()
+            .code()
+    };
+    assert_eq!(code(es256(claims(), "other-kid")).await, "auth_unsupported_key");
     let mut c = claims();
     c["iss"] = json!("https://evil.example");
-    assert_eq!(code(es256(c, "idp-es256-1")), "auth_wrong_issuer");
+    assert_eq!(code(es256(c, "idp-es256-1")).await, "auth_wrong_issuer");
     let mut c = claims();
     c["aud"] = json!("someone-else");
-    assert_eq!(code(es256(c, "idp-es256-1")), "auth_wrong_audience");
+    assert_eq!(code(es256(c, "idp-es256-1")).await, "auth_wrong_audience");
     let mut c = claims();
     c["exp"] = json!(now() - 60);
-    assert_eq!(code(es256(c, "idp-es256-1")), "auth_expired");
+    assert_eq!(code(es256(c, "idp-es256-1")).await, "auth_expired");
     let mut c = claims();
     c["nbf"] = json!(now() + 600);
-    assert_eq!(code(es256(c, "idp-es256-1")), "auth_not_yet_valid");
+    assert_eq!(code(es256(c, "idp-es256-1")).await, "auth_not_yet_valid");
     let mut c = claims();
     c.as_object_mut().unwrap().remove("exp");
-    assert_eq!(code(es256(c, "idp-es256-1")), "auth_missing_claim");
+    assert_eq!(code(es256(c, "idp-es256-1")).await, "auth_missing_claim");
 }
 
-#[test]
-fn an_hs256_token_is_refused_when_only_public_keys_are_configured() {
+#[tokio::test]
+async fn an_hs256_token_is_refused_when_only_public_keys_are_configured() {
     // Algorithm confusion: an attacker signs HS256 with the public key's
     // bytes as the secret. No HS256 key is configured, so nothing verifies.
     let auth = Authenticator::new(&config().auth).unwrap();
@@ -80,12 +87,15 @@ fn an_hs256_token_is_refused_when_only_public_keys_are_configured() {
     )
     .unwrap();
     assert_eq!(
-        auth.authenticate(Some(&format!("Bearer {forged}"))).unwrap_err().code(),
+        auth.authenticate(Some(&format!("Bearer {forged}")))
+            .await
+            .unwrap_err()
+            .code(),
         "auth_unsupported_key"
     );
     // alg "none" is not even a JWT to the library.
     let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhbGljZSJ9.";
-    assert!(auth.authenticate(Some(&format!("Bearer {none}"))).is_err());
+    assert!(auth.authenticate(Some(&format!("Bearer {none}"))).await.is_err());
 }
 
 #[test]

@@ -124,6 +124,24 @@ ensure_envoy() {
   grep -q "/$ENVOY_VERSION/" <<<"$(envoy_version_line "$bin")" || die "Envoy $ENVOY_VERSION did not install correctly ($bin)"
 }
 
+# The test OpenID provider (npm oidc-provider, pinned by
+# control/tests/idp/package-lock.json) in control/tests/idp/node_modules
+# (gitignored). `npm ci` runs only when the installed tree is missing or
+# differs from the lockfile (npm records what it installed in
+# node_modules/.package-lock.json). Tests only: scripts/demo does not need it.
+ensure_test_idp() {
+  local dir="$ROOT/control/tests/idp"
+  command -v npm >/dev/null 2>&1 || ensure_debian_packages node
+  command -v npm >/dev/null 2>&1 || die "npm is needed for the test OpenID provider (Debian package npm)"
+  if [ -f "$dir/node_modules/.package-lock.json" ] \
+    && node -e 'const a=require(process.argv[1]).packages,b=require(process.argv[2]).packages;for(const k in a){if(k&&a[k].version!==(b[k]||{}).version)process.exit(1)}' \
+      "$dir/package-lock.json" "$dir/node_modules/.package-lock.json" 2>/dev/null; then
+    return
+  fi
+  say "installing the test OpenID provider (npm ci in control/tests/idp)"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+}
+
 # The wasm-bindgen version pinned in Cargo.lock (empty if none).
 locked_wasm_bindgen_version() {
   awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' "$ROOT/Cargo.lock"

@@ -124,6 +124,12 @@ fn principal_for(app: &AppState, chat_id: &str) -> Option<Principal> {
             id: u.user.clone(),
             email: u.email.clone(),
             groups: u.groups.clone(),
+            // A chat sign-in proves no authentication context: a resource
+            // that requires step-up refuses approvals from chat.
+            context: crate::auth::AuthContext {
+                issuer: "integration".into(),
+                ..Default::default()
+            },
         })
 }
 

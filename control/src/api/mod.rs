@@ -141,7 +141,7 @@ fn refuse_unauthenticated(app: &App, req: &Request, channel: &'static str, e: Ap
 /// else: their transaction never commits).
 async fn authenticate(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
     let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let principal = match app.auth.authenticate(header) {
+    let principal = match app.auth.authenticate(header).await {
         Ok(p) => p,
         Err(e) => return refuse_unauthenticated(&app, &req, "api", e),
     };

@@ -16,7 +16,7 @@ impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Unauthenticated(..) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthenticated(..) | ApiError::StepUp(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(..) => StatusCode::FORBIDDEN,
             ApiError::NotFound(..) => StatusCode::NOT_FOUND,
             ApiError::Conflict(..) => StatusCode::CONFLICT,
@@ -51,12 +51,24 @@ impl IntoResponse for ApiError {
         if let ApiError::Field { field, message, .. } = &self {
             body["errors"] = json!([{"field": field, "detail": message}]);
         }
+        // Step-up: what the caller's sign-in lacks, and the RFC 9470
+        // challenge a client answers by signing in again.
+        let mut challenge = None;
+        if let ApiError::StepUp(m) = &self {
+            body["missing"] = json!(m.missing);
+            body["acr_values"] = json!(m.acr_values);
+            body["max_age"] = json!(m.max_age);
+            challenge = crate::auth::stepup::challenge(m);
+        }
         let mut response = (
             status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             body.to_string(),
         )
             .into_response();
+        if let Some(c) = challenge {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, c);
+        }
         response.extensions_mut().insert(ErrorCode(self.code()));
         response
     }

@@ -59,13 +59,19 @@ impl Profile {
             None => File::default(),
         };
         let url = std::env::var("JITGATE_URL").ok().or(file.url);
-        let token = std::env::var("JITGATE_TOKEN").ok().or(file.token);
+        let token = match std::env::var("JITGATE_TOKEN").ok().or(file.token) {
+            Some(t) => Some(t),
+            // The stored `jitgate login`, refreshed when it expires.
+            None => super::login::current_token(crate::clock::Clock::now_s(&crate::clock::SystemClock))?,
+        };
         match (url, token) {
             (Some(url), Some(token)) => Ok(Profile {
                 url: url.trim_end_matches('/').to_owned(),
                 token,
             }),
-            _ => bail!("set JITGATE_URL and JITGATE_TOKEN, or url and token in ~/{PROFILE_FILE}"),
+            _ => bail!(
+                "set JITGATE_URL (or url in ~/{PROFILE_FILE}) and sign in with jitgate login (or set JITGATE_TOKEN)"
+            ),
         }
     }
 }
@@ -91,6 +97,16 @@ pub enum ClientError {
         code: String,
         /// The service's sentence.
         detail: String,
+    },
+    /// The service wants a stronger or more recent sign-in (step-up).
+    #[error("{detail} (step_up_required, HTTP 401)")]
+    StepUp {
+        /// The service's sentence (what is missing).
+        detail: String,
+        /// `acr_values` to ask the provider for.
+        acr_values: Option<String>,
+        /// `max_age` to ask the provider for.
+        max_age: Option<u64>,
     },
     /// The jitgate filter in Envoy answered: JITGATE_URL points at the
     /// gateway in front of an API, not at the control service.
@@ -206,6 +222,13 @@ pub fn decode_answer<T: DeserializeOwned>(url: &str, status: u16, text: &str) ->
     let value: Value = serde_json::from_str(text).unwrap_or(Value::Null);
     let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_owned);
     if let (Some(code), Some(detail)) = (field("code"), field("detail")) {
+        if code == "step_up_required" {
+            return Err(ClientError::StepUp {
+                detail,
+                acr_values: field("acr_values"),
+                max_age: value.get("max_age").and_then(Value::as_u64),
+            });
+        }
         return Err(ClientError::Problem { status, code, detail });
     }
     // The filter's deny body: {"error", "message", "resource", "request_access"?}.

@@ -1,10 +1,11 @@
 //! The `jitgate` command's subcommands that run locally: checking grants
-//! offline, generating keys, minting development tokens.
+//! offline, generating keys, minting development tokens, signing in.
 
 pub mod bind_cert;
 pub mod client;
 pub mod duration;
 pub mod grant_check;
+pub mod login;
 
 use std::fmt::Write as _;
 

@@ -346,6 +346,17 @@ struct RawAuth {
     admin_groups: Vec<String>,
     #[serde(default)]
     auditor_groups: Vec<String>,
+    // OpenID Connect (validated in `auth::settings`).
+    #[serde(default)]
+    discovery: bool,
+    jwks_uri: Option<String>,
+    #[serde(default)]
+    jwks_cache: crate::auth::settings::RawJwksCache,
+    group_prefix: Option<String>,
+    #[serde(default)]
+    group_rename: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    workload: Vec<crate::auth::settings::RawWorkloadIssuer>,
 }
 
 fn default_auth_leeway() -> u64 {
@@ -403,6 +414,8 @@ struct RawResource {
     break_glass: Option<RawBreakGlass>,
     #[serde(default)]
     require_device_binding: bool,
+    #[serde(default)]
+    step_up: crate::auth::stepup::RawStepUp,
 }
 
 fn one() -> u32 {
@@ -434,6 +447,8 @@ pub struct AuthConfig {
     pub admin_groups: BTreeSet<String>,
     /// Groups whose members may read the audit log.
     pub auditor_groups: BTreeSet<String>,
+    /// OpenID Connect: discovery, key cache, group mapping, workload issuers.
+    pub oidc: crate::auth::settings::OidcSettings,
 }
 
 /// An auto-approve rule.
@@ -481,6 +496,8 @@ pub struct Resource {
     pub break_glass: Option<BreakGlass>,
     /// Only grants bound to a client certificate (`cnf`, issue 16).
     pub require_device_binding: bool,
+    /// What the caller's sign-in must show for each step.
+    pub step_up: crate::auth::stepup::StepUp,
 }
 
 /// The validated configuration.
@@ -683,34 +700,24 @@ impl RawAuth {
         if hs256_secret.as_ref().is_some_and(|s| s.len() < 32) {
             return Err(err("auth.hs256_secret", "must be at least 32 bytes"));
         }
-        let jwks = match &a.jwks_file {
-            None => None,
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| err("auth.jwks_file", format!("cannot read {}: {e}", path.display())))?;
-                let set: jsonwebtoken::jwk::JwkSet =
-                    serde_json::from_str(&text).map_err(|e| err("auth.jwks_file", e.to_string()))?;
-                for (i, key) in set.keys.iter().enumerate() {
-                    if key.common.key_id.is_none() {
-                        return Err(err(format!("auth.jwks_file.keys[{i}].kid"), "every key needs a kid"));
-                    }
-                    match key.common.key_algorithm {
-                        Some(jsonwebtoken::jwk::KeyAlgorithm::RS256 | jsonwebtoken::jwk::KeyAlgorithm::ES256) => {}
-                        _ => {
-                            return Err(err(
-                                format!("auth.jwks_file.keys[{i}].alg"),
-                                "pin the algorithm per key: RS256 or ES256",
-                            ))
-                        }
-                    }
-                }
-                Some(set)
-            }
-        };
-        if hs256_secret.is_none() && jwks.is_none() {
+        let jwks = a
+            .jwks_file
+            .as_deref()
+            .map(|path| crate::auth::settings::load_jwks_file("auth.jwks_file", path))
+            .transpose()?;
+        let oidc = crate::auth::settings::RawOidc {
+            discovery: a.discovery,
+            jwks_uri: a.jwks_uri,
+            jwks_cache: a.jwks_cache,
+            group_prefix: a.group_prefix,
+            group_rename: a.group_rename,
+            workload: a.workload,
+        }
+        .validate(&a.issuer)?;
+        if hs256_secret.is_none() && jwks.is_none() && oidc.location.is_none() {
             return Err(err(
                 "auth",
-                "configure hs256_secret (development) or jwks_file (production)",
+                "configure discovery = true or jwks_uri (OpenID provider), jwks_file (air-gapped) or hs256_secret (development)",
             ));
         }
         let user_match = match a.user_match.as_deref() {
@@ -736,6 +743,7 @@ impl RawAuth {
             jwks,
             admin_groups: groups("auth.admin_groups", a.admin_groups, true)?,
             auditor_groups: groups("auth.auditor_groups", a.auditor_groups, true)?,
+            oidc,
         })
     }
 }
@@ -838,6 +846,7 @@ fn resources(raw: Vec<RawResource>, min_ttl: u64, max_ttl: u64) -> Result<Vec<Re
             auto_approve: auto,
             break_glass,
             require_device_binding: r.require_device_binding,
+            step_up: r.step_up.validate(&f("step_up"))?,
         });
     }
     Ok(resources)

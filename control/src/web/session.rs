@@ -190,6 +190,9 @@ pub async fn find(app: &App, headers: &HeaderMap) -> Result<Option<Session>, Api
             id: row.try_get("user_id")?,
             email: row.try_get("email")?,
             groups,
+            // A session keeps no acr/amr/auth_time, so a resource that
+            // requires step-up refuses console actions (fail closed).
+            context: crate::auth::AuthContext::default(),
         },
         method,
         csrf: CsrfToken::new(row.try_get("csrf_token")?),

@@ -7,6 +7,7 @@ use sqlx::AnyConnection;
 
 use super::{approve_now, assemble, entry, event, scope_json};
 use crate::audit::{self, Entry};
+use crate::auth::stepup::{self, Step};
 use crate::auth::Principal;
 use crate::clock::new_id;
 use crate::error::ApiError;
@@ -53,6 +54,12 @@ pub(super) fn accept(
 ) -> Result<Accepted, ApiError> {
     let resource = policy::resource(&app.cfg, &input.resource)?;
     policy::may_request(resource, p)?;
+    let step = if input.break_glass {
+        Step::BreakGlass
+    } else {
+        Step::Request
+    };
+    stepup::require(&resource.step_up, step, &resource.id, &p.context, app.clock.now_s())?;
     policy::text("reason", "reason_invalid", &input.reason, policy::MAX_REASON)?;
     if let Some(t) = &input.ticket {
         policy::text("ticket", "ticket_invalid", t, policy::MAX_TICKET)?;

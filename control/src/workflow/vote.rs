@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::{approve_now, assemble, entry, event, is_requester, lock_visible, time_out, view};
 use crate::audit;
+use crate::auth::stepup::{self, Step};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::policy::{Ballot, Tally};
@@ -38,6 +39,15 @@ pub async fn vote(
     let resource = policy::resource(&app.cfg, &row.resource)?;
     let how = app.cfg.auth.user_match;
     policy::may_approve(resource, &row.requester, row.requester_email.as_deref(), p, how)?;
+    if approve {
+        stepup::require(
+            &resource.step_up,
+            Step::Approve,
+            &resource.id,
+            &p.context,
+            app.clock.now_s(),
+        )?;
+    }
     let existing = vote_rows::for_request(&mut tx, id).await?;
     let mine = existing.iter().find(|v| v.approver == p.id).map(|v| v.decision);
     if policy::repeat_vote(mine, decision)? {
@@ -62,7 +72,8 @@ pub async fn vote(
         at: now,
     };
     vote_rows::insert(&mut tx, id, &cast).await?;
-    let details = json!({"comment": cast.comment});
+    // How the approver signed in (issuer, acr, amr, auth_time).
+    let details = json!({"comment": cast.comment, "auth_context": p.context});
     let mut entries = vec![entry(
         &p.id,
         &format!("vote.{decision}"),

@@ -97,6 +97,7 @@ pub async fn dev(State(app): State<AppState>, SignInForm(fields): SignInForm) ->
         id: crate::identity::canonical_user(&user, app.cfg.auth.user_match),
         email: fields.text("email").map(|e| crate::identity::canonical_email(&e)),
         groups,
+        context: crate::auth::AuthContext::default(),
     };
     let (_, cookie) = session::start(&app, &principal, SignInMethod::Development).await?;
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/requests")).into_response())
