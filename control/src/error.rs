@@ -14,7 +14,7 @@ pub enum ApiError {
     /// The caller's sign-in is not strong or recent enough for this step
     /// (401 with an RFC 9470 challenge).
     #[error(transparent)]
-    StepUp(#[from] crate::auth::stepup::Missing),
+    StepUp(#[from] Missing),
     /// Authenticated but not allowed.
     #[error("{1}")]
     Forbidden(&'static str, String),
@@ -97,4 +97,30 @@ impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         ApiError::db(e)
     }
+}
+
+/// A configuration error naming the field.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration field `{field}`: {message}")]
+pub struct ConfigError {
+    /// Dotted path of the field.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// What a caller's sign-in lacks for a step.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{step} on {resource} needs a stronger or more recent sign-in: {}; sign in again (jitgate login asks for it)", .missing.join("; "))]
+pub struct Missing {
+    /// The step.
+    pub step: &'static str,
+    /// The resource.
+    pub resource: String,
+    /// What is missing, one sentence each.
+    pub missing: Vec<String>,
+    /// `acr_values` to ask the provider for (space-separated).
+    pub acr_values: Option<String>,
+    /// `max_age` to ask the provider for.
+    pub max_age: Option<u64>,
 }

@@ -58,7 +58,7 @@ impl IntoResponse for ApiError {
             body["missing"] = json!(m.missing);
             body["acr_values"] = json!(m.acr_values);
             body["max_age"] = json!(m.max_age);
-            challenge = crate::auth::stepup::challenge(m);
+            challenge = step_up_challenge(m);
         }
         let mut response = (
             status,
@@ -72,4 +72,16 @@ impl IntoResponse for ApiError {
         response.extensions_mut().insert(ErrorCode(self.code()));
         response
     }
+}
+
+/// The RFC 9470 `WWW-Authenticate` challenge of a refusal.
+fn step_up_challenge(m: &crate::error::Missing) -> Option<axum::http::HeaderValue> {
+    let mut c = String::from("Bearer error=\"insufficient_user_authentication\"");
+    if let Some(a) = &m.acr_values {
+        c.push_str(&format!(", acr_values=\"{a}\""));
+    }
+    if let Some(age) = m.max_age {
+        c.push_str(&format!(", max_age={age}"));
+    }
+    axum::http::HeaderValue::from_str(&c).ok()
 }

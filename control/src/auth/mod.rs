@@ -24,8 +24,8 @@ use serde_json::Value;
 use self::jwks::{pinned_keys, KeySource, RemoteKeys};
 use self::mapping::{map_groups, GroupMapping};
 use self::settings::KeysFrom;
-use crate::config::AuthConfig;
 use crate::error::ApiError;
+use settings::AuthConfig;
 
 /// How the caller signed in, as the token says (for step-up checks and the
 /// audit of approvals).

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use serde::Deserialize;
 
 use super::AuthContext;
-use crate::config::ConfigError;
+use crate::error::ConfigError;
 
 /// One step's requirements (empty: none).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,21 +56,7 @@ impl Step {
     }
 }
 
-/// What a caller's sign-in lacks for a step.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{step} on {resource} needs a stronger or more recent sign-in: {}; sign in again (jitgate login asks for it)", .missing.join("; "))]
-pub struct Missing {
-    /// The step.
-    pub step: &'static str,
-    /// The resource.
-    pub resource: String,
-    /// What is missing, one sentence each.
-    pub missing: Vec<String>,
-    /// `acr_values` to ask the provider for (space-separated).
-    pub acr_values: Option<String>,
-    /// `max_age` to ask the provider for.
-    pub max_age: Option<u64>,
-}
+pub use crate::error::Missing;
 
 /// Checks a caller's sign-in against a step's requirement.
 pub fn check(req: &Requirement, ctx: &AuthContext, now_s: i64) -> Result<(), Vec<String>> {
@@ -125,18 +111,6 @@ pub fn require(step_up: &StepUp, step: Step, resource: &str, ctx: &AuthContext, 
         acr_values: (!req.acr.is_empty()).then(|| req.acr.iter().cloned().collect::<Vec<_>>().join(" ")),
         max_age: req.max_age_seconds,
     })
-}
-
-/// The RFC 9470 `WWW-Authenticate` challenge of a refusal.
-pub fn challenge(m: &Missing) -> Option<axum::http::HeaderValue> {
-    let mut c = String::from("Bearer error=\"insufficient_user_authentication\"");
-    if let Some(a) = &m.acr_values {
-        c.push_str(&format!(", acr_values=\"{a}\""));
-    }
-    if let Some(age) = m.max_age {
-        c.push_str(&format!(", max_age={age}"));
-    }
-    axum::http::HeaderValue::from_str(&c).ok()
 }
 
 /// `[resources.step_up.<step>]`.

@@ -15,15 +15,7 @@ use serde::Deserialize;
 
 pub mod console;
 
-/// A configuration error naming the field.
-#[derive(Debug, thiserror::Error)]
-#[error("configuration field `{field}`: {message}")]
-pub struct ConfigError {
-    /// Dotted path of the field.
-    pub field: String,
-    /// What is wrong.
-    pub message: String,
-}
+pub use crate::error::ConfigError;
 
 fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError {
@@ -422,34 +414,7 @@ fn one() -> u32 {
     1
 }
 
-/// How API callers' bearer JWTs are verified.
-#[derive(Debug, Clone)]
-pub struct AuthConfig {
-    /// Expected `iss`.
-    pub issuer: String,
-    /// Expected `aud`.
-    pub audience: String,
-    /// Allowed clock skew, seconds (kept small on purpose).
-    pub leeway_seconds: u64,
-    /// Claim with the user id.
-    pub user_claim: String,
-    /// Claim with the email.
-    pub email_claim: String,
-    /// How user ids are compared (and stored).
-    pub user_match: crate::identity::UserMatch,
-    /// Claim with the groups.
-    pub groups_claim: String,
-    /// HS256 secret (development).
-    pub hs256_secret: Option<Vec<u8>>,
-    /// JWKS document (production: RS256/ES256 public keys).
-    pub jwks: Option<jsonwebtoken::jwk::JwkSet>,
-    /// Groups whose members may revoke anything and read every request.
-    pub admin_groups: BTreeSet<String>,
-    /// Groups whose members may read the audit log.
-    pub auditor_groups: BTreeSet<String>,
-    /// OpenID Connect: discovery, key cache, group mapping, workload issuers.
-    pub oidc: crate::auth::settings::OidcSettings,
-}
+pub use crate::auth::settings::AuthConfig;
 
 /// An auto-approve rule.
 #[derive(Debug, Clone)]
