@@ -63,6 +63,21 @@ pub struct MintInput<'a> {
     pub source_cidrs: Option<&'a [String]>,
     /// For how long from now.
     pub duration_seconds: i64,
+    /// The client certificate thumbprint (`x5t#S256`) it is bound to;
+    /// the workflow has checked that every proxy of the resource checks it.
+    pub cnf_x5t_s256: Option<&'a str>,
+}
+
+/// The digest an `x5t#S256` thumbprint spells. Stored thumbprints were
+/// checked on the way in; one that no longer decodes fails the mint
+/// rather than minting an unbound grant.
+fn thumbprint_digest(x5t: &str) -> Result<[u8; 32], ApiError> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(x5t)
+        .ok()
+        .and_then(|d| <[u8; 32]>::try_from(d).ok())
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("stored thumbprint {x5t:?} does not decode")))
 }
 
 /// Mints and stores a grant. The window starts now, at approval, and
@@ -85,9 +100,7 @@ pub async fn mint(
         scope: input.scope.to_vec(),
         src: input.source_cidrs.map(<[String]>::to_vec),
         req: Some(input.request_id.to_owned()),
-        // Device binding waits for the control service to learn which
-        // proxies check `cnf` (spec 1.1): until then no grant is bound.
-        cnf: None,
+        cnf: input.cnf_x5t_s256.map(thumbprint_digest).transpose()?,
     };
     let token = grant::mint(&claims, &cfg.signing_key)
         .map_err(|e| ApiError::Invalid(e.code(), format!("the grant cannot be minted: {e}")))?;

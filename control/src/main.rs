@@ -70,6 +70,10 @@ enum Command {
         /// Ticket reference.
         #[arg(long)]
         ticket: Option<String>,
+        /// Bind the grant to this client certificate (PEM): proxies then
+        /// allow it only on mTLS connections presenting that certificate.
+        #[arg(long = "bind-cert", value_name = "CERT.pem")]
+        bind_cert: Option<std::path::PathBuf>,
         /// Wait for the decision and print the grant.
         #[arg(long)]
         wait: bool,
@@ -305,8 +309,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             duration,
             reason,
             ticket,
+            bind_cert,
             wait,
         } => {
+            let cnf_x5t_s256 = match bind_cert {
+                Some(path) => {
+                    let text =
+                        std::fs::read(&path).map_err(|e| anyhow::anyhow!("--bind-cert: {}: {e}", path.display()))?;
+                    Some(cli::bind_cert::thumbprint(&text)?)
+                }
+                None => None,
+            };
             let ask = client::Ask {
                 resource,
                 methods,
@@ -314,6 +327,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 seconds: duration::parse_duration(&duration)?,
                 reason,
                 ticket,
+                cnf_x5t_s256,
             };
             println!("{}", client::request(&api()?, ask, wait, json)?);
             Ok(())

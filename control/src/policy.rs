@@ -441,6 +441,200 @@ pub fn effective_state(
     }
 }
 
+/// Length of an `x5t#S256` thumbprint: base64url (no padding) of 32 bytes.
+pub const THUMBPRINT_LEN: usize = 43;
+
+/// Checks a requested device binding (`cnf_x5t_s256`): exactly 43
+/// base64url characters (a SHA-256 digest, unpadded) whose last one
+/// carries no stray bits, so that one digest has one spelling and the
+/// proxy's comparison with the peer certificate's digest is exact.
+pub fn thumbprint(value: &str) -> Result<(), ApiError> {
+    use base64::Engine as _;
+    let field = |message: &str| ApiError::Field {
+        code: "thumbprint_invalid",
+        field: "cnf_x5t_s256".into(),
+        message: message.into(),
+    };
+    if value.len() != THUMBPRINT_LEN {
+        return Err(field(
+            "must be 43 characters: the unpadded base64url SHA-256 of the DER certificate",
+        ));
+    }
+    match base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(value) {
+        Ok(digest) if digest.len() == 32 => Ok(()),
+        _ => Err(field(
+            "must use only the base64url alphabet (A-Z a-z 0-9 - _) and encode 32 bytes",
+        )),
+    }
+}
+
+/// A resource that requires device binding refuses unbound requests.
+pub fn device_binding(resource: &Resource, bound: bool) -> Result<(), ApiError> {
+    if resource.require_device_binding && !bound {
+        return Err(invalid(
+            "device_binding_required",
+            format!(
+                "{} requires grants bound to a client certificate: send cnf_x5t_s256 (jitgate request --bind-cert)",
+                resource.id
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The first grant-spec version whose verifiers check `cnf`.
+pub const BINDING_SPEC: (u32, u32) = (1, 1);
+
+/// A grant-spec version as proxies report it (`MAJOR.MINOR`, digits only);
+/// `None` for anything else, which counts as too old.
+pub fn spec_version(reported: &str) -> Option<(u32, u32)> {
+    let (major, minor) = reported.split_once('.')?;
+    let digits = |s: &str| !s.is_empty() && s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(major) || !digits(minor) {
+        return None;
+    }
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+/// Whether a bound grant may be minted for a resource, given the proxies
+/// seen serving it (`proxy`, reported spec, seen at ms): only when at least
+/// one was seen within `window_ms` of now and every one seen in that window
+/// reports spec 1.1 or later. A verifier of spec 1.0 ignores the unknown
+/// `cnf` claim, so one such proxy would make the binding a false promise.
+/// Returns how many proxies vouch for it.
+pub fn binding_mintable<'a>(
+    resource: &str,
+    seen: impl IntoIterator<Item = (&'a str, &'a str, i64)>,
+    now_ms: i64,
+    window_ms: i64,
+) -> Result<usize, ApiError> {
+    let mut count = 0;
+    for (proxy, spec, at) in seen {
+        if at < now_ms.saturating_sub(window_ms) {
+            continue;
+        }
+        if spec_version(spec).is_none_or(|v| v < BINDING_SPEC) {
+            return Err(ApiError::Conflict(
+                "device_binding_unavailable",
+                format!(
+                    "proxy {proxy:?} serves {resource} with grant spec {spec:?}, which does not check device binding (1.1 or later needed); nothing was stored"
+                ),
+            ));
+        }
+        count += 1;
+    }
+    if count == 0 {
+        return Err(ApiError::Conflict(
+            "device_binding_unavailable",
+            format!(
+                "no proxy serving {resource} has been seen in the last {} s, so none is known to check device binding; nothing was stored",
+                window_ms / 1000
+            ),
+        ));
+    }
+    Ok(count)
+}
+
+#[cfg(test)]
+mod binding_tests {
+    use super::*;
+
+    fn code(e: ApiError) -> &'static str {
+        match e {
+            ApiError::Conflict(c, _) | ApiError::Invalid(c, _) => c,
+            ApiError::Field { code, .. } => code,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn versions_compare_numerically_and_garbage_is_too_old() {
+        assert_eq!(spec_version("1.1"), Some((1, 1)));
+        assert_eq!(spec_version("1.10"), Some((1, 10)));
+        assert!(spec_version("1.10").unwrap() > BINDING_SPEC);
+        assert!(spec_version("2.0").unwrap() > BINDING_SPEC);
+        assert!(spec_version("1.0").unwrap() < BINDING_SPEC);
+        for bad in [
+            "",
+            "1",
+            "1.",
+            ".1",
+            "1.1.0",
+            "v1.1",
+            "1.1 ",
+            "+1.1",
+            "1.-1",
+            "99999999999.1",
+            "1,1",
+        ] {
+            assert_eq!(spec_version(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn binding_is_mintable_only_when_every_recent_proxy_checks_cnf() {
+        let now = 1_000_000;
+        let w = 60_000;
+        assert_eq!(
+            binding_mintable("db", [("p1", "1.1", now), ("p2", "1.2", now - w)], now, w).unwrap(),
+            2
+        );
+        // One old proxy in the window blocks it, whatever the others say.
+        let mixed = [("p1", "1.1", now), ("old", "1.0", now - 10)];
+        assert_eq!(
+            code(binding_mintable("db", mixed, now, w).unwrap_err()),
+            "device_binding_unavailable"
+        );
+        // A version that does not parse counts as old.
+        let junk = [("p1", "1.1", now), ("x", "latest", now)];
+        assert_eq!(
+            code(binding_mintable("db", junk, now, w).unwrap_err()),
+            "device_binding_unavailable"
+        );
+    }
+
+    #[test]
+    fn proxies_outside_the_window_are_forgotten() {
+        let now = 1_000_000;
+        let w = 60_000;
+        // The old proxy was last seen before the window: it no longer counts.
+        let seen = [("p1", "1.1", now), ("old", "1.0", now - w - 1)];
+        assert_eq!(binding_mintable("db", seen, now, w).unwrap(), 1);
+        // ...and neither does a new one seen only then.
+        let stale = [("p1", "1.1", now - w - 1)];
+        assert_eq!(
+            code(binding_mintable("db", stale, now, w).unwrap_err()),
+            "device_binding_unavailable"
+        );
+    }
+
+    #[test]
+    fn no_proxy_seen_means_no_bound_grant() {
+        assert_eq!(
+            code(binding_mintable("db", [], 5, 60_000).unwrap_err()),
+            "device_binding_unavailable"
+        );
+    }
+
+    #[test]
+    fn thumbprints_are_exactly_43_base64url_characters() {
+        let good = "dGhpcyBpcyBhIDMyLWJ5dGUgZGlnZXN0ISEhISEhISE";
+        assert_eq!(good.len(), 43);
+        thumbprint(good).unwrap();
+        for bad in [
+            "",
+            &good[..42],
+            &format!("{good}="),
+            &format!("{good}A"),
+            &good.replace('d', "+"),
+            &good.replace('d', "/"),
+            &good.replace('d', " "),
+        ] {
+            assert_eq!(code(thumbprint(bad).unwrap_err()), "thumbprint_invalid", "{bad:?}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -87,6 +87,12 @@ pub struct NewRequest {
     /// Emergency access without waiting for approvers.
     #[serde(default)]
     pub break_glass: bool,
+    /// Bind the grant to a client certificate: its RFC 8705 `x5t#S256`
+    /// thumbprint (unpadded base64url SHA-256 of the DER certificate, 43
+    /// characters). Proxies then allow the grant only on mTLS connections
+    /// presenting that certificate.
+    #[schema(min_length = 43, max_length = 43, pattern = "^[A-Za-z0-9_-]{43}$")]
+    pub cnf_x5t_s256: Option<String>,
 }
 
 /// `POST /v1/requests/{id}/approve|deny|review`.
@@ -129,6 +135,9 @@ pub struct AccessRequest {
     pub ticket: Option<String>,
     /// Source blocks.
     pub source_cidrs: Option<Vec<String>>,
+    /// The client certificate thumbprint (`x5t#S256`) the grant is bound to.
+    #[serde(default)]
+    pub cnf_x5t_s256: Option<String>,
     /// `pending`, `approved` (grant active), `expired`, `revoked`,
     /// `denied`, `cancelled` or `timed_out`.
     pub state: RequestState,

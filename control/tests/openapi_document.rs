@@ -166,6 +166,40 @@ async fn every_error_is_a_problem_document_and_the_body_errors_are_declared() {
     for status in ["403", "404", "409", "422"] {
         assert!(approve[status].is_object(), "approve: {status}");
     }
+    // Device binding's problems are declared where they can happen.
+    let said = |r: &Value| r["description"].as_str().unwrap_or_default().to_owned();
+    assert!(said(&create["409"]).contains("device_binding_unavailable"));
+    assert!(said(&create["422"]).contains("device_binding_required"));
+    assert!(said(&approve["409"]).contains("device_binding_unavailable"));
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn device_binding_is_in_the_document() {
+    let (app, doc) = app_and_document().await;
+    let x5t = &doc["components"]["schemas"]["NewRequest"]["properties"]["cnf_x5t_s256"];
+    assert_eq!(
+        (&x5t["minLength"], &x5t["maxLength"]),
+        (&43.into(), &43.into()),
+        "{x5t}"
+    );
+    assert_eq!(x5t["pattern"], "^[A-Za-z0-9_-]{43}$");
+    assert!(doc["components"]["schemas"]["AccessRequest"]["properties"]["cnf_x5t_s256"].is_object());
+    // Both sync calls declare the headers that name the poller.
+    for path in ["/v1/revocations", "/v1/proxy/grants"] {
+        let headers: Vec<&str> = doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["in"] == "header")
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            headers,
+            ["x-jitgate-proxy", "x-jitgate-grant-spec", "x-jitgate-resources"],
+            "{path}"
+        );
+    }
     app.finish().await;
 }
 

@@ -168,6 +168,24 @@ impl Control {
         )
     }
 
+    /// A sync call as a proxy naming itself (`x-jitgate-proxy`), the grant
+    /// spec it implements and the resources it serves; returns the status.
+    pub fn sync_as_proxy(&self, proxy: &str, grant_spec: &str, resources: &str) -> u16 {
+        call(
+            self.port,
+            "GET",
+            "/v1/revocations",
+            &[
+                ("authorization", format!("Bearer {INGEST_KEY}")),
+                ("x-jitgate-proxy", proxy.to_owned()),
+                ("x-jitgate-grant-spec", grant_spec.to_owned()),
+                ("x-jitgate-resources", resources.to_owned()),
+            ],
+            None,
+        )
+        .status
+    }
+
     /// Revokes a grant as `user`.
     pub fn revoke(&self, user: &str, grant_id: &str) {
         let r = self.as_user(

@@ -68,7 +68,8 @@ fn audit_filters(q: audit::Query) -> Result<audit::Query, ApiError> {
     responses(
         (status = 201, description = "Created (approved at once by an auto-approve rule or break-glass, else pending)", body = AccessRequest),
         (status = 403, description = "Not a requester of the resource, or not allowed break-glass (`not_a_requester`, `break_glass_not_allowed`)", body = Problem),
-        (status = 422, description = "Breaks a rule: unknown resource, scope not requestable, duration out of range, text invalid (`unknown_resource`, `scope_invalid`, `scope_not_allowed`, `duration_out_of_range`, `reason_invalid`, `ticket_invalid`, `source_cidrs_invalid`)", body = Problem)))]
+        (status = 409, description = "A device-bound grant was asked for (`cnf_x5t_s256`) but some proxy seen for the resource in the last 60 s does not check it (grant spec below 1.1, or a poller that did not say), or none was seen (`device_binding_unavailable`); nothing is stored", body = Problem),
+        (status = 422, description = "Breaks a rule: unknown resource, scope not requestable, duration out of range, text invalid, or the resource requires device binding and none was asked for (`unknown_resource`, `scope_invalid`, `scope_not_allowed`, `duration_out_of_range`, `reason_invalid`, `ticket_invalid`, `source_cidrs_invalid`, `device_binding_required`)", body = Problem)))]
 pub async fn create_request(
     State(app): State<AppState>,
     Caller(p): Caller,
@@ -107,7 +108,7 @@ pub async fn get_request(
     responses(
         (status = 200, description = "The request after the vote (approved once enough approvals are in); repeating a vote changes nothing", body = AccessRequest),
         (status = 403, description = "The requester, or not an approver (`self_approval`, `not_an_approver`)", body = Problem),
-        (status = 409, description = "No longer pending, or already voted the other way (`request_resolved`, `request_timed_out`, `already_voted`)", body = Problem),
+        (status = 409, description = "No longer pending, or already voted the other way, or the approval would mint a device-bound grant while a proxy of the resource does not check it (`request_resolved`, `request_timed_out`, `already_voted`, `device_binding_unavailable`: the vote is not stored)", body = Problem),
         (status = 422, description = "The comment is invalid (`comment_invalid`)", body = Problem)))]
 pub async fn approve(
     State(app): State<AppState>,

@@ -1,18 +1,23 @@
 //! Endpoints for proxies, authenticated by the ingest key: the revocation
 //! list, the active grant set, and batches of decisions for the audit log.
+//! The sync calls also say who polls (`x-jitgate-proxy`,
+//! `x-jitgate-grant-spec`, `x-jitgate-resources`), recorded for device
+//! binding ([`crate::workflow::binding`]).
 
 use std::collections::HashMap;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{ApiJson, ApiQuery, AppState};
 use crate::audit::{self, Entry};
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::grants::{self, GrantSet, RevocationList};
+use crate::workflow::binding;
 
 /// Most decisions in one batch.
 pub const MAX_EVENTS: usize = 20_000;
@@ -28,12 +33,14 @@ pub struct Since {
 
 /// Revocations since a cursor.
 #[utoipa::path(get, path = "/v1/revocations", operation_id = "list_revocations", tag = "proxies",
-    security(("ingest_key" = [])), params(Since),
+    security(("ingest_key" = [])), params(Since, PollerHeaders),
     responses((status = 200, description = "Revocations since the cursor (all current ones without it)", body = RevocationList)))]
 pub async fn revocations(
     State(app): State<AppState>,
+    headers: HeaderMap,
     ApiQuery(q): ApiQuery<Since>,
 ) -> Result<Json<RevocationList>, ApiError> {
+    binding::record(&app, &poller(&app.cfg, &headers)).await?;
     Ok(Json(
         grants::revocations(&app, q.since.as_deref().filter(|s| !s.is_empty())).await?,
     ))
@@ -41,10 +48,75 @@ pub async fn revocations(
 
 /// The active grant set (identity-aware proxies).
 #[utoipa::path(get, path = "/v1/proxy/grants", operation_id = "list_active_grants", tag = "proxies",
-    security(("ingest_key" = [])),
+    security(("ingest_key" = [])), params(PollerHeaders),
     responses((status = 200, description = "Every active grant token", body = GrantSet)))]
-pub async fn grant_set(State(app): State<AppState>) -> Result<Json<GrantSet>, ApiError> {
+pub async fn grant_set(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<GrantSet>, ApiError> {
+    binding::record(&app, &poller(&app.cfg, &headers)).await?;
     Ok(Json(grants::active_set(&app).await?))
+}
+
+/// The headers by which a sync call names its poller (for the OpenAPI
+/// document; read by [`poller`]). Missing or malformed ones make the
+/// poller count as a proxy that does not check device binding.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct PollerHeaders {
+    /// The proxy's id (`proxy_id`): 1 to 128 of `A-Z a-z 0-9 . _ - :`.
+    #[param(rename = "x-jitgate-proxy", max_length = 128)]
+    proxy: Option<String>,
+    /// The grant-spec version the proxy implements (`MAJOR.MINOR`, e.g. `1.1`).
+    #[param(rename = "x-jitgate-grant-spec", max_length = 32)]
+    grant_spec: Option<String>,
+    /// The resource ids it protects, comma-separated.
+    #[param(rename = "x-jitgate-resources", max_length = 8192)]
+    resources: Option<String>,
+}
+
+/// Longest proxy id recorded.
+const MAX_PROXY_ID: usize = 128;
+
+/// Who polls, from a sync call's headers. Anything missing, repeated or
+/// malformed makes the poller [`binding::Poller::Unidentified`]: recorded as a
+/// proxy that may serve every resource and does not check `cnf`, so a bad
+/// header can only stop bound grants, never allow one. Resource ids that
+/// are not configured here are dropped (they cannot be requested, and
+/// they would let a caller grow the table at will).
+pub fn poller(cfg: &Config, headers: &HeaderMap) -> binding::Poller {
+    let one = |name: &str| {
+        let mut values = headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (Some(v), None) => v.to_str().ok(),
+            _ => None,
+        }
+    };
+    let id_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':');
+    let (Some(proxy), Some(spec), Some(list)) = (
+        one("x-jitgate-proxy"),
+        one("x-jitgate-grant-spec"),
+        one("x-jitgate-resources"),
+    ) else {
+        return binding::Poller::Unidentified;
+    };
+    if proxy.is_empty() || proxy.len() > MAX_PROXY_ID || !proxy.bytes().all(id_char) {
+        return binding::Poller::Unidentified;
+    }
+    if crate::policy::spec_version(spec).is_none() {
+        return binding::Poller::Unidentified;
+    }
+    let mut resources: Vec<String> = Vec::new();
+    for id in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if let Some(r) = cfg.resource(id) {
+            if !resources.contains(&r.id) {
+                resources.push(r.id.clone());
+            }
+        }
+    }
+    binding::Poller::Named {
+        proxy: proxy.to_owned(),
+        grant_spec: spec.to_owned(),
+        resources,
+    }
 }
 
 /// One decision as a proxy reports it.
@@ -193,4 +265,65 @@ pub async fn ingest(
             last_seq,
         }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflow::binding::Poller;
+
+    fn cfg() -> Config {
+        Config::parse(include_str!("../../examples/jitgate.toml")).unwrap()
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn a_well_formed_poller_is_recorded_for_configured_resources_only() {
+        let h = headers(&[
+            ("x-jitgate-proxy", "edge-1"),
+            ("x-jitgate-grant-spec", "1.1"),
+            ("x-jitgate-resources", "hr-api, nope,hr-api"),
+        ]);
+        assert_eq!(
+            poller(&cfg(), &h),
+            Poller::Named {
+                proxy: "edge-1".into(),
+                grant_spec: "1.1".into(),
+                resources: vec!["hr-api".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn missing_repeated_or_malformed_headers_make_an_unidentified_poller() {
+        let ok = [
+            ("x-jitgate-proxy", "edge-1"),
+            ("x-jitgate-grant-spec", "1.1"),
+            ("x-jitgate-resources", "hr-api"),
+        ];
+        assert_eq!(poller(&cfg(), &HeaderMap::new()), Poller::Unidentified);
+        for (i, bad) in ["edge 1", "1.1-beta", ""].iter().enumerate() {
+            let mut pairs = ok.to_vec();
+            if i < 2 {
+                pairs[i].1 = bad;
+            } else {
+                pairs.remove(0);
+            }
+            assert_eq!(poller(&cfg(), &headers(&pairs)), Poller::Unidentified, "{pairs:?}");
+        }
+        let long = "p".repeat(MAX_PROXY_ID + 1);
+        let mut pairs = ok.to_vec();
+        pairs[0].1 = &long;
+        assert_eq!(poller(&cfg(), &headers(&pairs)), Poller::Unidentified);
+        let mut pairs = ok.to_vec();
+        pairs.push(("x-jitgate-grant-spec", "1.0"));
+        assert_eq!(poller(&cfg(), &headers(&pairs)), Poller::Unidentified);
+    }
 }

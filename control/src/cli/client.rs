@@ -264,6 +264,8 @@ pub struct Ask {
     pub reason: String,
     /// Ticket.
     pub ticket: Option<String>,
+    /// The `x5t#S256` of the client certificate to bind the grant to.
+    pub cnf_x5t_s256: Option<String>,
 }
 
 /// `GET /v1/requests/{id}/grant`.
@@ -275,7 +277,8 @@ pub fn request(client: &Client, ask: Ask, wait: bool, json_out: bool) -> anyhow:
     let created: AccessRequest = client.post(
         "/v1/requests",
         &json!({"resource": ask.resource, "scope": [{"methods": ask.methods, "paths": ask.paths}],
-                "duration_seconds": ask.seconds, "reason": ask.reason, "ticket": ask.ticket}),
+                "duration_seconds": ask.seconds, "reason": ask.reason, "ticket": ask.ticket,
+                "cnf_x5t_s256": ask.cnf_x5t_s256}),
     )?;
     let id = created.id.clone();
     if !wait {

@@ -1,6 +1,7 @@
 //! The `jitgate` command's subcommands that run locally: checking grants
 //! offline, generating keys, minting development tokens, signing in.
 
+pub mod bind_cert;
 pub mod client;
 pub mod duration;
 pub mod grant_check;

@@ -405,6 +405,8 @@ struct RawResource {
     auto_approve: Vec<RawAutoApprove>,
     break_glass: Option<RawBreakGlass>,
     #[serde(default)]
+    require_device_binding: bool,
+    #[serde(default)]
     step_up: crate::auth::stepup::RawStepUp,
 }
 
@@ -457,6 +459,8 @@ pub struct Resource {
     pub auto_approve: Vec<AutoApprove>,
     /// Break-glass policy.
     pub break_glass: Option<BreakGlass>,
+    /// Only grants bound to a client certificate (`cnf`, issue 16).
+    pub require_device_binding: bool,
     /// What the caller's sign-in must show for each step.
     pub step_up: crate::auth::stepup::StepUp,
 }
@@ -509,9 +513,19 @@ impl Config {
 
     /// Parses and validates TOML text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let field = e.message().split('`').nth(1).unwrap_or("(file)").to_owned();
-            err(field, e.message().trim().to_owned())
+        // serde_path_to_error gives the path of a value of the wrong type
+        // (`resources[0].require_device_binding`) or of an unknown field;
+        // errors at the top level name the field in the message.
+        let raw: RawConfig = serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
+            let path = e.path().to_string();
+            let message = e.inner().message().trim().to_owned();
+            let named = message.split('`').nth(1);
+            let field = match (path.as_str(), named) {
+                (".", Some(n)) => n.to_owned(),
+                (".", None) => "(file)".to_owned(),
+                (p, _) => p.to_owned(),
+            };
+            err(field, message)
         })?;
         raw.validate()
     }
@@ -796,6 +810,7 @@ fn resources(raw: Vec<RawResource>, min_ttl: u64, max_ttl: u64) -> Result<Vec<Re
             approvals_required: r.approvals_required,
             auto_approve: auto,
             break_glass,
+            require_device_binding: r.require_device_binding,
             step_up: r.step_up.validate(&f("step_up"))?,
         });
     }
@@ -942,6 +957,25 @@ mod tests {
         assert_eq!(Config::parse(&bad).unwrap_err().field, "listen");
         let bad = DEV.replace("active = true", "active = false");
         assert_eq!(Config::parse(&bad).unwrap_err().field, "keys");
+    }
+
+    #[test]
+    fn device_binding_is_off_unless_a_resource_requires_it() {
+        let c = Config::parse(DEV).unwrap();
+        assert!(c.resources.iter().all(|r| !r.require_device_binding));
+        let on = DEV.replace(
+            "approvals_required = 1",
+            "approvals_required = 1\nrequire_device_binding = true",
+        );
+        assert!(Config::parse(&on).unwrap().resources[0].require_device_binding);
+        let bad = DEV.replace(
+            "approvals_required = 1",
+            "approvals_required = 1\nrequire_device_binding = \"yes\"",
+        );
+        assert_eq!(
+            Config::parse(&bad).unwrap_err().field,
+            "resources[0].require_device_binding"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@
 pub mod grants;
 pub mod outbox;
 pub mod requests;
+pub mod sightings;
 pub mod votes;
 
 use std::str::FromStr;

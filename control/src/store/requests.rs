@@ -31,6 +31,8 @@ pub struct RequestRow {
     pub ticket: Option<String>,
     /// Sources.
     pub source_cidrs: Option<Vec<String>>,
+    /// The certificate thumbprint its grant is bound to.
+    pub cnf_x5t_s256: Option<String>,
     /// Stored state.
     pub state: RequestState,
     /// Approvals needed.
@@ -61,7 +63,7 @@ struct StoredRule {
     paths: Vec<String>,
 }
 
-const COLUMNS: &str = "id, resource, requester, requester_email, scope, duration_seconds, reason, ticket, source_cidrs, state, \
+const COLUMNS: &str = "id, resource, requester, requester_email, scope, duration_seconds, reason, ticket, source_cidrs, cnf_x5t_s256, state, \
     approvals_required, break_glass, review_state, reviewed_by, auto_rule, extends_request, created_at, pending_until, resolved_at";
 
 fn decode(r: &AnyRow) -> Result<RequestRow, sqlx::Error> {
@@ -94,6 +96,7 @@ fn decode(r: &AnyRow) -> Result<RequestRow, sqlx::Error> {
         reason: r.try_get("reason")?,
         ticket: r.try_get("ticket")?,
         source_cidrs,
+        cnf_x5t_s256: r.try_get("cnf_x5t_s256")?,
         state: RequestState::from_db(&state).map_err(|e| undecodable("state", &id, e))?,
         approvals_required: r.try_get("approvals_required")?,
         break_glass: bg != 0,
@@ -138,7 +141,7 @@ pub async fn insert(conn: &mut AnyConnection, row: &RequestRow) -> Result<(), sq
     sqlx::query(
         "INSERT INTO access_requests (id, resource, requester, requester_email, scope, duration_seconds, reason, ticket, \
          source_cidrs, state, approvals_required, break_glass, review_state, auto_rule, extends_request, created_at, \
-         updated_at, pending_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+         updated_at, pending_until, cnf_x5t_s256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
     )
     .bind(row.id.clone())
     .bind(row.resource.clone())
@@ -158,6 +161,7 @@ pub async fn insert(conn: &mut AnyConnection, row: &RequestRow) -> Result<(), sq
     .bind(row.created_at)
     .bind(row.created_at)
     .bind(row.pending_until)
+    .bind(row.cnf_x5t_s256.clone())
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -67,6 +67,10 @@ pub(super) fn accept(
     if let Some(s) = &input.source_cidrs {
         policy::sources(s)?;
     }
+    if let Some(t) = &input.cnf_x5t_s256 {
+        policy::thumbprint(t)?;
+    }
+    policy::device_binding(resource, input.cnf_x5t_s256.is_some())?;
     let scope: Vec<ScopeRule> = input.scope.into_iter().map(ScopeRule::from).collect();
     policy::requested_scope(resource, &scope)?;
     policy::duration(&app.cfg, resource.max_duration_seconds, input.duration_seconds)?;
@@ -88,6 +92,7 @@ pub(super) fn accept(
         reason: input.reason,
         ticket: input.ticket,
         source_cidrs: input.source_cidrs,
+        cnf_x5t_s256: input.cnf_x5t_s256,
         state: RequestState::Pending,
         approvals_required: i64::from(resource.approvals_required),
         break_glass: input.break_glass,
@@ -117,6 +122,11 @@ pub(super) async fn record(
     now: i64,
 ) -> Result<Created, ApiError> {
     let Accepted { mut row, at_once } = accepted;
+    if row.cnf_x5t_s256.is_some() {
+        // Refused before anything is stored: a bound request that no
+        // proxy could honour would only wait to fail at approval.
+        super::binding::mintable(conn, &row.resource, now).await?;
+    }
     request_rows::insert(conn, &row).await?;
     let mut entries = vec![entry(
         &p.id,
@@ -124,7 +134,8 @@ pub(super) async fn record(
         &row,
         "api",
         json!({"scope": scope_json(&row), "duration_seconds": row.duration_seconds, "reason": row.reason,
-               "ticket": row.ticket, "source_cidrs": row.source_cidrs, "break_glass": row.break_glass}),
+               "ticket": row.ticket, "source_cidrs": row.source_cidrs, "break_glass": row.break_glass,
+               "cnf_x5t_s256": row.cnf_x5t_s256}),
     )];
     entries.extend(more);
     let mut grant = None;

@@ -34,6 +34,7 @@ pub async fn extend(app: &App, p: &Principal, id: &str, input: Extension) -> Res
         ticket: original.ticket.clone(),
         source_cidrs: original.source_cidrs.clone(),
         break_glass: false,
+        cnf_x5t_s256: original.cnf_x5t_s256.clone(),
     };
     let accepted = accept(app, p, new, Some(id.to_owned()), now)?;
     let linked = entry(

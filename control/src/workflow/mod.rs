@@ -10,6 +10,7 @@
 //! sweep_timeouts}` and `grants::{revoke, fetch_token, sweep_expiries,
 //! sweep_expiring_soon}`.
 
+pub mod binding;
 mod create;
 mod extend;
 mod grants;
@@ -124,6 +125,7 @@ fn assemble(app: &App, row: RequestRow, votes: Vec<Vote>, grant: Option<GrantVie
         reason: row.reason,
         ticket: row.ticket,
         source_cidrs: row.source_cidrs,
+        cnf_x5t_s256: row.cnf_x5t_s256,
         approvals_required: row.approvals_required,
         break_glass: row.break_glass,
         review_state: row.review_state,
@@ -159,6 +161,16 @@ async fn approve_now(
             "the request is no longer pending".into(),
         ));
     }
+    // Checked again at mint time: a proxy of an older spec may have
+    // appeared since the request was made.
+    let device_binding = match &row.cnf_x5t_s256 {
+        Some(x5t) => {
+            let proxies = binding::mintable(conn, &row.resource, now).await?;
+            json!({"cnf": {"x5t#S256": x5t}, "decision": "bound", "proxies_checking_cnf": proxies,
+                   "window_seconds": binding::WINDOW_MS / 1000})
+        }
+        None => json!({"decision": "unbound"}),
+    };
     let input = MintInput {
         request_id: &row.id,
         subject: &row.requester,
@@ -166,6 +178,7 @@ async fn approve_now(
         scope: &row.scope,
         source_cidrs: row.source_cidrs.as_deref(),
         duration_seconds: row.duration_seconds,
+        cnf_x5t_s256: row.cnf_x5t_s256.as_deref(),
     };
     let grant = crate::grants::mint(&app.cfg, conn, input, now).await?;
     let mut entries = vec![Entry {
@@ -176,7 +189,8 @@ async fn approve_now(
             row,
             "api",
             json!({"subject": row.requester, "issued_at": grant.issued_at, "expires_at": grant.expires_at,
-                   "duration_seconds": row.duration_seconds, "scope": scope_json(row), "kid": grant.kid}),
+                   "duration_seconds": row.duration_seconds, "scope": scope_json(row), "kid": grant.kid,
+                   "device_binding": device_binding}),
         )
     }];
     if let Some(old) = &row.extends_request {
