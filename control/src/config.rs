@@ -396,6 +396,7 @@ struct RawResource {
     #[serde(default)]
     auto_approve: Vec<RawAutoApprove>,
     break_glass: Option<RawBreakGlass>,
+    openapi: Option<PathBuf>,
 }
 
 fn one() -> u32 {
@@ -472,6 +473,9 @@ pub struct Resource {
     pub auto_approve: Vec<AutoApprove>,
     /// Break-glass policy.
     pub break_glass: Option<BreakGlass>,
+    /// The API's OpenAPI document (`openapi`, a file read at start), for
+    /// previews of what a scope allows.
+    pub api: Option<std::sync::Arc<crate::preview::ApiDocument>>,
 }
 
 /// The validated configuration.
@@ -742,7 +746,14 @@ impl RawConfig {
                     })
                 }
             };
+            let api = match &r.openapi {
+                None => None,
+                Some(path) => Some(std::sync::Arc::new(
+                    crate::preview::ApiDocument::load(path).map_err(|e| err(f("openapi"), e.to_string()))?,
+                )),
+            };
             resources.push(Resource {
+                api,
                 id: r.id,
                 description: r.description,
                 scope,

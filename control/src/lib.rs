@@ -28,6 +28,7 @@ pub mod identity;
 pub mod metrics;
 pub mod notify;
 pub mod policy;
+pub mod preview;
 pub mod requests;
 pub mod signature;
 pub mod store;
