@@ -73,6 +73,10 @@ enum Command {
         /// Wait for the decision and print the grant.
         #[arg(long)]
         wait: bool,
+        /// Print what the scope would allow in the resource's API and
+        /// create nothing.
+        #[arg(long, conflicts_with = "wait")]
+        dry_run: bool,
     },
     /// List requests you may see.
     Requests {
@@ -282,6 +286,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             reason,
             ticket,
             wait,
+            dry_run,
         } => {
             let ask = client::Ask {
                 resource,
@@ -291,6 +296,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 reason,
                 ticket,
             };
+            if dry_run {
+                println!("{}", client::dry_run(&api()?, &ask, json)?);
+                return Ok(());
+            }
             println!("{}", client::request(&api()?, ask, wait, json)?);
             Ok(())
         }

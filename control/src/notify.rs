@@ -96,6 +96,11 @@ fn payload(app: &App, target: &Target, event: &str, row: &RequestRow, extra: &Va
         .resource(&row.resource)
         .map(|r| r.approvers.iter().collect())
         .unwrap_or_default();
+    let preview = crate::preview::for_resource(
+        &app.cfg,
+        &row.resource,
+        row.scope.iter().cloned().map(grant::ScopeRule::from),
+    );
     let base = json!({
         "event": event,
         "request": {
@@ -105,12 +110,30 @@ fn payload(app: &App, target: &Target, event: &str, row: &RequestRow, extra: &Va
         },
         "approver_groups": approvers,
         "details": extra,
+        "preview": preview,
     });
     // Text stored before bidi controls were refused is shown escaped.
     crate::text::shown_json(match target.kind {
         TargetKind::Webhook => base,
-        TargetKind::Slack => slack_message(event, row, extra),
+        TargetKind::Slack => with_preview(slack_message(event, row, extra), event, preview.as_ref()),
     })
+}
+
+/// Adds what the scope would allow to a Slack message about a new request,
+/// where an approver decides (Slack limits a section to 3,000 characters:
+/// 20 short lines fit).
+fn with_preview(mut message: Value, event: &str, preview: Option<&crate::preview::Preview>) -> Value {
+    let (Some(p), "request.created", Some(blocks)) = (preview, event, message["blocks"].as_array_mut()) else {
+        return message;
+    };
+    let lines: String = crate::preview::render_short(p, 20)
+        .join("\n")
+        .chars()
+        .take(2900)
+        .collect();
+    let text = format!("*What this allows:*\n```{lines}```");
+    blocks.insert(2, json!({"type": "section", "text": {"type": "mrkdwn", "text": text}}));
+    message
 }
 
 /// A Slack-compatible message: who, what, for how long and why, with

@@ -7,6 +7,7 @@ mod extract;
 mod handlers;
 mod integrations;
 mod openapi;
+pub mod preview;
 mod proxy;
 
 use std::net::SocketAddr;
@@ -42,6 +43,7 @@ pub fn router(app: AppState) -> Router {
             post(handlers::create_request).get(handlers::list_requests),
         )
         .route("/v1/requests/{id}", get(handlers::get_request))
+        .route("/v1/preview", post(preview::preview_scope))
         .route("/v1/requests/{id}/approve", post(handlers::approve))
         .route("/v1/requests/{id}/deny", post(handlers::deny))
         .route("/v1/requests/{id}/cancel", post(handlers::cancel))

@@ -230,15 +230,45 @@ pub struct Ask {
     pub ticket: Option<String>,
 }
 
+impl Ask {
+    fn scope(&self) -> Value {
+        json!([{"methods": self.methods, "paths": self.paths}])
+    }
+}
+
 /// `GET /v1/requests/{id}/grant`.
 pub type Token = crate::grants::TokenResponse;
+
+/// `POST /v1/preview`.
+pub type ScopePreview = crate::api::preview::ScopePreview;
+
+/// `jitgate request ... --dry-run`: what the scope would allow, with the
+/// same checks as a request, creating nothing.
+pub fn dry_run(client: &Client, ask: &Ask, json_out: bool) -> anyhow::Result<String> {
+    let answer: ScopePreview = client.post("/v1/preview", &json!({"resource": ask.resource, "scope": ask.scope()}))?;
+    if json_out {
+        return Ok(serde_json::to_string(&answer)?);
+    }
+    Ok(match &answer.preview {
+        // The document's text is shown escaped, like every stored text.
+        Some(p) => crate::preview::render(p)
+            .iter()
+            .map(|l| shown(l))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        None => format!(
+            "{}: the scope can be requested; the resource names no OpenAPI document to preview it against",
+            answer.resource
+        ),
+    })
+}
 
 /// Creates a request; with `wait`, shows progress on stderr until it is
 /// decided, then returns the grant token.
 pub fn request(client: &Client, ask: Ask, wait: bool, json_out: bool) -> anyhow::Result<String> {
     let created: AccessRequest = client.post(
         "/v1/requests",
-        &json!({"resource": ask.resource, "scope": [{"methods": ask.methods, "paths": ask.paths}],
+        &json!({"resource": ask.resource, "scope": ask.scope(),
                 "duration_seconds": ask.seconds, "reason": ask.reason, "ticket": ask.ticket}),
     )?;
     let id = created.id.clone();

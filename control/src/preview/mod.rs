@@ -212,6 +212,35 @@ pub fn findings(doc: &ApiDocument, scope: &[ScopeRule]) -> Vec<RuleFinding> {
     out
 }
 
+/// The preview of `scope` on a configured resource, when the resource
+/// names an OpenAPI document.
+pub fn for_resource(
+    cfg: &crate::config::Config,
+    resource: &str,
+    scope: impl IntoIterator<Item = ScopeRule>,
+) -> Option<Preview> {
+    let doc = cfg.resource(resource)?.api.as_deref()?;
+    Some(preview(doc, &scope.into_iter().collect::<Vec<_>>()))
+}
+
+/// At most `max` lines of [`render`] (the summary first, then what is
+/// allowed, then findings before what is not allowed), for chat messages,
+/// which have a size limit; says how many lines were left out.
+pub fn render_short(p: &Preview, max: usize) -> Vec<String> {
+    let all = render(p);
+    // Findings matter more to an approver than the list of what is not allowed.
+    let (denied, rest): (Vec<String>, Vec<String>) = all.into_iter().partition(|l| l.starts_with("  - "));
+    let mut ordered = rest;
+    ordered.extend(denied);
+    let total = ordered.len();
+    if total <= max {
+        return ordered;
+    }
+    let mut out: Vec<String> = ordered.into_iter().take(max.saturating_sub(1)).collect();
+    out.push(format!("  ... {} more lines", total - out.len()));
+    out
+}
+
 /// The preview as plain lines of text, for the CLI and chat messages.
 pub fn render(p: &Preview) -> Vec<String> {
     let mut lines = vec![format!(
@@ -391,6 +420,22 @@ mod tests {
                 "{op:?}"
             );
         }
+    }
+
+    #[test]
+    fn short_renderings_keep_findings_before_what_is_not_allowed() {
+        let p = preview(&api(), &[ScopeRule::new(&["GET"], &["/v1/invoices/**"])]);
+        let lines = render_short(&p, 6);
+        assert_eq!(lines.len(), 6);
+        assert_eq!(lines[0], "Invoices 1: 3 of 6 operations allowed");
+        assert!(lines[4].starts_with("  ! rule 0 /v1/invoices/**: allows everything under /v1/invoices"));
+        assert_eq!(lines[5], "  ... 3 more lines");
+        assert_eq!(render_short(&p, 100), {
+            let mut all = render(&p);
+            let denied: Vec<String> = all.drain(4..7).collect();
+            all.extend(denied);
+            all
+        });
     }
 
     #[test]
