@@ -2,12 +2,16 @@
 //! issuance, revocation and a tamper-evident audit log, behind a JSON API.
 //!
 //! - [`config`]: the TOML configuration, validated at start;
-//! - [`store`]: the database (SQLite or PostgreSQL) and its migrations;
+//! - [`states`]: the states of requests, votes, grants and deliveries,
+//!   and their database spelling;
+//! - [`store`]: the database (SQLite or PostgreSQL), its migrations, and
+//!   per table its rows and SQL;
 //! - [`auth`]: who is calling (bearer JWTs);
 //! - [`identity`]: canonical user ids and emails, to tell people apart;
-//! - [`policy`]: who may do what (pure);
-//! - [`requests`]: the access-request workflow;
-//! - [`grants`]: minting, revocation and what proxies sync;
+//! - [`policy`]: every rule of the workflow (pure functions);
+//! - [`requests`]: access requests as the API carries them;
+//! - [`workflow`]: the state changes, one transaction each;
+//! - [`grants`]: minting and what proxies sync;
 //! - [`audit`]: the hash-chained log, its Merkle tree, signed checkpoints,
 //!   witnesses, proofs and offline exports;
 //! - [`notify`]: the outbox and its sender (webhooks, Slack);
@@ -31,8 +35,10 @@ pub mod policy;
 pub mod preview;
 pub mod requests;
 pub mod signature;
+pub mod states;
 pub mod store;
 pub mod text;
+pub mod workflow;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -131,13 +137,13 @@ async fn sweep(app: Arc<App>) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
-        if let Err(e) = requests::sweep_timeouts(&app).await {
+        if let Err(e) = workflow::sweep_timeouts(&app).await {
             tracing::warn!(error = %e, "timeout sweep failed");
         }
-        if let Err(e) = grants::sweep_expiries(&app).await {
+        if let Err(e) = workflow::sweep_expiries(&app).await {
             tracing::warn!(error = %e, "expiry sweep failed");
         }
-        if let Err(e) = grants::sweep_expiring_soon(&app).await {
+        if let Err(e) = workflow::sweep_expiring_soon(&app).await {
             tracing::warn!(error = %e, "expiring-soon sweep failed");
         }
         if let Err(e) = api::auth_failures::flush(&app, false).await {

@@ -181,8 +181,10 @@ enum AuditCommand {
         #[arg(long)]
         public_key: String,
     },
-    /// Check the hash chain (through the API); with --witness, check the
-    /// database against a witness's signed checkpoints (offline).
+    /// Check the hash chain and signed checkpoints through the API, from
+    /// where the last intact check ended (--full: from the first record);
+    /// with --witness, check the database against a witness's signed
+    /// checkpoints (offline).
     Verify {
         #[command(flatten)]
         witness: WitnessArgs,
@@ -207,7 +209,7 @@ struct WitnessArgs {
     /// The database to check (read only).
     #[arg(long, env = "JITGATE_DATABASE_URL")]
     database_url: Option<String>,
-    /// Check every record, not only those after the last verified checkpoint.
+    /// Check every record, not only those after the last verified one.
     #[arg(long)]
     full: bool,
     /// Where the last verified checkpoint is remembered (default: DIR/.verified).
@@ -526,15 +528,16 @@ fn audit(command: AuditCommand, json: bool) -> anyhow::Result<()> {
             to: Some(to),
             checkpoint,
         } => export_range(&api, from, to, checkpoint),
-        AuditCommand::Verify { .. } => {
-            let v: Verification = api.get("/v1/audit/verify")?;
+        AuditCommand::Verify { witness } => {
+            let query = if witness.full { "?full=true" } else { "" };
+            let v: Verification = api.get(&format!("/v1/audit/verify{query}"))?;
             if json {
                 println!("{}", serde_json::to_string(&v)?);
             }
-            match (v.ok, v.first_broken) {
+            match (v.ok, &v.first_broken) {
                 (true, _) => {
                     if !json {
-                        println!("ok: {} records, chain intact", v.records);
+                        println!("{}", cli::client::verification_line(&v));
                     }
                     Ok(())
                 }

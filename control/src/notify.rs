@@ -16,14 +16,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use grant::scope::ScopeRule;
 use serde_json::{json, Value};
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 
 use crate::clock::new_id;
 use crate::config::{Target, TargetKind};
-use crate::requests::RequestRow;
-use crate::store::Backend;
+use crate::states::OutboxState;
+use crate::store::outbox::{self, Claimed, NewDelivery};
 use crate::App;
+
+pub use crate::store::outbox::Delivery;
 
 /// Attempts before a delivery is given up (and shown as `failed`).
 pub const MAX_ATTEMPTS: i64 = 15;
@@ -31,30 +34,56 @@ pub const MAX_ATTEMPTS: i64 = 15;
 /// How long a claimed row is reserved for its sender.
 const CLAIM_MS: i64 = 30_000;
 
-/// Queues `event` about a request for every interested target, inside the
-/// caller's transaction.
-pub async fn enqueue(
-    app: &App,
-    conn: &mut AnyConnection,
-    event: &str,
-    row: &RequestRow,
-    extra: Value,
-    now_ms: i64,
-) -> Result<(), sqlx::Error> {
-    for target in app.cfg.targets.iter().filter(|t| t.wants(event, &row.resource)) {
-        let payload = payload(app, target, event, row, &extra);
-        sqlx::query(
-            "INSERT INTO outbox (id, target, event, request_id, payload, state, next_attempt_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6)",
-        )
-        .bind(new_id("dlv"))
-        .bind(target.name.clone())
-        .bind(event.to_owned())
-        .bind(row.id.clone())
-        .bind(payload.to_string())
-        .bind(now_ms)
-        .execute(&mut *conn)
-        .await?;
+/// What a notification says about the request it concerns.
+#[derive(Debug, Clone)]
+pub struct RequestFacts {
+    /// Request id.
+    pub id: String,
+    /// Resource id.
+    pub resource: String,
+    /// Who asked.
+    pub requester: String,
+    /// What.
+    pub scope: Vec<ScopeRule>,
+    /// For how long.
+    pub duration_seconds: i64,
+    /// Why.
+    pub reason: String,
+    /// Ticket.
+    pub ticket: Option<String>,
+    /// Break-glass access.
+    pub break_glass: bool,
+}
+
+/// Something to announce: what happened (`request.created`,
+/// `grant.revoked`, ...), about which request, with event details.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// The event name, as targets subscribe to it.
+    pub kind: &'static str,
+    /// The request concerned.
+    pub request: RequestFacts,
+    /// Event details (approver, comment, reason...).
+    pub details: Value,
+}
+
+/// Queues an event for every interested target, inside the caller's
+/// transaction.
+pub async fn enqueue(app: &App, conn: &mut AnyConnection, event: &Event, now_ms: i64) -> Result<(), sqlx::Error> {
+    for target in app
+        .cfg
+        .targets
+        .iter()
+        .filter(|t| t.wants(event.kind, &event.request.resource))
+    {
+        let delivery = NewDelivery {
+            id: new_id("dlv"),
+            target: target.name.clone(),
+            event: event.kind.to_owned(),
+            request_id: Some(event.request.id.clone()),
+            payload: payload(app, target, event).to_string(),
+        };
+        outbox::insert(conn, &delivery, now_ms).await?;
     }
     Ok(())
 }
@@ -75,47 +104,48 @@ pub async fn enqueue_checkpoint(
         "checkpoint": {"size": size, "note": note},
     });
     for target in app.cfg.targets.iter().filter(|t| t.wants_checkpoints()) {
-        sqlx::query(
-            "INSERT INTO outbox (id, target, event, request_id, payload, state, next_attempt_at, created_at) \
-             VALUES ($1, $2, $3, NULL, $4, 'pending', $5, $5)",
-        )
-        .bind(new_id("dlv"))
-        .bind(target.name.clone())
-        .bind(crate::config::AUDIT_CHECKPOINT_EVENT)
-        .bind(payload.to_string())
-        .bind(now_ms)
-        .execute(&mut *conn)
-        .await?;
+        let delivery = NewDelivery {
+            id: new_id("dlv"),
+            target: target.name.clone(),
+            event: crate::config::AUDIT_CHECKPOINT_EVENT.to_owned(),
+            request_id: None,
+            payload: payload.to_string(),
+        };
+        outbox::insert(conn, &delivery, now_ms).await?;
     }
     Ok(())
 }
 
-fn payload(app: &App, target: &Target, event: &str, row: &RequestRow, extra: &Value) -> Value {
+fn scope_json(scope: &[ScopeRule]) -> Value {
+    scope
+        .iter()
+        .map(|r| json!({"methods": r.methods, "paths": r.paths}))
+        .collect()
+}
+
+fn payload(app: &App, target: &Target, event: &Event) -> Value {
+    let row = &event.request;
     let approvers: Vec<&String> = app
         .cfg
         .resource(&row.resource)
         .map(|r| r.approvers.iter().collect())
         .unwrap_or_default();
-    let preview = crate::preview::for_resource(
-        &app.cfg,
-        &row.resource,
-        row.scope.iter().cloned().map(grant::ScopeRule::from),
-    );
+    let preview = crate::preview::for_resource(&app.cfg, &row.resource, row.scope.iter().cloned());
     let base = json!({
-        "event": event,
+        "event": event.kind,
         "request": {
-            "id": row.id, "resource": row.resource, "requester": row.requester, "scope": row.scope,
+            "id": row.id, "resource": row.resource, "requester": row.requester, "scope": scope_json(&row.scope),
             "duration_seconds": row.duration_seconds, "reason": row.reason, "ticket": row.ticket,
             "break_glass": row.break_glass,
         },
         "approver_groups": approvers,
-        "details": extra,
+        "details": event.details,
         "preview": preview,
     });
     // Text stored before bidi controls were refused is shown escaped.
     crate::text::shown_json(match target.kind {
         TargetKind::Webhook => base,
-        TargetKind::Slack => with_preview(slack_message(event, row, extra), event, preview.as_ref()),
+        TargetKind::Slack => with_preview(slack_message(event), event.kind, preview.as_ref()),
     })
 }
 
@@ -138,14 +168,15 @@ fn with_preview(mut message: Value, event: &str, preview: Option<&crate::preview
 
 /// A Slack-compatible message: who, what, for how long and why, with
 /// Approve / Deny buttons while the request is pending.
-pub fn slack_message(event: &str, row: &RequestRow, extra: &Value) -> Value {
+pub fn slack_message(event: &Event) -> Value {
+    let (row, extra) = (&event.request, &event.details);
     let scope: Vec<String> = row
         .scope
         .iter()
         .map(|r| format!("{} {}", r.methods.join(","), r.paths.join(" ")))
         .collect();
     let minutes = row.duration_seconds / 60;
-    let title = match event {
+    let title = match event.kind {
         "request.created" if row.break_glass => format!(
             ":rotating_light: Break-glass access by {} to {}",
             row.requester, row.resource
@@ -155,7 +186,7 @@ pub fn slack_message(event: &str, row: &RequestRow, extra: &Value) -> Value {
         "request.denied" => format!(":no_entry: Denied: {} → {}", row.requester, row.resource),
         "grant.revoked" => format!(":octagonal_sign: Revoked: {} → {}", row.requester, row.resource),
         "grant.expiring_soon" => format!(":hourglass: Expiring soon: {} → {}", row.requester, row.resource),
-        _ => format!("{event}: {} → {}", row.requester, row.resource),
+        other => format!("{other}: {} → {}", row.requester, row.resource),
     };
     let fields = format!(
         "*Requester:* {}\n*Resource:* {}\n*Scope:* {}\n*Duration:* {} min\n*Reason:* {}\n*Ticket:* {}",
@@ -170,7 +201,7 @@ pub fn slack_message(event: &str, row: &RequestRow, extra: &Value) -> Value {
         json!({"type": "header", "text": {"type": "plain_text", "text": title}}),
         json!({"type": "section", "text": {"type": "mrkdwn", "text": fields}}),
     ];
-    if event == "request.created" && !row.break_glass {
+    if event.kind == "request.created" && !row.break_glass {
         blocks.push(
             json!({"type": "actions", "block_id": format!("jitgate:{}", row.id), "elements": [
                 {"type": "button", "action_id": "jitgate_approve", "style": "primary", "value": row.id,
@@ -186,66 +217,12 @@ pub fn slack_message(event: &str, row: &RequestRow, extra: &Value) -> Value {
     json!({"text": title, "blocks": blocks})
 }
 
-/// One claimed delivery.
-struct Due {
-    id: String,
-    target: String,
-    event: String,
-    payload: String,
-    attempts: i64,
-}
-
-/// Claims due rows for this sender. On PostgreSQL `FOR UPDATE SKIP LOCKED`
-/// lets replicas claim disjoint rows; the claim (`claimed_until`) also
-/// survives this transaction so a slow delivery is not picked up twice.
-async fn claim(app: &App, now_ms: i64, limit: i64) -> Result<Vec<Due>, sqlx::Error> {
-    let select = match app.db.backend {
-        Backend::Postgres => {
-            "SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $1 AND claimed_until < $1 \
-             ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED"
-        }
-        Backend::Sqlite => {
-            "SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $1 AND claimed_until < $1 \
-             ORDER BY next_attempt_at LIMIT $2"
-        }
-    };
-    let mut tx = app.db.pool.begin().await?;
-    let ids: Vec<String> = sqlx::query(select)
-        .bind(now_ms)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .filter_map(|r| r.try_get("id").ok())
-        .collect();
-    let mut due = Vec::with_capacity(ids.len());
-    for id in ids {
-        let row = sqlx::query(
-            "UPDATE outbox SET claimed_until = $1, attempts = attempts + 1 WHERE id = $2 \
-             RETURNING id, target, event, payload, attempts",
-        )
-        .bind(now_ms + CLAIM_MS)
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
-        due.push(Due {
-            id: row.try_get("id")?,
-            target: row.try_get("target")?,
-            event: row.try_get("event")?,
-            payload: row.try_get("payload")?,
-            attempts: row.try_get("attempts")?,
-        });
-    }
-    tx.commit().await?;
-    Ok(due)
-}
-
 /// Backoff after `attempts` failures: 1 s doubling, at most 5 minutes.
 pub fn backoff_ms(attempts: i64) -> i64 {
     (1000i64 << attempts.clamp(0, 9) as u32).min(300_000)
 }
 
-async fn deliver(app: &App, http: &reqwest::Client, d: &Due) -> Result<(), String> {
+async fn deliver(app: &App, http: &reqwest::Client, d: &Claimed) -> Result<(), String> {
     let target = app
         .cfg
         .targets
@@ -275,7 +252,7 @@ async fn deliver(app: &App, http: &reqwest::Client, d: &Due) -> Result<(), Strin
 /// Delivers what is due once; returns (delivered, failed).
 pub async fn send_due(app: &App, http: &reqwest::Client) -> Result<(usize, usize), sqlx::Error> {
     let now = app.clock.now_ms();
-    let due = claim(app, now, 50).await?;
+    let due = outbox::claim(&app.db, now, now + CLAIM_MS, 50).await?;
     let mut ok = 0;
     let mut failed = 0;
     for d in due {
@@ -283,29 +260,17 @@ pub async fn send_due(app: &App, http: &reqwest::Client) -> Result<(usize, usize
         let now = app.clock.now_ms();
         match result {
             Ok(()) => {
-                sqlx::query(
-                    "UPDATE outbox SET state = 'delivered', delivered_at = $1, last_error = NULL WHERE id = $2",
-                )
-                .bind(now)
-                .bind(d.id.clone())
-                .execute(&app.db.pool)
-                .await?;
+                outbox::delivered(&app.db.pool, &d.id, now).await?;
                 app.metrics.notifications_delivered.inc();
                 ok += 1;
             }
             Err(e) => {
                 let state = if d.attempts >= MAX_ATTEMPTS {
-                    "failed"
+                    OutboxState::Failed
                 } else {
-                    "pending"
+                    OutboxState::Pending
                 };
-                sqlx::query("UPDATE outbox SET state = $1, next_attempt_at = $2, claimed_until = 0, last_error = $3 WHERE id = $4")
-                    .bind(state)
-                    .bind(now + backoff_ms(d.attempts))
-                    .bind(e)
-                    .bind(d.id.clone())
-                    .execute(&app.db.pool)
-                    .await?;
+                outbox::attempt_failed(&app.db.pool, &d.id, state, now + backoff_ms(d.attempts), &e).await?;
                 app.metrics.notifications_failed.inc();
                 failed += 1;
             }
@@ -332,46 +297,9 @@ pub async fn run(app: Arc<App>) {
     }
 }
 
-/// Delivery state for the API.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct Delivery {
-    /// Delivery id (the idempotency key receivers see).
-    pub id: String,
-    /// Target name.
-    pub target: String,
-    /// Event.
-    pub event: String,
-    /// `pending`, `delivered` or `failed`.
-    pub state: String,
-    /// Attempts so far.
-    pub attempts: i64,
-    /// Last error.
-    pub last_error: Option<String>,
-    /// Delivered at (ms).
-    pub delivered_at: Option<i64>,
-}
-
 /// Deliveries about a request.
 pub async fn deliveries(app: &App, request_id: &str) -> Result<Vec<Delivery>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT id, target, event, state, attempts, last_error, delivered_at FROM outbox WHERE request_id = $1 ORDER BY created_at, id",
-    )
-    .bind(request_id.to_owned())
-    .fetch_all(&app.db.read)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Delivery {
-                id: r.try_get("id")?,
-                target: r.try_get("target")?,
-                event: r.try_get("event")?,
-                state: r.try_get("state")?,
-                attempts: r.try_get("attempts")?,
-                last_error: r.try_get("last_error")?,
-                delivered_at: r.try_get("delivered_at")?,
-            })
-        })
-        .collect()
+    outbox::for_request(&app.db.read, request_id).await
 }
 
 #[cfg(test)]

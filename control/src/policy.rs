@@ -1,6 +1,9 @@
-//! Who may do what, decided on the server from the configuration alone:
-//! what may be requested, who may approve, which auto-approve rule or
-//! break-glass policy applies. Pure functions, no I/O.
+//! Every rule of the workflow, as a pure function over typed inputs (no
+//! I/O, no database): what may be requested, who may see, approve, cancel,
+//! extend, review or revoke, how many approvals remain, who may fetch a
+//! token or read the audit log, which auto-approve rule or break-glass
+//! policy applies, and what state a caller sees. The workflow asks these
+//! and does what they say; each has a unit test below.
 
 use grant::scope::ScopeRule;
 
@@ -8,6 +11,7 @@ use crate::auth::Principal;
 use crate::config::{AutoApprove, Config, Resource};
 use crate::error::ApiError;
 use crate::identity::{canonical_user, mailbox, UserMatch};
+use crate::states::{GrantState, RequestState, ReviewState, VoteDecision};
 
 /// Longest reason accepted.
 pub const MAX_REASON: usize = 2000;
@@ -179,6 +183,264 @@ pub fn break_glass(resource: &Resource, p: &Principal, seconds: u64) -> Result<(
     Ok(())
 }
 
+/// Whether `p` may ask for access to the resource (`not_a_requester`).
+pub fn may_request(resource: &Resource, p: &Principal) -> Result<(), ApiError> {
+    if can_request(resource, p) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "not_a_requester",
+            format!("you may not request access to {}", resource.id),
+        ))
+    }
+}
+
+/// Whether the caller made the request (rows stored before user ids were
+/// kept in canonical form are compared in that form too).
+pub fn is_requester(requester: &str, p: &Principal, how: UserMatch) -> bool {
+    canonical_user(requester, how) == p.id
+}
+
+/// Whether the caller may see a request: its requester, the resource's
+/// approvers, auditors and admins (`auditor`). Everyone else gets "not
+/// found", so ids of other people's requests cannot be probed.
+pub fn may_see(resource: Option<&Resource>, requester: &str, p: &Principal, how: UserMatch, auditor: bool) -> bool {
+    is_requester(requester, p, how) || resource.is_some_and(|r| can_approve(r, p)) || auditor
+}
+
+/// Whether the caller may vote on or review the request: never the
+/// requester under any of their identities (`self_approval`), and only an
+/// approver of the resource (`not_an_approver`).
+pub fn may_approve(
+    resource: &Resource,
+    requester: &str,
+    requester_email: Option<&str>,
+    p: &Principal,
+    how: UserMatch,
+) -> Result<(), ApiError> {
+    if same_person(requester, requester_email, p, how) {
+        return Err(ApiError::Forbidden(
+            "self_approval",
+            "you cannot decide on or review your own request".into(),
+        ));
+    }
+    if !can_approve(resource, p) {
+        return Err(ApiError::Forbidden(
+            "not_an_approver",
+            format!("you are not an approver of {}", resource.id),
+        ));
+    }
+    Ok(())
+}
+
+/// What a vote by someone who voted before does: the same vote again
+/// changes nothing (`Ok(true)`), a first vote counts (`Ok(false)`), the
+/// other way is refused (`already_voted`).
+pub fn repeat_vote(earlier: Option<VoteDecision>, now: VoteDecision) -> Result<bool, ApiError> {
+    match earlier {
+        None => Ok(false),
+        Some(e) if e == now => Ok(true),
+        Some(_) => Err(ApiError::Conflict(
+            "already_voted",
+            "you have already voted on this request".into(),
+        )),
+    }
+}
+
+/// Whether votes still count on a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ballot {
+    /// Pending and within its deadline.
+    Open,
+    /// Pending past its deadline: it times out now.
+    TimedOut,
+}
+
+/// Whether a vote counts: only on a pending request within its deadline
+/// (`request_resolved`; past the deadline, [`Ballot::TimedOut`]).
+pub fn ballot(stored: RequestState, pending_until: i64, now_ms: i64) -> Result<Ballot, ApiError> {
+    if stored != RequestState::Pending {
+        return Err(ApiError::Conflict(
+            "request_resolved",
+            format!("the request is {stored}; votes no longer count"),
+        ));
+    }
+    Ok(if now_ms > pending_until {
+        Ballot::TimedOut
+    } else {
+        Ballot::Open
+    })
+}
+
+/// Where the votes leave a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tally {
+    /// Enough approvals.
+    Approved,
+    /// One deny ends it.
+    Denied,
+    /// This many more approvals are needed.
+    Pending(i64),
+}
+
+/// N of M: a request is approved once `required` approvals are in; a
+/// single deny ends it whatever the approvals.
+pub fn tally(votes: impl IntoIterator<Item = VoteDecision>, required: i64) -> Tally {
+    let mut approvals = 0;
+    for v in votes {
+        match v {
+            VoteDecision::Deny => return Tally::Denied,
+            VoteDecision::Approve => approvals += 1,
+        }
+    }
+    if approvals >= required {
+        Tally::Approved
+    } else {
+        Tally::Pending(required - approvals)
+    }
+}
+
+/// Only the requester may cancel (`not_the_requester`), and only while the
+/// request is pending within its deadline (`request_not_pending`).
+pub fn may_cancel(requester: bool, stored: RequestState, pending_until: i64, now_ms: i64) -> Result<(), ApiError> {
+    if !requester {
+        return Err(ApiError::Forbidden(
+            "not_the_requester",
+            "only the requester can cancel a request".into(),
+        ));
+    }
+    if stored != RequestState::Pending || now_ms > pending_until {
+        return Err(ApiError::Conflict(
+            "request_not_pending",
+            "only a pending request can be cancelled".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Only the requester may extend (`not_the_requester`), and only an active
+/// grant (`grant_not_active`).
+pub fn may_extend(requester: bool, effective: RequestState) -> Result<(), ApiError> {
+    if !requester {
+        return Err(ApiError::Forbidden(
+            "not_the_requester",
+            "only the requester can extend a grant".into(),
+        ));
+    }
+    if effective != RequestState::Approved {
+        return Err(ApiError::Conflict(
+            "grant_not_active",
+            "only an active grant can be extended".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Only a break-glass access awaiting review may be reviewed
+/// (`review_not_pending`); who may review is [`may_approve`].
+pub fn may_review(break_glass: bool, review: Option<ReviewState>) -> Result<(), ApiError> {
+    if break_glass && review == Some(ReviewState::Pending) {
+        Ok(())
+    } else {
+        Err(ApiError::Conflict(
+            "review_not_pending",
+            "this request is not awaiting review".into(),
+        ))
+    }
+}
+
+/// Who may revoke a grant: its holder, admins, approvers of its resource.
+/// Auditors learn it exists (`not_an_approver`); everyone else gets "not
+/// found" (`grant_not_found`).
+pub fn may_revoke(
+    resource: Option<&Resource>,
+    holder: &str,
+    p: &Principal,
+    admin: bool,
+    auditor: bool,
+) -> Result<(), ApiError> {
+    if holder == p.id || admin || resource.is_some_and(|r| can_approve(r, p)) {
+        Ok(())
+    } else if auditor {
+        Err(ApiError::Forbidden(
+            "not_an_approver",
+            "only approvers of the resource or admins can revoke".into(),
+        ))
+    } else {
+        Err(grant_not_found())
+    }
+}
+
+/// A grant that does not exist or that the caller may not see.
+pub fn grant_not_found() -> ApiError {
+    ApiError::NotFound("grant_not_found", "no such grant".into())
+}
+
+/// Whether revoking a grant in this state changes anything: an active one
+/// is revoked (`Ok(false)`), a revoked one stays so (`Ok(true)`, already
+/// revoked), an expired one cannot be (`grant_expired`).
+pub fn revocation(state: GrantState) -> Result<bool, ApiError> {
+    match state {
+        GrantState::Active => Ok(false),
+        GrantState::Revoked => Ok(true),
+        GrantState::Expired => Err(ApiError::Conflict(
+            "grant_expired",
+            "the grant has already expired".into(),
+        )),
+    }
+}
+
+/// Only the requester may fetch the token (`not_the_requester`), and only
+/// while the grant is active (`grant_not_active`).
+pub fn may_fetch_token(requester: bool, effective: RequestState) -> Result<(), ApiError> {
+    if !requester {
+        return Err(ApiError::Forbidden(
+            "not_the_requester",
+            "only the requester can fetch the grant".into(),
+        ));
+    }
+    if effective != RequestState::Approved {
+        return Err(ApiError::Conflict(
+            "grant_not_active",
+            format!("the request is {effective}; no active grant"),
+        ));
+    }
+    Ok(())
+}
+
+/// Reading the audit log needs an auditor or admin group
+/// (`not_an_auditor`).
+pub fn may_read_audit(auditor: bool) -> Result<(), ApiError> {
+    if auditor {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "not_an_auditor",
+            "reading the audit log needs an auditor or admin group".into(),
+        ))
+    }
+}
+
+/// The state a caller sees: the stored state refined by time (a grant
+/// expires on its own, a pending request times out on its own) and by its
+/// grant (revoked).
+pub fn effective_state(
+    stored: RequestState,
+    pending_until: i64,
+    grant: Option<GrantState>,
+    now_ms: i64,
+) -> RequestState {
+    match stored {
+        RequestState::Pending if now_ms > pending_until => RequestState::TimedOut,
+        RequestState::Approved => match grant {
+            Some(GrantState::Revoked) => RequestState::Revoked,
+            Some(GrantState::Expired) => RequestState::Expired,
+            _ => RequestState::Approved,
+        },
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,5 +485,215 @@ mod tests {
             folded
         ));
         assert!(!same_person("alice", None, &p("bob", None), folded));
+    }
+
+    fn resource() -> Resource {
+        Config::parse(include_str!("../examples/jitgate.toml"))
+            .unwrap()
+            .resource("hr-api")
+            .unwrap()
+            .clone()
+    }
+
+    fn in_groups(id: &str, groups: &[&str]) -> Principal {
+        Principal {
+            id: id.into(),
+            email: None,
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    fn code<T: std::fmt::Debug>(r: Result<T, ApiError>) -> &'static str {
+        r.unwrap_err().code()
+    }
+
+    #[test]
+    fn only_requester_groups_may_request() {
+        let r = resource();
+        assert!(may_request(&r, &in_groups("alice", &["dev"])).is_ok());
+        assert_eq!(code(may_request(&r, &in_groups("zed", &["sre"]))), "not_a_requester");
+    }
+
+    #[test]
+    fn approvers_may_approve_but_never_their_own_request() {
+        let r = resource();
+        let dave = in_groups("dave", &["hr-approvers"]);
+        assert!(may_approve(&r, "alice", None, &dave, UserMatch::Folded).is_ok());
+        assert_eq!(
+            code(may_approve(&r, "dave", None, &dave, UserMatch::Folded)),
+            "self_approval"
+        );
+        assert_eq!(
+            code(may_approve(
+                &r,
+                "alice",
+                None,
+                &in_groups("bob", &["payments-approvers"]),
+                UserMatch::Folded
+            )),
+            "not_an_approver"
+        );
+    }
+
+    #[test]
+    fn requester_approvers_and_auditors_see_a_request_others_do_not() {
+        let r = resource();
+        let how = UserMatch::Folded;
+        assert!(may_see(Some(&r), "alice", &in_groups("alice", &[]), how, false));
+        assert!(may_see(
+            Some(&r),
+            "alice",
+            &in_groups("dave", &["hr-approvers"]),
+            how,
+            false
+        ));
+        assert!(may_see(Some(&r), "alice", &in_groups("ann", &[]), how, true));
+        assert!(!may_see(Some(&r), "alice", &in_groups("eve", &["dev"]), how, false));
+    }
+
+    #[test]
+    fn n_of_m_approvals_and_one_deny_ends_it() {
+        use VoteDecision::{Approve, Deny};
+        assert_eq!(tally([], 2), Tally::Pending(2));
+        assert_eq!(tally([Approve], 2), Tally::Pending(1));
+        assert_eq!(tally([Approve, Approve], 2), Tally::Approved);
+        assert_eq!(tally([Approve, Deny], 2), Tally::Denied);
+        assert_eq!(tally([Approve, Approve, Deny], 2), Tally::Denied);
+    }
+
+    #[test]
+    fn a_repeated_vote_changes_nothing_and_a_changed_vote_is_refused() {
+        use VoteDecision::{Approve, Deny};
+        assert!(!repeat_vote(None, Approve).unwrap());
+        assert!(repeat_vote(Some(Approve), Approve).unwrap());
+        assert_eq!(code(repeat_vote(Some(Approve), Deny)), "already_voted");
+    }
+
+    #[test]
+    fn votes_count_only_on_a_pending_request_within_its_deadline() {
+        assert_eq!(ballot(RequestState::Pending, 10, 10).unwrap(), Ballot::Open);
+        assert_eq!(ballot(RequestState::Pending, 10, 11).unwrap(), Ballot::TimedOut);
+        assert_eq!(code(ballot(RequestState::Denied, 10, 5)), "request_resolved");
+    }
+
+    #[test]
+    fn only_the_requester_cancels_and_only_while_pending() {
+        assert!(may_cancel(true, RequestState::Pending, 10, 10).is_ok());
+        assert_eq!(
+            code(may_cancel(false, RequestState::Pending, 10, 10)),
+            "not_the_requester"
+        );
+        assert_eq!(
+            code(may_cancel(true, RequestState::Pending, 10, 11)),
+            "request_not_pending"
+        );
+        assert_eq!(
+            code(may_cancel(true, RequestState::Approved, 10, 5)),
+            "request_not_pending"
+        );
+    }
+
+    #[test]
+    fn only_the_requester_extends_and_only_an_active_grant() {
+        assert!(may_extend(true, RequestState::Approved).is_ok());
+        assert_eq!(code(may_extend(false, RequestState::Approved)), "not_the_requester");
+        assert_eq!(code(may_extend(true, RequestState::Expired)), "grant_not_active");
+    }
+
+    #[test]
+    fn only_break_glass_access_awaiting_review_is_reviewed() {
+        assert!(may_review(true, Some(ReviewState::Pending)).is_ok());
+        assert_eq!(
+            code(may_review(true, Some(ReviewState::Reviewed))),
+            "review_not_pending"
+        );
+        assert_eq!(code(may_review(false, None)), "review_not_pending");
+    }
+
+    #[test]
+    fn holder_admins_and_approvers_revoke_auditors_are_told_no_others_see_nothing() {
+        let r = resource();
+        let dave = in_groups("dave", &["hr-approvers"]);
+        let eve = in_groups("eve", &["dev"]);
+        assert!(may_revoke(Some(&r), "alice", &in_groups("alice", &[]), false, false).is_ok());
+        assert!(may_revoke(Some(&r), "alice", &dave, false, false).is_ok());
+        assert!(may_revoke(Some(&r), "alice", &eve, true, true).is_ok());
+        assert_eq!(
+            code(may_revoke(Some(&r), "alice", &eve, false, true)),
+            "not_an_approver"
+        );
+        assert_eq!(
+            code(may_revoke(Some(&r), "alice", &eve, false, false)),
+            "grant_not_found"
+        );
+        assert!(!revocation(GrantState::Active).unwrap());
+        assert!(revocation(GrantState::Revoked).unwrap());
+        assert_eq!(code(revocation(GrantState::Expired)), "grant_expired");
+    }
+
+    #[test]
+    fn only_the_requester_fetches_the_token_of_an_active_grant() {
+        assert!(may_fetch_token(true, RequestState::Approved).is_ok());
+        assert_eq!(
+            code(may_fetch_token(false, RequestState::Approved)),
+            "not_the_requester"
+        );
+        assert_eq!(code(may_fetch_token(true, RequestState::Revoked)), "grant_not_active");
+    }
+
+    #[test]
+    fn only_auditors_read_the_audit_log() {
+        assert!(may_read_audit(true).is_ok());
+        assert_eq!(code(may_read_audit(false)), "not_an_auditor");
+    }
+
+    #[test]
+    fn auto_approval_needs_the_group_the_methods_and_a_short_enough_duration() {
+        let cfg = Config::parse(include_str!("../examples/jitgate.toml")).unwrap();
+        let r = cfg.resource("payments-api").unwrap();
+        let sam = in_groups("sam", &["sre"]);
+        let get = [ScopeRule {
+            methods: vec!["GET".into()],
+            paths: vec!["/v1/invoices/*".into()],
+        }];
+        assert_eq!(
+            auto_approval(r, &sam, &get, 900).map(|a| a.name.as_str()),
+            Some("sre-read-only-15m")
+        );
+        assert!(auto_approval(r, &sam, &get, 901).is_none());
+        assert!(auto_approval(r, &in_groups("alice", &["dev"]), &get, 600).is_none());
+        let post = [ScopeRule {
+            methods: vec!["POST".into()],
+            paths: vec!["/v1/refunds".into()],
+        }];
+        assert!(auto_approval(r, &sam, &post, 600).is_none());
+    }
+
+    #[test]
+    fn break_glass_needs_the_group_and_a_short_enough_duration() {
+        let cfg = Config::parse(include_str!("../examples/jitgate.toml")).unwrap();
+        let r = cfg.resource("payments-api").unwrap();
+        let oscar = in_groups("oscar", &["oncall"]);
+        assert!(break_glass(r, &oscar, 3600).is_ok());
+        assert_eq!(code(break_glass(r, &oscar, 3601)), "duration_out_of_range");
+        assert_eq!(
+            code(break_glass(r, &in_groups("alice", &["dev"]), 60)),
+            "break_glass_not_allowed"
+        );
+        assert_eq!(
+            code(break_glass(cfg.resource("hr-api").unwrap(), &oscar, 60)),
+            "break_glass_not_allowed"
+        );
+    }
+
+    #[test]
+    fn the_state_shown_is_refined_by_time_and_by_the_grant() {
+        use RequestState::*;
+        assert_eq!(effective_state(Pending, 10, None, 10), Pending);
+        assert_eq!(effective_state(Pending, 10, None, 11), TimedOut);
+        assert_eq!(effective_state(Approved, 10, Some(GrantState::Active), 11), Approved);
+        assert_eq!(effective_state(Approved, 10, Some(GrantState::Expired), 11), Expired);
+        assert_eq!(effective_state(Approved, 10, Some(GrantState::Revoked), 11), Revoked);
+        assert_eq!(effective_state(Denied, 10, None, 11), Denied);
     }
 }

@@ -53,7 +53,7 @@ async fn two_appended_records_carry_the_pinned_chain_hashes() {
         .map(|r| (r.seq, r.prev_hash.as_str(), r.hash.as_str()))
         .collect();
     assert_eq!(links, [(1, GENESIS, FIRST), (2, FIRST, SECOND)]);
-    let verification = audit::verify(&db).await.unwrap();
+    let verification = audit::verify(&db, audit::Scope::Full, None, 0).await.unwrap();
     assert!(verification.ok, "{verification:?}");
     assert_eq!(verification.records, 2);
 }

@@ -105,11 +105,8 @@ async fn records(app: &TestApp) -> Vec<(i64, Entry)> {
         .collect()
 }
 
-/// The attacker: drops the triggers, empties the log and the tree, resets
-/// the head, and appends `records` again with the service's own code: the
-/// chain, the tree and the head are all recomputed and consistent.
-async fn rewrite(app: &TestApp, records: Vec<(i64, Entry)>) {
-    let pool = &app.app.db.pool;
+/// The attacker's first step: the append-only triggers dropped.
+async fn drop_guards(app: &TestApp) {
     let drops: &[&str] = match app.backend {
         Backend::Sqlite => &[
             "DROP TRIGGER IF EXISTS audit_log_no_update",
@@ -122,11 +119,22 @@ async fn rewrite(app: &TestApp, records: Vec<(i64, Entry)>) {
             "DROP TRIGGER IF EXISTS audit_tree_no_update ON audit_tree",
         ],
     };
-    for sql in drops.iter().chain(&[
+    for sql in drops {
+        sqlx::query(sql).execute(&app.app.db.pool).await.unwrap();
+    }
+}
+
+/// The attacker: drops the triggers, empties the log and the tree, resets
+/// the head, and appends `records` again with the service's own code: the
+/// chain, the tree and the head are all recomputed and consistent.
+async fn rewrite(app: &TestApp, records: Vec<(i64, Entry)>) {
+    let pool = &app.app.db.pool;
+    drop_guards(app).await;
+    for sql in [
         "DELETE FROM audit_log",
         "DELETE FROM audit_tree",
         "DELETE FROM audit_checkpoints",
-    ]) {
+    ] {
         sqlx::query(sql).execute(pool).await.unwrap();
     }
     sqlx::query("UPDATE audit_head SET seq = 0, hash = $1 WHERE id = 1")
@@ -137,8 +145,126 @@ async fn rewrite(app: &TestApp, records: Vec<(i64, Entry)>) {
     for (at, e) in records {
         audit::append_alone(&app.app.db, at, &[e]).await.unwrap();
     }
-    let chain = audit::verify(&app.app.db).await.unwrap();
+    let chain = audit::verify(&app.app.db, audit::Scope::Full, None, 0).await.unwrap();
     assert!(chain.ok, "the attacker's rewrite is self-consistent: {chain:?}");
+}
+
+/// `GET /v1/audit/verify` as the service runs it, on the history's 38
+/// records: (ok, from, records read, signed checkpoints checked, first
+/// broken seq).
+async fn online(app: &TestApp, query: &str) -> (bool, i64, i64, i64, Option<i64>) {
+    let (status, v) = app.get(&format!("/v1/audit/verify{query}"), "ann").await;
+    assert_eq!(status, 200, "{v}");
+    (
+        v["ok"].as_bool().unwrap(),
+        v["from"].as_i64().unwrap(),
+        v["records"].as_i64().unwrap(),
+        v["checkpoints"].as_i64().unwrap(),
+        v["first_broken"]["seq"].as_i64(),
+    )
+}
+
+async fn set_actor(app: &TestApp, seq: i64, actor: &str) {
+    sqlx::query("UPDATE audit_log SET actor = $1 WHERE seq = $2")
+        .bind(actor)
+        .bind(seq)
+        .execute(&app.app.db.pool)
+        .await
+        .unwrap();
+}
+
+async fn append(app: &TestApp, range: std::ops::Range<usize>) {
+    for i in range {
+        audit::append_alone(&app.app.db, 1_700_000_100_000 + i as i64, &[entry(i)])
+            .await
+            .unwrap();
+    }
+}
+
+/// The online check reads only the records after the last intact one
+/// (and finds an edit there); an edit before it is found by `full=true`;
+/// a log shorter than last verified is named.
+async fn online_verification_is_incremental_and_full_finds_older_edits(app: &TestApp, _: PathBuf) {
+    assert_eq!(
+        online(app, "").await,
+        (true, 0, 38, 2, None),
+        "the first check reads all"
+    );
+    append(app, 100..105).await;
+    assert_eq!(online(app, "").await, (true, 38, 5, 0, None), "then only the new ones");
+    append(app, 105..110).await;
+    drop_guards(app).await;
+    let original = records(app).await[44].1.actor.clone();
+    set_actor(app, 45, "mallory").await;
+    assert_eq!(
+        online(app, "").await,
+        (false, 43, 1, 0, Some(45)),
+        "an edit after the last verified record is found"
+    );
+    set_actor(app, 45, &original).await;
+    assert_eq!(online(app, "").await, (true, 43, 5, 0, None));
+    set_actor(app, 3, "mallory").await;
+    assert_eq!(
+        online(app, "").await,
+        (true, 48, 0, 0, None),
+        "an edit before it is not read"
+    );
+    assert_eq!(
+        online(app, "?full=true").await,
+        (false, 0, 2, 0, Some(3)),
+        "full=true finds it"
+    );
+    let (status, body) = app.get("/v1/audit/verify?full=yes", "ann").await;
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (400, Some("full")),
+        "{body}"
+    );
+    // Truncation: the last three records deleted and the head rolled back.
+    let hash_45: String = sqlx::query("SELECT hash FROM audit_log WHERE seq = 45")
+        .fetch_one(&app.app.db.pool)
+        .await
+        .unwrap()
+        .get("hash");
+    sqlx::query("DELETE FROM audit_log WHERE seq > 45")
+        .execute(&app.app.db.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_head SET seq = 45, hash = $1 WHERE id = 1")
+        .bind(hash_45)
+        .execute(&app.app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(online(app, "").await, (false, 0, 0, 0, Some(46)));
+}
+
+/// With the signing key configured, the online check also recomputes the
+/// root of every signed checkpoint it passes: a history rewritten with the
+/// service's own code (chain, tree and head consistent) under the signed
+/// notes it cannot re-sign is found at the first checkpoint after the edit.
+async fn online_verification_checks_the_signed_roots(app: &TestApp, _: PathBuf) {
+    let signed = sqlx::query("SELECT size, root, at, note FROM audit_checkpoints ORDER BY size")
+        .fetch_all(&app.app.db.pool)
+        .await
+        .unwrap();
+    let mut all = records(app).await;
+    all[29].1.actor = "mallory".into();
+    rewrite(app, all).await;
+    for row in &signed {
+        sqlx::query("INSERT INTO audit_checkpoints (size, root, at, note) VALUES ($1, $2, $3, $4)")
+            .bind(row.get::<i64, _>("size"))
+            .bind(row.get::<String, _>("root"))
+            .bind(row.get::<i64, _>("at"))
+            .bind(row.get::<String, _>("note"))
+            .execute(&app.app.db.pool)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        online(app, "?full=true").await,
+        (false, 0, 34, 1, Some(35)),
+        "checkpoint 25 holds, 35 does not"
+    );
 }
 
 fn first(report: &Report) -> (u64, u64) {
@@ -319,6 +445,8 @@ on_both_with_history!(
     incremental_verification_reads_only_new_records_and_finds_their_edits,
     a_restarted_service_covers_records_left_unsigned,
     a_changed_witness_leaf_file_is_refused,
+    online_verification_is_incremental_and_full_finds_older_edits,
+    online_verification_checks_the_signed_roots,
 );
 
 /// Publication failing (the witness directory is unwritable) is counted

@@ -88,7 +88,9 @@ const COMMANDS: &[&[&str]] = &[
     &["token", "req_x", "--env"],
     &["audit", "tail"],
     &["audit", "verify"],
+    &["audit", "verify", "--full"],
     &["audit", "export"],
+    &["audit", "export", "--from", "1", "--to", "2"],
 ];
 
 #[test]
@@ -213,6 +215,29 @@ fn audit_tail_asks_for_the_newest_records_and_prints_readable_times() {
         seen,
         ["GET /v1/audit?order=desc&limit=5 HTTP/1.1"],
         "no chain verification"
+    );
+}
+
+#[test]
+fn audit_verify_reads_new_records_by_default_and_everything_with_full() {
+    let server = stub(
+        200,
+        r#"{"ok": true, "records": 7, "from": 120, "checkpoints": 1, "first_broken": null}"#,
+    );
+    let incremental = jitgate(&server.url, "t", &["audit", "verify"]);
+    let full = jitgate(&server.url, "t", &["audit", "verify", "--full"]);
+    assert!(incremental.status.success() && full.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&incremental.stdout),
+        "ok: 7 records checked after record 120 (verified before; --full reads everything), 1 signed checkpoints, chain intact\n"
+    );
+    let seen = server.seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            "GET /v1/audit/verify HTTP/1.1",
+            "GET /v1/audit/verify?full=true HTTP/1.1"
+        ]
     );
 }
 

@@ -10,6 +10,8 @@
 //! - [`metrics`]: counters per decision code;
 //! - [`sync`] and [`poll`]: what is synced from the control service, and
 //!   when and where it is polled;
+//! - [`link`]: the control link a worker runs each tick (polls, snapshot
+//!   merging, reports), over a small host trait so it is tested natively;
 //! - [`plugin`]: the proxy-wasm contexts that connect the above to the host
 //!   (feature `proxy-wasm`, on by default; the native Envoy module in
 //!   `native/` uses everything else without it).
@@ -25,6 +27,7 @@ pub mod headers;
 #[cfg(feature = "proxy-wasm")]
 mod hostmap;
 mod jsonw;
+pub mod link;
 pub mod metrics;
 #[cfg(feature = "proxy-wasm")]
 pub mod plugin;

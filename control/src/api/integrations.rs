@@ -16,7 +16,6 @@ use super::AppState;
 use crate::audit::{self, Entry};
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::requests;
 use crate::signature::{self, Refusal};
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
@@ -248,7 +247,7 @@ pub async fn slack_actions(State(app): State<AppState>, req: Request) -> Result<
             "this Slack user is not mapped to a jitgate identity".into(),
         ));
     };
-    let result = requests::vote(&app, &p, &request_id, approve, None, "slack").await;
+    let result = crate::workflow::vote(&app, &p, &request_id, approve, None, "slack").await;
     let outcome = match &result {
         Ok(r) => format!(
             "{} by {} ({})",
@@ -279,7 +278,7 @@ pub struct Callback {
     /// The access request.
     pub request_id: String,
     /// `approve` or `deny`.
-    #[schema(value_type = crate::requests::VoteDecision)]
+    #[schema(value_type = crate::states::VoteDecision)]
     pub decision: String,
     /// The tool's id of the person deciding (mapped in `integrations.users`).
     pub actor: String,
@@ -370,7 +369,7 @@ pub async fn callback(State(app): State<AppState>, req: Request) -> Result<(Stat
             "this actor is not mapped to a jitgate identity".into(),
         ));
     };
-    match requests::vote(&app, &p, &cb.request_id, approve, cb.comment, "callback").await {
+    match crate::workflow::vote(&app, &p, &cb.request_id, approve, cb.comment, "callback").await {
         Ok(r) => Ok((StatusCode::OK, Json(serde_json::to_value(r).unwrap_or_default()))),
         Err(e) => {
             audit_refusal(&app, "callback", &p.id, e.code(), Some(&cb.request_id)).await;

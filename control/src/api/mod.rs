@@ -3,6 +3,7 @@
 
 mod audit_proofs;
 pub mod auth_failures;
+mod export;
 mod extract;
 mod handlers;
 mod integrations;

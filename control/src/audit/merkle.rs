@@ -69,6 +69,11 @@ pub struct Appender {
 }
 
 impl Appender {
+    /// The empty tree.
+    pub fn empty() -> Appender {
+        Appender { stack: vec![], size: 0 }
+    }
+
     /// Starts from a tree of `size` leaves whose [`frontier`] hashes are
     /// given in that order.
     pub fn new(size: u64, frontier_hashes: Vec<Hash>) -> Result<Appender, MissingNode> {

@@ -26,7 +26,10 @@ pub mod export;
 pub mod merkle;
 pub mod publish;
 pub mod tree;
+mod verify;
 pub mod witness;
+
+pub use verify::{verify, BrokenLink, Scope, Verification};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -96,6 +99,7 @@ fn hex(bytes: &[u8]) -> String {
 /// The record's hash: SHA-256 over the previous hash and a JSON array of
 /// the fields (an unambiguous encoding):
 /// `[seq, at, actor, action, resource, request_id, grant_id, channel, details]`.
+#[cfg(test)]
 fn record_hash(prev_hash: &str, seq: i64, at: i64, e: &RecordFields<'_>) -> String {
     chain_hash(prev_hash, seq, &canonical_tail(at, e))
 }
@@ -128,6 +132,17 @@ fn chain_hash(prev_hash: &str, seq: i64, tail: &str) -> String {
     h.update(seq.to_string().as_bytes());
     h.update(b",");
     h.update(tail.as_bytes());
+    hex(&h.finalize())
+}
+
+/// A stored record's chain hash from the previous hash and its leaf input
+/// (`[seq,` + tail, as [`leaf_input_of_row`] gives it): the same bytes
+/// [`chain_hash`] hashes.
+pub(crate) fn chain_hash_of_input(prev_hash: &str, leaf_input: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(prev_hash.as_bytes());
+    h.update(b"\n");
+    h.update(leaf_input.as_bytes());
     hex(&h.finalize())
 }
 
@@ -296,26 +311,6 @@ pub async fn append_alone(db: &Db, at: i64, entries: &[Entry]) -> Result<i64, sq
     Ok(seq)
 }
 
-/// The result of checking the whole chain.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Verification {
-    /// Whether every link holds.
-    pub ok: bool,
-    /// Records checked.
-    pub records: i64,
-    /// The first broken link, if any.
-    pub first_broken: Option<BrokenLink>,
-}
-
-/// Where and why the chain breaks.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct BrokenLink {
-    /// The sequence number where the chain breaks.
-    pub seq: i64,
-    /// What is wrong there.
-    pub reason: String,
-}
-
 fn row_to_record(row: &sqlx::any::AnyRow) -> Result<Record, sqlx::Error> {
     let details: String = row.try_get("details")?;
     Ok(Record {
@@ -336,88 +331,6 @@ fn row_to_record(row: &sqlx::any::AnyRow) -> Result<Record, sqlx::Error> {
 /// Selects every stored column of the log.
 pub(crate) const SELECT: &str =
     "SELECT seq, at, actor, action, resource, request_id, grant_id, channel, details, prev_hash, hash FROM audit_log";
-
-/// Checks every link, in pages, and the head against the last record.
-pub async fn verify(db: &Db) -> Result<Verification, sqlx::Error> {
-    // The head first: every record up to its seq was committed with it, and
-    // records appended while we read (seq beyond it) are left for the next
-    // check. Reading it last would race concurrent appends.
-    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-        .fetch_one(&db.read)
-        .await?;
-    let (head_seq, head_hash): (i64, String) = (head.try_get("seq")?, head.try_get("hash")?);
-    let mut expected_seq = 1i64;
-    let mut prev = "0".repeat(64);
-    let mut checked = 0i64;
-    let broken = |seq: i64, reason: &str, checked: i64| Verification {
-        ok: false,
-        records: checked,
-        first_broken: Some(BrokenLink {
-            seq,
-            reason: reason.to_owned(),
-        }),
-    };
-    while expected_seq <= head_seq {
-        let rows = sqlx::query(&format!(
-            "{SELECT} WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT 5000"
-        ))
-        .bind(expected_seq)
-        .bind(head_seq)
-        .fetch_all(&db.read)
-        .await?;
-        if rows.is_empty() {
-            break;
-        }
-        for row in &rows {
-            let r = row_to_record(row)?;
-            let raw_details: String = row.try_get("details")?;
-            if r.seq != expected_seq {
-                return Ok(broken(expected_seq, "record missing (deleted?)", checked));
-            }
-            if r.prev_hash != prev {
-                return Ok(broken(r.seq, "previous-hash link does not match", checked));
-            }
-            let fields = RecordFields {
-                actor: &r.actor,
-                action: &r.action,
-                resource: r.resource.as_deref(),
-                request_id: r.request_id.as_deref(),
-                grant_id: r.grant_id.as_deref(),
-                channel: r.channel.as_deref(),
-                details: &raw_details,
-            };
-            if record_hash(&prev, r.seq, r.at, &fields) != r.hash {
-                return Ok(broken(
-                    r.seq,
-                    "record content does not match its hash (edited?)",
-                    checked,
-                ));
-            }
-            prev = r.hash;
-            expected_seq += 1;
-            checked += 1;
-        }
-    }
-    if checked != head_seq {
-        return Ok(broken(
-            checked + 1,
-            "records up to the chain head are missing (deleted or truncated?)",
-            checked,
-        ));
-    }
-    if head_hash != prev {
-        return Ok(broken(
-            head_seq,
-            "the chain head does not match the last record",
-            checked,
-        ));
-    }
-    Ok(Verification {
-        ok: true,
-        records: checked,
-        first_broken: None,
-    })
-}
 
 /// Filters for reading the log.
 #[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
@@ -513,6 +426,12 @@ mod tests {
         );
         assert_eq!(
             record_hash("abc", 7, 1_700_000_000_000, &fields),
+            "1aa286e3a9593229c6c8f9aa46ca8f243cf20c9328d62ab5f8ae4f97d18d8013"
+        );
+        // Verification hashes the stored row's leaf input: the same bytes.
+        let input = format!("[7,{}", canonical_tail(1_700_000_000_000, &fields));
+        assert_eq!(
+            chain_hash_of_input("abc", &input),
             "1aa286e3a9593229c6c8f9aa46ca8f243cf20c9328d62ab5f8ae4f97d18d8013"
         );
     }

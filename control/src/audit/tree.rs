@@ -85,19 +85,24 @@ async fn with_nodes<T>(
     Ok(compute(&nodes)?)
 }
 
+/// An appender over the stored tree of `size` leaves (its frontier, read
+/// from the stored nodes: O(log n) rows).
+pub async fn appender_at(conn: &mut AnyConnection, size: u64) -> Result<merkle::Appender, TreeError> {
+    let ids: BTreeSet<NodeId> = merkle::frontier(size).into_iter().collect();
+    let stored = fetch(conn, &ids).await?;
+    let hashes = merkle::frontier(size)
+        .into_iter()
+        .map(|id| stored.get(&id).copied().ok_or(MissingNode(id)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(merkle::Appender::new(size, hashes)?)
+}
+
 /// Adds the leaves of records `size + 1 ..= size + leaves.len()` to a tree
 /// of `size` leaves, inside the caller's transaction, which must hold the
 /// chain head's lock. A tree shorter than `size` fails the append: the
 /// service never writes a record the tree does not cover.
 pub async fn extend(conn: &mut AnyConnection, size: u64, leaves: &[Hash]) -> Result<(), sqlx::Error> {
-    let ids: BTreeSet<NodeId> = merkle::frontier(size).into_iter().collect();
-    let stored = fetch(conn, &ids).await.map_err(missing_as_sqlx)?;
-    let hashes = merkle::frontier(size)
-        .into_iter()
-        .map(|id| stored.get(&id).copied().ok_or(MissingNode(id)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| missing_as_sqlx(e.into()))?;
-    let mut appender = merkle::Appender::new(size, hashes).map_err(|e| missing_as_sqlx(e.into()))?;
+    let mut appender = appender_at(conn, size).await.map_err(missing_as_sqlx)?;
     let mut completed = Vec::with_capacity(leaves.len() * 2 + 1);
     for leaf in leaves {
         appender.push(*leaf, &mut completed);

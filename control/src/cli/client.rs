@@ -16,9 +16,22 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::audit::Record;
+use crate::audit::{Record, Verification};
 use crate::requests::AccessRequest;
 use crate::text::shown;
+
+/// The sentence for an intact verification: how much was read, from where.
+pub fn verification_line(v: &Verification) -> String {
+    let from = if v.from == 0 {
+        "from the first record".to_owned()
+    } else {
+        format!("after record {} (verified before; --full reads everything)", v.from)
+    };
+    format!(
+        "ok: {} records checked {from}, {} signed checkpoints, chain intact",
+        v.records, v.checkpoints
+    )
+}
 
 /// Where the profile file lives, relative to `$HOME`.
 pub const PROFILE_FILE: &str = ".config/jitgate/config.toml";
@@ -283,7 +296,11 @@ pub fn request(client: &Client, ask: Ask, wait: bool, json_out: bool) -> anyhow:
     let mut last = String::new();
     loop {
         let r: AccessRequest = client.get(&format!("/v1/requests/{id}"))?;
-        let votes = r.votes.iter().filter(|v| v.decision == "approve").count();
+        let votes = r
+            .votes
+            .iter()
+            .filter(|v| v.decision == crate::states::VoteDecision::Approve)
+            .count();
         let line = format!("{}: {votes}/{} approvals", r.state, r.approvals_required);
         if line != last {
             eprintln!("  {line}");

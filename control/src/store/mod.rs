@@ -1,5 +1,8 @@
 //! The database: one pool over SQLite (embedded default, one file, WAL) or
-//! PostgreSQL (several replicas), chosen by URL, migrated at start.
+//! PostgreSQL (several replicas), chosen by URL, migrated at start; and,
+//! per table, its rows and SQL ([`requests`], [`votes`], [`grants`],
+//! [`outbox`]). No rule of the workflow lives here: these modules read and
+//! write what they are told to.
 //!
 //! Queries are written once in SQL that both accept (`$n` placeholders in
 //! order, `RETURNING`, integers for times and flags). Writers are
@@ -7,11 +10,62 @@
 //! `UPDATE` first, which works the same on both: SQLite takes the database
 //! write lock, PostgreSQL the row lock.
 
+pub mod grants;
+pub mod outbox;
+pub mod requests;
+pub mod votes;
+
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor, Row};
+
+/// A stored value that does not decode into its type: the row is refused
+/// (fail closed), never read as a default that could widen a grant.
+#[derive(Debug, thiserror::Error)]
+#[error("stored {column} of {id} does not decode: {reason}")]
+pub struct Undecodable {
+    /// The column.
+    pub column: &'static str,
+    /// The row's id.
+    pub id: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// [`Undecodable`] as the database error it is to callers.
+pub(crate) fn undecodable(column: &'static str, id: &str, reason: impl ToString) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: Box::new(Undecodable {
+            column,
+            id: id.to_owned(),
+            reason: reason.to_string(),
+        }),
+    }
+}
+
+/// The row `sql` finds for one key (`$1`), decoded, if any.
+pub(crate) async fn one<T>(
+    conn: &mut sqlx::AnyConnection,
+    sql: &str,
+    key: &str,
+    decode: fn(&sqlx::any::AnyRow) -> Result<T, sqlx::Error>,
+) -> Result<Option<T>, sqlx::Error> {
+    sqlx::query(sql)
+        .bind(key.to_owned())
+        .fetch_optional(&mut *conn)
+        .await?
+        .as_ref()
+        .map(decode)
+        .transpose()
+}
+
+/// Placeholders `$from, $from+1, ...` for an `IN (...)` list of `n` values.
+pub(crate) fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
 
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

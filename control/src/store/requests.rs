@@ -1,0 +1,262 @@
+//! The `access_requests` table: its row, and the SQL that reads and writes
+//! it. A stored value that does not decode (scope, source blocks, a state)
+//! makes the read fail; it is never replaced by a default.
+
+use grant::scope::ScopeRule;
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::{one, undecodable};
+use crate::states::{RequestState, ReviewState};
+
+/// A request row.
+#[derive(Debug, Clone)]
+pub struct RequestRow {
+    /// Id.
+    pub id: String,
+    /// Resource.
+    pub resource: String,
+    /// Requester.
+    pub requester: String,
+    /// The requester's email when the request was made.
+    pub requester_email: Option<String>,
+    /// What is asked for.
+    pub scope: Vec<ScopeRule>,
+    /// Duration.
+    pub duration_seconds: i64,
+    /// Reason.
+    pub reason: String,
+    /// Ticket.
+    pub ticket: Option<String>,
+    /// Sources.
+    pub source_cidrs: Option<Vec<String>>,
+    /// Stored state.
+    pub state: RequestState,
+    /// Approvals needed.
+    pub approvals_required: i64,
+    /// Break-glass flag.
+    pub break_glass: bool,
+    /// Review state.
+    pub review_state: Option<ReviewState>,
+    /// Reviewer.
+    pub reviewed_by: Option<String>,
+    /// Auto rule.
+    pub auto_rule: Option<String>,
+    /// Extends.
+    pub extends_request: Option<String>,
+    /// Created.
+    pub created_at: i64,
+    /// Pending deadline.
+    pub pending_until: i64,
+    /// Resolved.
+    pub resolved_at: Option<i64>,
+}
+
+/// A scope rule as stored (JSON).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredRule {
+    methods: Vec<String>,
+    paths: Vec<String>,
+}
+
+const COLUMNS: &str = "id, resource, requester, requester_email, scope, duration_seconds, reason, ticket, source_cidrs, state, \
+    approvals_required, break_glass, review_state, reviewed_by, auto_rule, extends_request, created_at, pending_until, resolved_at";
+
+fn decode(r: &AnyRow) -> Result<RequestRow, sqlx::Error> {
+    let id: String = r.try_get("id")?;
+    let scope: String = r.try_get("scope")?;
+    let scope: Vec<StoredRule> = serde_json::from_str(&scope).map_err(|e| undecodable("scope", &id, e))?;
+    if scope.is_empty() {
+        return Err(undecodable("scope", &id, "no rules"));
+    }
+    let sources: Option<String> = r.try_get("source_cidrs")?;
+    let source_cidrs = sources
+        .map(|s| serde_json::from_str::<Vec<String>>(&s))
+        .transpose()
+        .map_err(|e| undecodable("source_cidrs", &id, e))?;
+    let state: String = r.try_get("state")?;
+    let review_state: Option<String> = r.try_get("review_state")?;
+    let bg: i64 = r.try_get("break_glass")?;
+    Ok(RequestRow {
+        resource: r.try_get("resource")?,
+        requester: r.try_get("requester")?,
+        requester_email: r.try_get("requester_email")?,
+        scope: scope
+            .into_iter()
+            .map(|s| ScopeRule {
+                methods: s.methods,
+                paths: s.paths,
+            })
+            .collect(),
+        duration_seconds: r.try_get("duration_seconds")?,
+        reason: r.try_get("reason")?,
+        ticket: r.try_get("ticket")?,
+        source_cidrs,
+        state: RequestState::from_db(&state).map_err(|e| undecodable("state", &id, e))?,
+        approvals_required: r.try_get("approvals_required")?,
+        break_glass: bg != 0,
+        review_state: review_state
+            .as_deref()
+            .map(ReviewState::from_db)
+            .transpose()
+            .map_err(|e| undecodable("review_state", &id, e))?,
+        reviewed_by: r.try_get("reviewed_by")?,
+        auto_rule: r.try_get("auto_rule")?,
+        extends_request: r.try_get("extends_request")?,
+        created_at: r.try_get("created_at")?,
+        pending_until: r.try_get("pending_until")?,
+        resolved_at: r.try_get("resolved_at")?,
+        id,
+    })
+}
+
+/// Locks a request row for the rest of the transaction and reads it.
+pub async fn lock(conn: &mut AnyConnection, id: &str) -> Result<Option<RequestRow>, sqlx::Error> {
+    let sql = format!("UPDATE access_requests SET lock_version = lock_version + 1 WHERE id = $1 RETURNING {COLUMNS}");
+    one(conn, &sql, id, decode).await
+}
+
+/// Reads a request row.
+pub async fn load(conn: &mut AnyConnection, id: &str) -> Result<Option<RequestRow>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM access_requests WHERE id = $1");
+    one(conn, &sql, id, decode).await
+}
+
+/// Stores a new request.
+pub async fn insert(conn: &mut AnyConnection, row: &RequestRow) -> Result<(), sqlx::Error> {
+    let scope: Vec<StoredRule> = row
+        .scope
+        .iter()
+        .map(|r| StoredRule {
+            methods: r.methods.clone(),
+            paths: r.paths.clone(),
+        })
+        .collect();
+    let encode = |e: serde_json::Error| sqlx::Error::Encode(Box::new(e));
+    sqlx::query(
+        "INSERT INTO access_requests (id, resource, requester, requester_email, scope, duration_seconds, reason, ticket, \
+         source_cidrs, state, approvals_required, break_glass, review_state, auto_rule, extends_request, created_at, \
+         updated_at, pending_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+    )
+    .bind(row.id.clone())
+    .bind(row.resource.clone())
+    .bind(row.requester.clone())
+    .bind(row.requester_email.clone())
+    .bind(serde_json::to_string(&scope).map_err(encode)?)
+    .bind(row.duration_seconds)
+    .bind(row.reason.clone())
+    .bind(row.ticket.clone())
+    .bind(row.source_cidrs.as_ref().map(serde_json::to_string).transpose().map_err(encode)?)
+    .bind(row.state.as_str())
+    .bind(row.approvals_required)
+    .bind(i64::from(row.break_glass))
+    .bind(row.review_state.map(ReviewState::as_str))
+    .bind(row.auto_rule.clone())
+    .bind(row.extends_request.clone())
+    .bind(row.created_at)
+    .bind(row.created_at)
+    .bind(row.pending_until)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Moves a pending request to `to` (resolved now); false if it was no
+/// longer pending.
+pub async fn resolve(conn: &mut AnyConnection, id: &str, to: RequestState, now_ms: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE access_requests SET state = $1, resolved_at = $2, updated_at = $2 WHERE id = $3 AND state = $4",
+    )
+    .bind(to.as_str())
+    .bind(now_ms)
+    .bind(id.to_owned())
+    .bind(RequestState::Pending.as_str())
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Sets the stored state (its grant was revoked).
+pub async fn set_state(conn: &mut AnyConnection, id: &str, to: RequestState, now_ms: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE access_requests SET state = $1, updated_at = $2 WHERE id = $3")
+        .bind(to.as_str())
+        .bind(now_ms)
+        .bind(id.to_owned())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Records the review of a break-glass access.
+pub async fn set_reviewed(conn: &mut AnyConnection, id: &str, by: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE access_requests SET review_state = $1, reviewed_by = $2, reviewed_at = $3, updated_at = $3 WHERE id = $4")
+        .bind(ReviewState::Reviewed.as_str())
+        .bind(by.to_owned())
+        .bind(now_ms)
+        .bind(id.to_owned())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Ids of pending requests whose deadline passed (at most `limit`).
+pub async fn pending_past(conn: &mut AnyConnection, now_ms: i64, limit: i64) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query("SELECT id FROM access_requests WHERE state = $1 AND pending_until < $2 LIMIT $3")
+        .bind(RequestState::Pending.as_str())
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| r.try_get("id"))
+        .collect()
+}
+
+/// What a page of requests is filtered by in SQL.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only this resource.
+    pub resource: Option<String>,
+    /// Only this requester.
+    pub requester: Option<String>,
+    /// Only break-glass requests awaiting review.
+    pub awaiting_review: bool,
+    /// At most this many rows.
+    pub limit: i64,
+}
+
+/// Requests matching the filter, newest first, in one query.
+pub async fn page(conn: &mut AnyConnection, f: &Filter) -> Result<Vec<RequestRow>, sqlx::Error> {
+    let mut sql = format!("SELECT {COLUMNS} FROM access_requests WHERE 1 = 1");
+    let mut binds = Vec::new();
+    if let Some(r) = &f.resource {
+        binds.push(r.clone());
+        sql.push_str(&format!(" AND resource = ${}", binds.len()));
+    }
+    if let Some(r) = &f.requester {
+        binds.push(r.clone());
+        sql.push_str(&format!(" AND requester = ${}", binds.len()));
+    }
+    if f.awaiting_review {
+        binds.push(ReviewState::Pending.as_str().to_owned());
+        sql.push_str(&format!(" AND break_glass = 1 AND review_state = ${}", binds.len()));
+    }
+    sql.push_str(&format!(" ORDER BY created_at DESC LIMIT {}", f.limit.max(0)));
+    let mut query = sqlx::query(&sql);
+    for b in binds {
+        query = query.bind(b);
+    }
+    query.fetch_all(&mut *conn).await?.iter().map(decode).collect()
+}
+
+/// Locks a request row for the rest of the transaction without reading it
+/// (false if there is none): orders changes to its grant.
+pub async fn lock_only(conn: &mut AnyConnection, id: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE access_requests SET lock_version = lock_version + 1 WHERE id = $1")
+        .bind(id.to_owned())
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
