@@ -29,6 +29,7 @@ pub mod config;
 pub mod error;
 pub mod grants;
 pub mod identity;
+pub mod insight;
 pub mod metrics;
 pub mod notify;
 pub mod policy;

@@ -1,7 +1,8 @@
 //! The scope preview through the API: `POST /v1/preview` (what
 //! `jitgate request --dry-run` shows), `GET /v1/requests/{id}`'s `preview`,
 //! the webhook and Slack payloads queued for a new request, and the
-//! configuration error that names the field.
+//! configuration error that names the field; and the per-grant usage kept
+//! from ingested proxy decisions (`grant_usage`).
 
 mod common;
 
@@ -153,6 +154,92 @@ async fn preview_on_sqlite() {
 async fn preview_on_postgres() {
     if let Some(app) = app(Backend::Postgres).await {
         scenario(&app).await;
+        app.finish().await;
+    }
+}
+
+/// Decisions reported by a proxy are counted per grant and documented
+/// operation, in the ingest's transaction, adding up across batches.
+async fn usage_scenario(app: &TestApp) {
+    let created = app.request_access("alice", "payments-api", 600).await;
+    let id = created["id"].as_str().unwrap();
+    let (status, body) = app.post(&format!("/v1/requests/{id}/approve"), "bob", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let g = body["grant"]["id"].as_str().unwrap().to_owned();
+    let event = |t: i64, method: &str, path: &str, outcome: &str, status: u16| {
+        json!({"time_ms": t, "outcome": outcome, "resource": "payments-api", "grant_id": g, "subject": "alice",
+               "method": method, "path": path, "status": status})
+    };
+    for events in [
+        vec![
+            event(20, "GET", "/v1/invoices/7", "allowed", 200),
+            event(10, "GET", "/v1/invoices/8?x=1", "allowed", 200),
+        ],
+        vec![
+            event(30, "GET", "/v1/invoices/9", "allowed", 200),
+            event(25, "DELETE", "/v1/invoices/9", "scope_denied", 403),
+            event(26, "GET", "/v1/undocumented", "scope_denied", 403),
+            json!({"time_ms": 27, "outcome": "grant_missing", "resource": "payments-api", "method": "GET", "path": "/v1/x", "status": 401}),
+        ],
+    ] {
+        let resp = app
+            .http
+            .post(format!("{}/v1/audit/events", app.base))
+            .bearer_auth("dev-ingest-key-0123456789")
+            .json(&json!({"proxy": "envoy-1", "events": events}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 202);
+    }
+    let rows = sqlx::query(
+        "SELECT method, operation, outcome, calls, first_at, last_at FROM grant_usage WHERE grant_id = $1          ORDER BY method, operation, outcome",
+    )
+    .bind(g.clone())
+    .fetch_all(&app.app.db.pool)
+    .await
+    .unwrap();
+    let rows: Vec<(String, String, String, i64, i64, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.try_get("method").unwrap(),
+                r.try_get("operation").unwrap(),
+                r.try_get("outcome").unwrap(),
+                r.try_get("calls").unwrap(),
+                r.try_get("first_at").unwrap(),
+                r.try_get("last_at").unwrap(),
+            )
+        })
+        .collect();
+    let row =
+        |m: &str, o: &str, out: &str, n: i64, f: i64, l: i64| (m.to_owned(), o.to_owned(), out.to_owned(), n, f, l);
+    assert_eq!(
+        rows,
+        vec![
+            row("DELETE", "/v1/invoices/{id}", "scope_denied", 1, 25, 25),
+            row("GET", "/v1/invoices/{id}", "allowed", 3, 10, 30),
+            row("GET", "/v1/undocumented", "scope_denied", 1, 26, 26),
+        ]
+    );
+    assert_eq!(
+        app.count("grant_usage").await,
+        3,
+        "decisions without a grant are not usage"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn usage_on_sqlite() {
+    let app = app(Backend::Sqlite).await.unwrap();
+    usage_scenario(&app).await;
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn usage_on_postgres() {
+    if let Some(app) = app(Backend::Postgres).await {
+        usage_scenario(&app).await;
         app.finish().await;
     }
 }
