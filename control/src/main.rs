@@ -124,6 +124,13 @@ enum Command {
         #[arg(long)]
         env: bool,
     },
+    /// What grants were used for, and narrower scopes suggested from it
+    /// (admins, auditors).
+    Insights {
+        /// Period start, Unix seconds (default: 30 days ago).
+        #[arg(long)]
+        since: Option<i64>,
+    },
     /// Read the audit log.
     Audit {
         #[command(subcommand)]
@@ -353,6 +360,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit { command } => audit(command, json),
+        Command::Insights { since } => {
+            println!("{}", client::insights(&api()?, since, json)?);
+            Ok(())
+        }
         Command::DevToken {
             config,
             sub,

@@ -6,6 +6,7 @@ pub mod auth_failures;
 mod export;
 mod extract;
 mod handlers;
+mod insights;
 mod integrations;
 mod openapi;
 pub mod preview;
@@ -45,6 +46,7 @@ pub fn router(app: AppState) -> Router {
         )
         .route("/v1/requests/{id}", get(handlers::get_request))
         .route("/v1/preview", post(preview::preview_scope))
+        .route("/v1/insights", get(insights::insights))
         .route("/v1/requests/{id}/approve", post(handlers::approve))
         .route("/v1/requests/{id}/deny", post(handlers::deny))
         .route("/v1/requests/{id}/cancel", post(handlers::cancel))

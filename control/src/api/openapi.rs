@@ -17,7 +17,7 @@
 use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
-use super::{audit_proofs, handlers, integrations, preview, proxy};
+use super::{audit_proofs, handlers, insights, integrations, preview, proxy};
 use crate::config::Config;
 
 /// The annotated operations and schemas.
@@ -36,6 +36,7 @@ use crate::config::Config;
         handlers::list_requests,
         handlers::get_request,
         preview::preview_scope,
+        insights::insights,
         handlers::approve,
         handlers::deny,
         handlers::cancel,

@@ -276,6 +276,65 @@ pub fn dry_run(client: &Client, ask: &Ask, json_out: bool) -> anyhow::Result<Str
     })
 }
 
+/// `GET /v1/insights`.
+pub type Insights = crate::insight::report::Insights;
+
+/// `jitgate insights`: per resource, grants never used, what was used and
+/// the suggested narrower scope (never applied).
+pub fn insights(client: &Client, since_s: Option<i64>, json_out: bool) -> anyhow::Result<String> {
+    let path = since_s.map_or_else(|| "/v1/insights".to_owned(), |s| format!("/v1/insights?since_s={s}"));
+    let report: Insights = client.get(&path)?;
+    if json_out {
+        return Ok(serde_json::to_string(&report)?);
+    }
+    let mut out = String::new();
+    for r in &report.resources {
+        let _ = writeln!(
+            out,
+            "{}: {} grants, {} never used",
+            r.resource,
+            r.grants,
+            r.never_used.len()
+        );
+        for u in &r.used {
+            let _ = writeln!(
+                out,
+                "  used {} {} ({} calls, {} grants)",
+                u.method,
+                shown(&u.operation),
+                u.calls,
+                u.grants
+            );
+        }
+        if let Some(s) = &r.suggestion {
+            for rule in &s.scope {
+                let _ = writeln!(
+                    out,
+                    "  suggest {} {}",
+                    rule.methods.join(","),
+                    shown(&rule.paths.join(" "))
+                );
+            }
+            if s.read_only {
+                let _ = writeln!(out, "  suggest: read-only, a candidate for an auto-approve rule");
+            }
+            let _ = writeln!(out, "  (from {})", s.derived_from);
+        }
+    }
+    for d in &report.denials {
+        let _ = writeln!(
+            out,
+            "denied {} {} {} {}: {}",
+            d.resource,
+            d.method,
+            shown(&d.operation),
+            d.outcome,
+            d.calls
+        );
+    }
+    Ok(out.trim_end().to_owned())
+}
+
 /// Creates a request; with `wait`, shows progress on stderr until it is
 /// decided, then returns the grant token.
 pub fn request(client: &Client, ask: Ask, wait: bool, json_out: bool) -> anyhow::Result<String> {
