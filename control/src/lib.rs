@@ -18,6 +18,7 @@
 //! - [`signature`]: webhook and Slack request signatures;
 //! - [`text`]: human text fields: what may be stored, how it is shown;
 //! - [`api`]: HTTP handlers, thin, over the modules above;
+//! - [`web`]: the web console (pages, sessions, CSRF) under `/`;
 //! - [`cli`]: the `jitgate` command's subcommands.
 
 pub mod api;
@@ -39,6 +40,7 @@ pub mod signature;
 pub mod states;
 pub mod store;
 pub mod text;
+pub mod web;
 pub mod workflow;
 
 use std::sync::Arc;
@@ -101,7 +103,8 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io:
     let sender = tokio::spawn(notify::run(Arc::clone(&app)));
     let publisher = tokio::spawn(audit::publish::run(Arc::clone(&app)));
     // The peer address keys the aggregation of authentication failures.
-    let service = api::router(Arc::clone(&app)).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let service =
+        api::router(Arc::clone(&app), web::router()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, service).with_graceful_shutdown(shutdown()).await;
     sweeper.abort();
     checkpointer.abort();
@@ -146,6 +149,12 @@ async fn sweep(app: Arc<App>) {
         }
         if let Err(e) = workflow::sweep_expiring_soon(&app).await {
             tracing::warn!(error = %e, "expiring-soon sweep failed");
+        }
+        if let Err(e) = web::reminders::sweep(&app).await {
+            tracing::warn!(error = %e, "reminder sweep failed");
+        }
+        if let Err(e) = web::session::sweep(&app).await {
+            tracing::warn!(error = %e, "session sweep failed");
         }
         if let Err(e) = api::auth_failures::flush(&app, false).await {
             tracing::warn!(error = %e, "recording authentication failures failed");

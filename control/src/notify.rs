@@ -130,7 +130,7 @@ fn payload(app: &App, target: &Target, event: &Event) -> Value {
         .resource(&row.resource)
         .map(|r| r.approvers.iter().collect())
         .unwrap_or_default();
-    let preview = crate::preview::for_resource(&app.cfg, &row.resource, row.scope.iter().cloned());
+    let preview = app.cfg.resource(&row.resource).and_then(|r| r.preview(&row.scope));
     let base = json!({
         "event": event.kind,
         "request": {
@@ -182,6 +182,7 @@ pub fn slack_message(event: &Event) -> Value {
             row.requester, row.resource
         ),
         "request.created" => format!("Access request from {} to {}", row.requester, row.resource),
+        "request.reminder" => format!(":bell: Still waiting: {} → {}", row.requester, row.resource),
         "request.approved" => format!(":white_check_mark: Approved: {} → {}", row.requester, row.resource),
         "request.denied" => format!(":no_entry: Denied: {} → {}", row.requester, row.resource),
         "grant.revoked" => format!(":octagonal_sign: Revoked: {} → {}", row.requester, row.resource),
@@ -201,7 +202,7 @@ pub fn slack_message(event: &Event) -> Value {
         json!({"type": "header", "text": {"type": "plain_text", "text": title}}),
         json!({"type": "section", "text": {"type": "mrkdwn", "text": fields}}),
     ];
-    if event.kind == "request.created" && !row.break_glass {
+    if matches!(event.kind, "request.created" | "request.reminder") && !row.break_glass {
         blocks.push(
             json!({"type": "actions", "block_id": format!("jitgate:{}", row.id), "elements": [
                 {"type": "button", "action_id": "jitgate_approve", "style": "primary", "value": row.id,

@@ -81,6 +81,7 @@ ensure_debian_packages() {
     command -v "$cmd" >/dev/null 2>&1 && continue
     case "$cmd" in
       node) want+=(nodejs) ;;
+      chromedriver) want+=(chromium-driver) ;;
       *) want+=("$cmd") ;;
     esac
   done
@@ -153,6 +154,17 @@ require_number() {
 }
 
 # cargo-fuzz for scripts/fuzz (runs on stable through RUSTC_BOOTSTRAP=1).
+# Test-only: Chromium and its WebDriver (Debian's packages) and axe-core
+# (npm, pinned by e2e/browser/package-lock.json) for the console's browser
+# tests. scripts/demo does not need them.
+ensure_browser_test_tools() {
+  ensure_debian_packages chromium chromedriver node
+  if [ ! -f "$ROOT/e2e/browser/node_modules/axe-core/axe.min.js" ]; then
+    say "installing axe-core (e2e/browser, npm ci)"
+    (cd "$ROOT/e2e/browser" && npm ci --no-audit --no-fund --silent)
+  fi
+}
+
 ensure_cargo_fuzz() {
   if ! cargo fuzz --version >/dev/null 2>&1; then
     say "installing cargo-fuzz (once)"

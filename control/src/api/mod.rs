@@ -10,6 +10,7 @@ mod insights;
 mod integrations;
 mod openapi;
 pub mod preview;
+pub mod problem;
 mod proxy;
 
 use std::net::SocketAddr;
@@ -28,8 +29,9 @@ use self::auth_failures::Failure;
 pub use self::extract::{decode_object, decode_query, ApiJson, ApiPath, ApiQuery, Caller, OptionalJson};
 pub use self::openapi::{document, ApiDoc, Problem};
 use crate::audit::{self, Entry};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::App;
+use problem::ErrorCode;
 
 /// The shared state.
 pub type AppState = Arc<App>;
@@ -38,7 +40,7 @@ pub type AppState = Arc<App>;
 pub const MAX_INGEST_BODY: usize = 8 * 1024 * 1024;
 
 /// The router.
-pub fn router(app: AppState) -> Router {
+pub fn router(app: AppState, pages: Router<AppState>) -> Router {
     let user_api = Router::new()
         .route(
             "/v1/requests",
@@ -78,6 +80,7 @@ pub fn router(app: AppState) -> Router {
         .merge(user_api)
         .merge(proxy_api)
         .merge(integrations)
+        .merge(pages)
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics))

@@ -14,7 +14,7 @@ use super::{ApiJson, AppState, Caller, Problem};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::policy;
-use crate::preview::{for_resource, preview, Preview};
+use crate::preview::Preview;
 use crate::requests::{AccessRequest, Rule};
 
 /// An access request with the preview of its scope.
@@ -30,11 +30,8 @@ pub struct RequestDetail {
 
 /// A request with its preview.
 pub fn detail(cfg: &Config, request: AccessRequest) -> RequestDetail {
-    let preview = for_resource(
-        cfg,
-        &request.resource,
-        request.scope.iter().cloned().map(ScopeRule::from),
-    );
+    let scope: Vec<ScopeRule> = request.scope.iter().cloned().map(ScopeRule::from).collect();
+    let preview = cfg.resource(&request.resource).and_then(|r| r.preview(&scope));
     RequestDetail { request, preview }
 }
 
@@ -82,6 +79,6 @@ pub async fn preview_scope(
     policy::requested_scope(resource, &scope)?;
     Ok(Json(ScopePreview {
         resource: resource.id.clone(),
-        preview: resource.api.as_deref().map(|doc| preview(doc, &scope)),
+        preview: resource.preview(&scope),
     }))
 }

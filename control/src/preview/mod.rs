@@ -212,17 +212,6 @@ pub fn findings(doc: &ApiDocument, scope: &[ScopeRule]) -> Vec<RuleFinding> {
     out
 }
 
-/// The preview of `scope` on a configured resource, when the resource
-/// names an OpenAPI document.
-pub fn for_resource(
-    cfg: &crate::config::Config,
-    resource: &str,
-    scope: impl IntoIterator<Item = ScopeRule>,
-) -> Option<Preview> {
-    let doc = cfg.resource(resource)?.api.as_deref()?;
-    Some(preview(doc, &scope.into_iter().collect::<Vec<_>>()))
-}
-
 /// At most `max` lines of [`render`] (the summary first, then what is
 /// allowed, then findings before what is not allowed), for chat messages,
 /// which have a size limit; says how many lines were left out.

@@ -13,6 +13,8 @@ use grant::scope::ScopeRule;
 use grant::{KeySet, SigningKey};
 use serde::Deserialize;
 
+pub mod console;
+
 /// A configuration error naming the field.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration field `{field}`: {message}")]
@@ -82,6 +84,8 @@ struct RawConfig {
     notify: RawNotify,
     #[serde(default)]
     integrations: RawIntegrations,
+    #[serde(default)]
+    console: console::RawConsole,
     #[serde(default)]
     audit: RawAudit,
 }
@@ -216,8 +220,9 @@ pub enum TargetKind {
 }
 
 /// Events a target can receive.
-pub const EVENTS: [&str; 6] = [
+pub const EVENTS: [&str; 7] = [
     "request.created",
+    "request.reminder",
     "request.approved",
     "request.denied",
     "grant.revoked",
@@ -478,6 +483,14 @@ pub struct Resource {
     pub api: Option<std::sync::Arc<crate::preview::ApiDocument>>,
 }
 
+impl Resource {
+    /// What `scope` would allow in this resource's API, when it names an
+    /// OpenAPI document.
+    pub fn preview(&self, scope: &[ScopeRule]) -> Option<crate::preview::Preview> {
+        self.api.as_deref().map(|doc| crate::preview::preview(doc, scope))
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -511,6 +524,8 @@ pub struct Config {
     pub expiring_soon_seconds: u64,
     /// Inbound approval channels.
     pub integrations: Integrations,
+    /// The web console.
+    pub console: console::ConsoleConfig,
     /// Signed checkpoints of the audit log.
     pub audit: AuditConfig,
 }
@@ -548,50 +563,106 @@ fn groups(field: &str, list: Vec<String>, allow_empty: bool) -> Result<BTreeSet<
 }
 
 impl RawConfig {
+    /// Validates each section in turn (each error names its field).
     fn validate(self) -> Result<Config, ConfigError> {
-        if self.issuer.trim().is_empty() {
-            return Err(err("issuer", "must not be empty"));
-        }
-        let database_url = if self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres") {
-            self.database_url
-        } else {
-            return Err(err("database_url", "must start with sqlite: or postgres://"));
-        };
-        let listen = self.listen.parse().map_err(|_| err("listen", "must be host:port"))?;
-        if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
-            return Err(err("max_body_bytes", "must be 1 KiB to 16 MiB"));
-        }
-        if !(60..=30 * 24 * 3600).contains(&self.pending_timeout_seconds) {
-            return Err(err("pending_timeout_seconds", "must be 60 s to 30 days"));
-        }
-        let (min_ttl, max_ttl) = (self.grants.min_ttl_seconds, self.grants.max_ttl_seconds);
+        let (database_url, listen) = service(&self)?;
+        let (min_ttl, max_ttl) = self.grants.validate()?;
+        let (keys, signing_key) = signing_keys(&self.keys)?;
+        let auth = self.auth.validate()?;
+        let ingest_key = ingest_key(&self.ingest_key)?;
+        let resources = resources(self.resources, min_ttl, max_ttl)?;
+        let expiring_soon_seconds = self.notify.expiring_soon_seconds;
+        let targets = self.notify.targets(&resources)?;
+        let integrations = self.integrations.validate(auth.user_match)?;
+        let audit = self.audit.validate()?;
+        let console = self
+            .console
+            .validate()
+            .map_err(|(field, message)| err(field, message))?;
+        Ok(Config {
+            console,
+            audit,
+            targets,
+            expiring_soon_seconds,
+            integrations,
+            issuer: self.issuer,
+            database_url,
+            listen,
+            max_body_bytes: self.max_body_bytes,
+            pending_timeout_seconds: self.pending_timeout_seconds,
+            min_ttl_seconds: min_ttl,
+            max_ttl_seconds: max_ttl,
+            signing_key,
+            keys,
+            auth,
+            ingest_key,
+            resources,
+        })
+    }
+}
+
+/// The service section (top-level keys): issuer, database, listener, body
+/// size, pending timeout.
+fn service(raw: &RawConfig) -> Result<(String, SocketAddr), ConfigError> {
+    if raw.issuer.trim().is_empty() {
+        return Err(err("issuer", "must not be empty"));
+    }
+    let database_url = if raw.database_url.starts_with("sqlite:") || raw.database_url.starts_with("postgres") {
+        raw.database_url.clone()
+    } else {
+        return Err(err("database_url", "must start with sqlite: or postgres://"));
+    };
+    let listen = raw.listen.parse().map_err(|_| err("listen", "must be host:port"))?;
+    if !(1024..=16 * 1024 * 1024).contains(&raw.max_body_bytes) {
+        return Err(err("max_body_bytes", "must be 1 KiB to 16 MiB"));
+    }
+    if !(60..=30 * 24 * 3600).contains(&raw.pending_timeout_seconds) {
+        return Err(err("pending_timeout_seconds", "must be 60 s to 30 days"));
+    }
+    Ok((database_url, listen))
+}
+
+impl RawGrants {
+    /// `[grants]`: the TTL bounds.
+    fn validate(&self) -> Result<(u64, u64), ConfigError> {
+        let (min_ttl, max_ttl) = (self.min_ttl_seconds, self.max_ttl_seconds);
         if min_ttl == 0 || min_ttl > max_ttl || max_ttl > 7 * 24 * 3600 {
             return Err(err(
                 "grants.max_ttl_seconds",
                 "need 0 < min_ttl_seconds <= max_ttl_seconds <= 7 days",
             ));
         }
+        Ok((min_ttl, max_ttl))
+    }
+}
 
-        if self.keys.is_empty() {
-            return Err(err("keys", "configure at least one signing key"));
-        }
-        let mut keys = KeySet::new();
-        let mut active = None;
-        for (i, k) in self.keys.iter().enumerate() {
-            let field = format!("keys[{i}]");
-            let secret = k.secret.resolve(&format!("{field}.secret"))?;
-            let key = SigningKey::from_base64url(&k.kid, &secret).map_err(|e| err(&field, e.to_string()))?;
-            keys.add(key.clone()).map_err(|e| err(&field, e.to_string()))?;
-            if k.active {
-                if active.is_some() {
-                    return Err(err(format!("{field}.active"), "only one key may be active"));
-                }
-                active = Some(key);
+/// `[[keys]]`: the key set, and the one active key that mints.
+fn signing_keys(keys: &[RawKey]) -> Result<(KeySet, SigningKey), ConfigError> {
+    if keys.is_empty() {
+        return Err(err("keys", "configure at least one signing key"));
+    }
+    let mut set = KeySet::new();
+    let mut active = None;
+    for (i, k) in keys.iter().enumerate() {
+        let field = format!("keys[{i}]");
+        let secret = k.secret.resolve(&format!("{field}.secret"))?;
+        let key = SigningKey::from_base64url(&k.kid, &secret).map_err(|e| err(&field, e.to_string()))?;
+        set.add(key.clone()).map_err(|e| err(&field, e.to_string()))?;
+        if k.active {
+            if active.is_some() {
+                return Err(err(format!("{field}.active"), "only one key may be active"));
             }
+            active = Some(key);
         }
-        let signing_key = active.ok_or_else(|| err("keys", "mark one key active = true (the one that mints)"))?;
+    }
+    let signing_key = active.ok_or_else(|| err("keys", "mark one key active = true (the one that mints)"))?;
+    Ok((set, signing_key))
+}
 
-        let a = self.auth;
+impl RawAuth {
+    /// `[auth]`: how callers are authenticated and matched.
+    fn validate(self) -> Result<AuthConfig, ConfigError> {
+        let a = self;
         if a.issuer.is_empty() {
             return Err(err("auth.issuer", "must not be empty"));
         }
@@ -651,7 +722,7 @@ impl RawConfig {
                 ))
             }
         };
-        let auth = AuthConfig {
+        Ok(AuthConfig {
             user_match,
             issuer: a.issuer,
             audience: a.audience,
@@ -663,111 +734,124 @@ impl RawConfig {
             jwks,
             admin_groups: groups("auth.admin_groups", a.admin_groups, true)?,
             auditor_groups: groups("auth.auditor_groups", a.auditor_groups, true)?,
-        };
+        })
+    }
+}
 
-        let ingest_key = self.ingest_key.resolve("ingest_key")?;
-        if ingest_key.len() < 16 {
-            return Err(err("ingest_key", "must be at least 16 characters"));
-        }
+/// `ingest_key`: the proxies' shared key.
+fn ingest_key(source: &SecretSource) -> Result<String, ConfigError> {
+    let ingest_key = source.resolve("ingest_key")?;
+    if ingest_key.len() < 16 {
+        return Err(err("ingest_key", "must be at least 16 characters"));
+    }
+    Ok(ingest_key)
+}
 
-        if self.resources.is_empty() {
-            return Err(err("resources", "configure at least one resource"));
+/// `[[resources]]`, within the grants' TTL bounds.
+fn resources(raw: Vec<RawResource>, min_ttl: u64, max_ttl: u64) -> Result<Vec<Resource>, ConfigError> {
+    if raw.is_empty() {
+        return Err(err("resources", "configure at least one resource"));
+    }
+    let mut resources: Vec<Resource> = Vec::new();
+    for (i, r) in raw.into_iter().enumerate() {
+        let f = |name: &str| format!("resources[{i}].{name}");
+        let valid_id = !r.id.is_empty()
+            && r.id.len() <= 128
+            && r.id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !valid_id {
+            return Err(err(f("id"), "must be 1 to 128 characters of A-Z a-z 0-9 . _ -"));
         }
-        let mut resources: Vec<Resource> = Vec::new();
-        for (i, r) in self.resources.into_iter().enumerate() {
-            let f = |name: &str| format!("resources[{i}].{name}");
-            let valid_id = !r.id.is_empty()
-                && r.id.len() <= 128
-                && r.id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-            if !valid_id {
-                return Err(err(f("id"), "must be 1 to 128 characters of A-Z a-z 0-9 . _ -"));
+        if resources.iter().any(|o| o.id == r.id) {
+            return Err(err(f("id"), format!("{:?} is listed twice", r.id)));
+        }
+        if r.scope.is_empty() {
+            return Err(err(f("scope"), "list what may be requested"));
+        }
+        let scope: Vec<ScopeRule> = r
+            .scope
+            .into_iter()
+            .map(|rule| ScopeRule {
+                methods: rule.methods,
+                paths: rule.paths,
+            })
+            .collect();
+        for (j, rule) in scope.iter().enumerate() {
+            rule.validate()
+                .map_err(|e| err(format!("resources[{i}].scope[{j}]"), e.to_string()))?;
+        }
+        if r.max_duration_seconds < min_ttl || r.max_duration_seconds > max_ttl {
+            return Err(err(
+                f("max_duration_seconds"),
+                "must be within the grants' min and max TTL",
+            ));
+        }
+        let approvers = groups(&f("approvers"), r.approvers, false)?;
+        if r.approvals_required == 0 || r.approvals_required > 10 {
+            return Err(err(f("approvals_required"), "must be 1 to 10"));
+        }
+        let mut auto = Vec::new();
+        for (j, rule) in r.auto_approve.into_iter().enumerate() {
+            let af = format!("resources[{i}].auto_approve[{j}]");
+            for m in &rule.methods {
+                grant::scope::validate_method(m).map_err(|e| err(format!("{af}.methods"), e.to_string()))?;
             }
-            if resources.iter().any(|o| o.id == r.id) {
-                return Err(err(f("id"), format!("{:?} is listed twice", r.id)));
-            }
-            if r.scope.is_empty() {
-                return Err(err(f("scope"), "list what may be requested"));
-            }
-            let scope: Vec<ScopeRule> = r
-                .scope
-                .into_iter()
-                .map(|rule| ScopeRule {
-                    methods: rule.methods,
-                    paths: rule.paths,
-                })
-                .collect();
-            for (j, rule) in scope.iter().enumerate() {
-                rule.validate()
-                    .map_err(|e| err(format!("resources[{i}].scope[{j}]"), e.to_string()))?;
-            }
-            if r.max_duration_seconds < min_ttl || r.max_duration_seconds > max_ttl {
+            if rule.max_duration_seconds == 0 || rule.max_duration_seconds > r.max_duration_seconds {
                 return Err(err(
-                    f("max_duration_seconds"),
-                    "must be within the grants' min and max TTL",
+                    format!("{af}.max_duration_seconds"),
+                    "must be within the resource's maximum",
                 ));
             }
-            let approvers = groups(&f("approvers"), r.approvers, false)?;
-            if r.approvals_required == 0 || r.approvals_required > 10 {
-                return Err(err(f("approvals_required"), "must be 1 to 10"));
-            }
-            let mut auto = Vec::new();
-            for (j, rule) in r.auto_approve.into_iter().enumerate() {
-                let af = format!("resources[{i}].auto_approve[{j}]");
-                for m in &rule.methods {
-                    grant::scope::validate_method(m).map_err(|e| err(format!("{af}.methods"), e.to_string()))?;
-                }
-                if rule.max_duration_seconds == 0 || rule.max_duration_seconds > r.max_duration_seconds {
+            auto.push(AutoApprove {
+                name: rule.name,
+                methods: rule.methods.into_iter().collect(),
+                max_duration_seconds: rule.max_duration_seconds,
+                groups: groups(&format!("{af}.groups"), rule.groups, true)?,
+            });
+        }
+        let break_glass = match r.break_glass {
+            None => None,
+            Some(bg) => {
+                if bg.max_duration_seconds == 0 || bg.max_duration_seconds > r.max_duration_seconds {
                     return Err(err(
-                        format!("{af}.max_duration_seconds"),
+                        f("break_glass.max_duration_seconds"),
                         "must be within the resource's maximum",
                     ));
                 }
-                auto.push(AutoApprove {
-                    name: rule.name,
-                    methods: rule.methods.into_iter().collect(),
-                    max_duration_seconds: rule.max_duration_seconds,
-                    groups: groups(&format!("{af}.groups"), rule.groups, true)?,
-                });
+                Some(BreakGlass {
+                    groups: groups(&f("break_glass.groups"), bg.groups, false)?,
+                    max_duration_seconds: bg.max_duration_seconds,
+                })
             }
-            let break_glass = match r.break_glass {
-                None => None,
-                Some(bg) => {
-                    if bg.max_duration_seconds == 0 || bg.max_duration_seconds > r.max_duration_seconds {
-                        return Err(err(
-                            f("break_glass.max_duration_seconds"),
-                            "must be within the resource's maximum",
-                        ));
-                    }
-                    Some(BreakGlass {
-                        groups: groups(&f("break_glass.groups"), bg.groups, false)?,
-                        max_duration_seconds: bg.max_duration_seconds,
-                    })
-                }
-            };
-            let api = match &r.openapi {
-                None => None,
-                Some(path) => Some(std::sync::Arc::new(
-                    crate::preview::ApiDocument::load(path).map_err(|e| err(f("openapi"), e.to_string()))?,
-                )),
-            };
-            resources.push(Resource {
-                api,
-                id: r.id,
-                description: r.description,
-                scope,
-                max_duration_seconds: r.max_duration_seconds,
-                requesters: groups(&f("requesters"), r.requesters, false)?,
-                approvers,
-                approvals_required: r.approvals_required,
-                auto_approve: auto,
-                break_glass,
-            });
-        }
+        };
+        let api = match &r.openapi {
+            None => None,
+            Some(path) => Some(std::sync::Arc::new(
+                crate::preview::ApiDocument::load(path).map_err(|e| err(f("openapi"), e.to_string()))?,
+            )),
+        };
+        resources.push(Resource {
+            api,
+            id: r.id,
+            description: r.description,
+            scope,
+            max_duration_seconds: r.max_duration_seconds,
+            requesters: groups(&f("requesters"), r.requesters, false)?,
+            approvers,
+            approvals_required: r.approvals_required,
+            auto_approve: auto,
+            break_glass,
+        });
+    }
+    Ok(resources)
+}
 
+impl RawNotify {
+    /// `[[notify.targets]]`, each naming configured resources only.
+    fn targets(self, resources: &[Resource]) -> Result<Vec<Target>, ConfigError> {
         let mut targets: Vec<Target> = Vec::new();
-        for (i, t) in self.notify.targets.into_iter().enumerate() {
+        for (i, t) in self.targets.into_iter().enumerate() {
             let f = |name: &str| format!("notify.targets[{i}].{name}");
             if t.name.is_empty() || targets.iter().any(|o| o.name == t.name) {
                 return Err(err(f("name"), "give each target a distinct name"));
@@ -815,6 +899,13 @@ impl RawConfig {
                 resources: t.resources.into_iter().collect(),
             });
         }
+        Ok(targets)
+    }
+}
+
+impl RawIntegrations {
+    /// `[integrations]`: chat and callback secrets, chat users.
+    fn validate(self, user_match: crate::identity::UserMatch) -> Result<Integrations, ConfigError> {
         let resolve = |s: &Option<SecretSource>, field: &str| -> Result<Option<Vec<u8>>, ConfigError> {
             let v = s
                 .as_ref()
@@ -826,14 +917,10 @@ impl RawConfig {
             }
             Ok(v)
         };
-        let integrations = Integrations {
-            slack_signing_secret: resolve(
-                &self.integrations.slack_signing_secret,
-                "integrations.slack_signing_secret",
-            )?,
-            callback_secret: resolve(&self.integrations.callback_secret, "integrations.callback_secret")?,
+        Ok(Integrations {
+            slack_signing_secret: resolve(&self.slack_signing_secret, "integrations.slack_signing_secret")?,
+            callback_secret: resolve(&self.callback_secret, "integrations.callback_secret")?,
             users: self
-                .integrations
                 .users
                 .into_iter()
                 .map(|u| ChatUser {
@@ -843,25 +930,6 @@ impl RawConfig {
                     groups: u.groups.into_iter().collect(),
                 })
                 .collect(),
-        };
-        let audit = self.audit.validate()?;
-        Ok(Config {
-            audit,
-            targets,
-            expiring_soon_seconds: self.notify.expiring_soon_seconds,
-            integrations,
-            issuer: self.issuer,
-            database_url,
-            listen,
-            max_body_bytes: self.max_body_bytes,
-            pending_timeout_seconds: self.pending_timeout_seconds,
-            min_ttl_seconds: min_ttl,
-            max_ttl_seconds: max_ttl,
-            signing_key,
-            keys,
-            auth,
-            ingest_key,
-            resources,
         })
     }
 }
@@ -870,7 +938,7 @@ impl RawConfig {
 mod tests {
     use super::*;
 
-    pub(crate) const DEV: &str = include_str!("../examples/jitgate.toml");
+    pub(crate) const DEV: &str = include_str!("../../examples/jitgate.toml");
 
     #[test]
     fn the_audit_section_defaults_to_no_checkpoints_and_names_its_fields() {
@@ -919,6 +987,34 @@ mod tests {
         assert_eq!(Config::parse(&bad).unwrap_err().field, "listen");
         let bad = DEV.replace("active = true", "active = false");
         assert_eq!(Config::parse(&bad).unwrap_err().field, "keys");
+    }
+
+    #[test]
+    fn each_section_names_its_own_field() {
+        let cases = [
+            ("issuer = \"jit-control\"", "issuer = \" \"", "issuer"),
+            ("min_ttl_seconds = 60", "min_ttl_seconds = 0", "grants.max_ttl_seconds"),
+            ("leeway_seconds = 5", "leeway_seconds = 61", "auth.leeway_seconds"),
+            (
+                "ingest_key = { value = \"dev-ingest-key-0123456789\" }",
+                "ingest_key = { value = \"short\" }",
+                "ingest_key",
+            ),
+            (
+                "max_duration_seconds = 28800",
+                "max_duration_seconds = 1",
+                "resources[0].max_duration_seconds",
+            ),
+        ];
+        for (from, to, field) in cases {
+            assert!(DEV.contains(from), "{from}");
+            assert_eq!(Config::parse(&DEV.replace(from, to)).unwrap_err().field, field, "{to}");
+        }
+        let target =
+            format!("{DEV}\n[notify]\n[[notify.targets]]\nname = \"t\"\nkind = \"webhook\"\nurl = \"ftp://x\"\n");
+        assert_eq!(Config::parse(&target).unwrap_err().field, "notify.targets[0].url");
+        let chat = format!("{DEV}\n[integrations]\ncallback_secret = {{ value = \"short\" }}\n");
+        assert_eq!(Config::parse(&chat).unwrap_err().field, "integrations.callback_secret");
     }
 
     #[test]

@@ -1,0 +1,129 @@
+//! Pieces several pages show: a request's full context (who, what, why,
+//! votes), the scope as a readable list, and the approve/deny forms.
+
+use maud::{html, Markup};
+
+use crate::api::AppState;
+use crate::auth::Principal;
+use crate::policy;
+use crate::requests::{AccessRequest, Rule};
+use crate::states::{RequestState, VoteDecision};
+use crate::web::layout::{self, shown};
+use crate::web::session::Session;
+
+/// The scope as a list people read: `GET, HEAD on /v1/invoices/**`.
+pub fn scope(rules: &[Rule]) -> Markup {
+    html! {
+        ul.scope {
+            @for r in rules {
+                li {
+                    strong { (r.methods.join(", ")) } " on "
+                    (r.paths.iter().map(|p| shown(p)).collect::<Vec<_>>().join(", "))
+                }
+            }
+        }
+    }
+}
+
+/// Votes so far over votes needed.
+pub fn approvals(r: &AccessRequest) -> String {
+    let yes = r.votes.iter().filter(|v| v.decision == VoteDecision::Approve).count();
+    format!("{yes} of {}", r.approvals_required)
+}
+
+/// Time left on an active grant, in words.
+pub fn time_left(r: &AccessRequest, now_ms: i64) -> Option<String> {
+    let g = r.grant.as_ref()?;
+    (r.state == RequestState::Approved).then(|| layout::duration((g.expires_at * 1000 - now_ms) / 1000))
+}
+
+/// Whether the console offers this person a vote on the request: an
+/// approver of its resource who is not its requester (the server refuses
+/// the others anyway).
+pub fn may_vote(app: &AppState, p: &Principal, r: &AccessRequest) -> bool {
+    r.state == RequestState::Pending
+        && app
+            .cfg
+            .resource(&r.resource)
+            .is_some_and(|res| policy::can_approve(res, p))
+        && !policy::same_person(&r.requester, None, p, app.cfg.auth.user_match)
+        && !r.votes.iter().any(|v| v.approver == p.id)
+}
+
+/// Who, what, why of a request.
+pub fn context(app: &AppState, r: &AccessRequest, requester_groups: Option<&str>) -> Markup {
+    html! {
+        dl.context {
+            dt { "Requester" }
+            dd { (shown(&r.requester)) @if let Some(g) = requester_groups { " (" (g) ")" } }
+            dt { "Resource" }
+            dd {
+                (shown(&r.resource))
+                @if let Some(res) = app.cfg.resource(&r.resource) { span.muted { " — " (res.description) } }
+            }
+            dt { "Scope" }
+            dd { (scope(&r.scope)) }
+            dt { "Duration" }
+            dd { (layout::duration(r.duration_seconds)) }
+            dt { "Source restriction" }
+            dd {
+                @match &r.source_cidrs {
+                    Some(list) => (list.join(", ")),
+                    None => "none (any address)",
+                }
+            }
+            dt { "Reason" }
+            dd.reason { (shown(&r.reason)) }
+            dt { "Ticket" }
+            dd {
+                @match &r.ticket {
+                    Some(t) => @match app.cfg.console.ticket_link(t) {
+                        Some(url) => a href=(url) rel="noopener noreferrer" { (shown(t)) },
+                        None => (shown(t)),
+                    },
+                    None => "none",
+                }
+            }
+            @if r.break_glass { dt { "Break-glass" } dd { "yes — emergency access, reviewed after the fact" } }
+            dt { "Requested" }
+            dd { (layout::time_ms(r.created_at)) }
+            dt { "Approvals" }
+            dd { (approvals(r)) }
+        }
+        @if !r.votes.is_empty() {
+            h3 { "Votes" }
+            ul {
+                @for v in &r.votes {
+                    li {
+                        strong { (shown(&v.approver)) } " " (v.decision.as_str()) " (" (v.channel) ", " (layout::time_ms(v.at)) ")"
+                        @if let Some(c) = &v.comment { ": " span.reason { (shown(c)) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Approve and deny, each with a comment.
+pub fn vote_forms(s: &Session, r: &AccessRequest) -> Markup {
+    html! {
+        div.actions {
+            (vote_form(s, &r.id, "approve", "Approve", "primary"))
+            (vote_form(s, &r.id, "deny", "Deny", "danger"))
+        }
+    }
+}
+
+fn vote_form(s: &Session, id: &str, action: &str, label: &str, class: &str) -> Markup {
+    let field = format!("{action}-comment-{id}");
+    html! {
+        form method="post" action=(format!("/requests/{id}/{action}")) {
+            (layout::csrf_field(s))
+            div.field {
+                label for=(field) { "Comment (optional)" }
+                input type="text" name="comment" id=(field) maxlength="2000";
+            }
+            button class=(class) type="submit" { (label) }
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Signing in and out. With the development HS256 auth configured, a
+//! clearly marked page lets anyone pick a user id and groups (as
+//! `jitgate dev-token` does for the API); OpenID Connect sign-in will start
+//! a session through the same [`session::start`].
+
+use std::collections::BTreeSet;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
+
+use crate::api::AppState;
+use crate::auth::Principal;
+use crate::web::csrf::{self, SessionForm, SignInForm};
+use crate::web::error::WebError;
+use crate::web::layout;
+use crate::web::session::{self, SignInMethod};
+
+/// Every group the configuration names, for the development sign-in page.
+fn known_groups(app: &AppState) -> BTreeSet<String> {
+    let cfg = &app.cfg;
+    let mut all: BTreeSet<String> = cfg.auth.admin_groups.union(&cfg.auth.auditor_groups).cloned().collect();
+    for r in &cfg.resources {
+        all.extend(r.requesters.iter().cloned());
+        all.extend(r.approvers.iter().cloned());
+        if let Some(bg) = &r.break_glass {
+            all.extend(bg.groups.iter().cloned());
+        }
+    }
+    all
+}
+
+/// `GET /signin`.
+pub async fn page(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, WebError> {
+    if session::find(&app, &headers).await?.is_some() {
+        return Ok(Redirect::to("/requests").into_response());
+    }
+    let dev = app.cfg.auth.hs256_secret.is_some();
+    let (token, cookie) = csrf::signin_token()?;
+    let body = layout::page(
+        "Sign in",
+        None,
+        html! {
+            h1 { "Sign in" }
+            @if dev {
+                div.dev-banner role="note" {
+                    strong { "Development sign-in. " }
+                    "This service is configured with development (HS256) authentication: anyone who can reach it can sign in as anyone. Never use it in production."
+                }
+                form method="post" action="/signin/dev" {
+                    input type="hidden" name=(csrf::FIELD) value=(token.as_str());
+                    div.field {
+                        label for="user" { "User id" }
+                        input #user name="user" type="text" required autocomplete="username" maxlength="256";
+                    }
+                    div.field {
+                        label for="email" { "Email (optional)" }
+                        input #email name="email" type="email" maxlength="256";
+                    }
+                    fieldset {
+                        legend { "Groups" }
+                        @for g in known_groups(&app) {
+                            div.check {
+                                input type="checkbox" name="group" value=(g) id=(format!("group-{g}"));
+                                label for=(format!("group-{g}")) { (g) }
+                            }
+                        }
+                    }
+                    button type="submit" { "Sign in (development)" }
+                }
+            } @else {
+                p { "Sign-in with the organisation's identity provider is not configured for the console." }
+            }
+        },
+    );
+    Ok(([(header::SET_COOKIE, cookie)], body).into_response())
+}
+
+/// `POST /signin/dev`.
+pub async fn dev(State(app): State<AppState>, SignInForm(fields): SignInForm) -> Result<Response, WebError> {
+    if app.cfg.auth.hs256_secret.is_none() {
+        return Err(WebError::DevSignInDisabled);
+    }
+    let user = fields.text("user").unwrap_or_default();
+    if user.is_empty() || user.len() > 256 || crate::text::first_deceptive(&user).is_some() {
+        return Err(WebError::BadForm("user: a user id of 1 to 256 visible characters"));
+    }
+    let known = known_groups(&app);
+    let groups: BTreeSet<String> = fields
+        .all("group")
+        .into_iter()
+        .filter(|g| known.contains(*g))
+        .map(str::to_owned)
+        .collect();
+    let principal = Principal {
+        id: crate::identity::canonical_user(&user, app.cfg.auth.user_match),
+        email: fields.text("email").map(|e| crate::identity::canonical_email(&e)),
+        groups,
+    };
+    let (_, cookie) = session::start(&app, &principal, SignInMethod::Development).await?;
+    Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/requests")).into_response())
+}
+
+/// `POST /signout`: ends the session (the row is deleted) and clears the
+/// cookie.
+pub async fn signout(State(app): State<AppState>, form: SessionForm) -> Result<Response, WebError> {
+    session::end(&app, &form.session).await?;
+    Ok((
+        [(header::SET_COOKIE, session::cleared_cookie())],
+        Redirect::to("/signin"),
+    )
+        .into_response())
+}

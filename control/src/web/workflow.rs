@@ -1,0 +1,94 @@
+//! The one door from the console to the workflow: every console action
+//! calls the same functions the API handlers call, so the server enforces
+//! every rule (self-approval, who may see what, scope, duration) exactly
+//! as for the API (the `workflow` layer). Kept as thin pass-throughs in one
+//! place, so that a change of the workflow's interface is met here alone.
+
+use crate::audit::{self, Record, Verification};
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::grants::{Revocation, Revoke, TokenResponse};
+use crate::requests::{AccessRequest, Decision, Extension, ListQuery, NewRequest};
+use crate::App;
+
+/// Where a console action came from, in the audit trail's `channel`.
+pub const CHANNEL: &str = "console";
+
+/// Creates an access request.
+pub async fn create(app: &App, p: &Principal, input: NewRequest) -> Result<AccessRequest, ApiError> {
+    crate::workflow::create(app, p, input).await
+}
+
+/// The requests the caller may see, filtered.
+pub async fn list(app: &App, p: &Principal, q: &ListQuery) -> Result<Vec<AccessRequest>, ApiError> {
+    crate::workflow::list(app, p, q).await
+}
+
+/// The requests with these ids that the caller may see (others are left
+/// out, as the API's list does).
+pub async fn visible(app: &App, p: &Principal, ids: &[String]) -> Result<Vec<AccessRequest>, ApiError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        match crate::workflow::get(app, p, id).await {
+            Ok(r) => out.push(r),
+            Err(ApiError::NotFound(..)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// One request, if the caller may see it.
+pub async fn get(app: &App, p: &Principal, id: &str) -> Result<AccessRequest, ApiError> {
+    crate::workflow::get(app, p, id).await
+}
+
+/// An approver's vote.
+pub async fn vote(
+    app: &App,
+    p: &Principal,
+    id: &str,
+    approve: bool,
+    comment: Option<String>,
+) -> Result<AccessRequest, ApiError> {
+    crate::workflow::vote(app, p, id, approve, comment, CHANNEL).await
+}
+
+/// The requester withdraws a pending request.
+pub async fn cancel(app: &App, p: &Principal, id: &str) -> Result<AccessRequest, ApiError> {
+    crate::workflow::cancel(app, p, id).await
+}
+
+/// The requester asks for more time on an active grant.
+pub async fn extend(app: &App, p: &Principal, id: &str, input: Extension) -> Result<AccessRequest, ApiError> {
+    crate::workflow::extend(app, p, id, input).await
+}
+
+/// A break-glass access reviewed after the fact.
+pub async fn review(app: &App, p: &Principal, id: &str, comment: Option<String>) -> Result<AccessRequest, ApiError> {
+    crate::workflow::review(app, p, id, Decision { comment }).await
+}
+
+/// Revokes a grant.
+pub async fn revoke(app: &App, p: &Principal, grant_id: &str, reason: String) -> Result<Revocation, ApiError> {
+    crate::workflow::revoke(app, p, grant_id, Revoke { reason }).await
+}
+
+/// The grant token of the caller's own approved request (audited).
+pub async fn fetch_token(app: &App, p: &Principal, request_id: &str) -> Result<TokenResponse, ApiError> {
+    crate::workflow::fetch_token(app, p, request_id).await
+}
+
+/// Audit records (auditors only, as for the API).
+pub async fn audit(app: &App, p: &Principal, q: &audit::Query) -> Result<Vec<Record>, ApiError> {
+    crate::policy::may_read_audit(app.auth.is_auditor(p))?;
+    Ok(audit::query(&app.db, q).await?)
+}
+
+/// The chain's verification from where the last intact check ended
+/// (auditors only).
+pub async fn verify(app: &App, p: &Principal) -> Result<Verification, ApiError> {
+    crate::policy::may_read_audit(app.auth.is_auditor(p))?;
+    let key = app.cfg.audit.signer.as_ref().map(|s| s.verifier());
+    Ok(audit::verify(&app.db, audit::Scope::Incremental, key.as_ref(), app.clock.now_ms()).await?)
+}
