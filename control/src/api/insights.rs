@@ -24,9 +24,9 @@ pub async fn insights(
     ApiQuery(q): ApiQuery<InsightQuery>,
 ) -> Result<Json<Insights>, ApiError> {
     super::handlers::auditor(&app, &p)?;
-    let since_s = q
-        .since_s
-        .unwrap_or_else(|| app.clock.now_ms() / 1000 - DEFAULT_PERIOD_S)
-        .max(0);
+    let since_s = match q.since_s {
+        Some(s) => i64::try_from(s).unwrap_or(i64::MAX),
+        None => (app.clock.now_ms() / 1000 - DEFAULT_PERIOD_S).max(0),
+    };
     Ok(Json(report::report(&app.db, since_s).await?))
 }
