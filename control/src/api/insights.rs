@@ -24,8 +24,16 @@ pub async fn insights(
     ApiQuery(q): ApiQuery<InsightQuery>,
 ) -> Result<Json<Insights>, ApiError> {
     super::handlers::auditor(&app, &p)?;
+    // Held to what the document declares (0 or more), not clamped.
     let since_s = match q.since_s {
-        Some(s) => i64::try_from(s).unwrap_or(i64::MAX),
+        Some(s) if s < 0 => {
+            return Err(ApiError::Field {
+                code: "invalid_query",
+                field: "since_s".into(),
+                message: "must be 0 or more".into(),
+            })
+        }
+        Some(s) => s,
         None => (app.clock.now_ms() / 1000 - DEFAULT_PERIOD_S).max(0),
     };
     Ok(Json(report::report(&app.db, since_s).await?))

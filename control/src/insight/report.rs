@@ -22,8 +22,8 @@ use crate::store::Db;
 #[into_params(parameter_in = Query)]
 pub struct InsightQuery {
     /// Start of the period (grants issued at or after, Unix seconds; default: 30 days ago).
-    /// Unsigned, so a negative value is refused as a bad query (400).
-    pub since_s: Option<u64>,
+    #[param(minimum = 0)]
+    pub since_s: Option<i64>,
 }
 
 /// Use of one operation in the period.
