@@ -77,6 +77,10 @@ enum Command {
         /// Wait for the decision and print the grant.
         #[arg(long)]
         wait: bool,
+        /// Print what the scope would allow in the resource's API and
+        /// create nothing.
+        #[arg(long, conflicts_with = "wait")]
+        dry_run: bool,
     },
     /// List requests you may see.
     Requests {
@@ -123,6 +127,13 @@ enum Command {
         /// Print `export JITGATE_GRANT=...` instead.
         #[arg(long)]
         env: bool,
+    },
+    /// What grants were used for, and narrower scopes suggested from it
+    /// (admins, auditors).
+    Insights {
+        /// Period start, Unix seconds (default: 30 days ago).
+        #[arg(long)]
+        since: Option<i64>,
     },
     /// Read the audit log.
     Audit {
@@ -311,6 +322,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ticket,
             bind_cert,
             wait,
+            dry_run,
         } => {
             let cnf_x5t_s256 = match bind_cert {
                 Some(path) => {
@@ -329,6 +341,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ticket,
                 cnf_x5t_s256,
             };
+            if dry_run {
+                println!("{}", client::dry_run(&api()?, &ask, json)?);
+                return Ok(());
+            }
             println!("{}", client::request(&api()?, ask, wait, json)?);
             Ok(())
         }
@@ -410,6 +426,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 println!("{}", login::whoami_text(&stored)?);
             }
+            Ok(())
+        }
+        Command::Insights { since } => {
+            println!("{}", client::insights(&api()?, since, json)?);
             Ok(())
         }
         Command::DevToken {

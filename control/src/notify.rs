@@ -130,6 +130,7 @@ fn payload(app: &App, target: &Target, event: &Event) -> Value {
         .resource(&row.resource)
         .map(|r| r.approvers.iter().collect())
         .unwrap_or_default();
+    let preview = app.cfg.resource(&row.resource).and_then(|r| r.preview(&row.scope));
     let base = json!({
         "event": event.kind,
         "request": {
@@ -139,12 +140,30 @@ fn payload(app: &App, target: &Target, event: &Event) -> Value {
         },
         "approver_groups": approvers,
         "details": event.details,
+        "preview": preview,
     });
     // Text stored before bidi controls were refused is shown escaped.
     crate::text::shown_json(match target.kind {
         TargetKind::Webhook => base,
-        TargetKind::Slack => slack_message(event),
+        TargetKind::Slack => with_preview(slack_message(event), event.kind, preview.as_ref()),
     })
+}
+
+/// Adds what the scope would allow to a Slack message about a new request,
+/// where an approver decides (Slack limits a section to 3,000 characters:
+/// 20 short lines fit).
+fn with_preview(mut message: Value, event: &str, preview: Option<&crate::preview::Preview>) -> Value {
+    let (Some(p), "request.created", Some(blocks)) = (preview, event, message["blocks"].as_array_mut()) else {
+        return message;
+    };
+    let lines: String = crate::preview::render_short(p, 20)
+        .join("\n")
+        .chars()
+        .take(2900)
+        .collect();
+    let text = format!("*What this allows:*\n```{lines}```");
+    blocks.insert(2, json!({"type": "section", "text": {"type": "mrkdwn", "text": text}}));
+    message
 }
 
 /// A Slack-compatible message: who, what, for how long and why, with

@@ -216,6 +216,8 @@ fn allowed(from: &str) -> Option<&'static [&'static str]> {
         "notify" => &[
             "clock",
             "config",
+            // The pure scope preview, shown in messages about a request.
+            "preview",
             "signature",
             "states",
             "store",

@@ -276,3 +276,41 @@ async fn revoke_says_already_revoked_the_second_time_and_cancel_withdraws() {
     assert_eq!(text(&cancelled).trim(), format!("{pending_id}\tcancelled"));
     app.finish().await;
 }
+
+#[test]
+fn request_dry_run_prints_the_preview_and_creates_nothing() {
+    let server = stub(
+        200,
+        r#"{"resource": "payments-api", "preview": {"api_title": "Payments API", "api_version": "1.0",
+            "total_operations": 2,
+            "covered": [{"method": "GET", "template": "/v1/invoices/{id}", "pattern": "/v1/invoices/*",
+                         "operation_id": "getInvoice", "summary": "One invoice", "coverage": "all", "rules": [0]}],
+            "not_covered": [{"method": "DELETE", "template": "/v1/invoices/{id}", "pattern": "/v1/invoices/*",
+                             "operation_id": "voidInvoice", "summary": null}],
+            "findings": []}}"#,
+    );
+    let out = jitgate(
+        &server.url,
+        "t",
+        &[
+            "request",
+            "payments-api",
+            "--method",
+            "GET",
+            "--path",
+            "/v1/invoices/*",
+            "--for",
+            "30m",
+            "--reason",
+            "INC-7",
+            "--dry-run",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        stdout,
+        "Payments API 1.0: 1 of 2 operations allowed\n  + GET /v1/invoices/{id} [getInvoice] One invoice\n  - DELETE /v1/invoices/{id} [voidInvoice]\n"
+    );
+    assert_eq!(server.seen.lock().unwrap().clone(), ["POST /v1/preview HTTP/1.1"]);
+}

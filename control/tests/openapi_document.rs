@@ -47,6 +47,8 @@ async fn every_route_of_the_service_is_in_the_document() {
         "POST /v1/requests",
         "GET /v1/requests",
         "GET /v1/requests/{id}",
+        "POST /v1/preview",
+        "GET /v1/insights",
         "POST /v1/requests/{id}/approve",
         "POST /v1/requests/{id}/deny",
         "POST /v1/requests/{id}/cancel",

@@ -93,13 +93,14 @@ pub async fn list_requests(
 /// One request.
 #[utoipa::path(get, path = "/v1/requests/{id}", operation_id = "get_request", tag = "requests",
     security(("bearer" = [])), params(RequestId),
-    responses((status = 200, description = "The request", body = AccessRequest)))]
+    responses((status = 200, description = "The request, with the preview of what its scope allows", body = super::preview::RequestDetail)))]
 pub async fn get_request(
     State(app): State<AppState>,
     Caller(p): Caller,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<AccessRequest>, ApiError> {
-    Ok(Json(workflow::get(&app, &p, &id).await?))
+) -> Result<Json<super::preview::RequestDetail>, ApiError> {
+    let request = workflow::get(&app, &p, &id).await?;
+    Ok(Json(super::preview::detail(&app.cfg, request)))
 }
 
 /// Approve (an approver of the resource, not the requester).

@@ -6,8 +6,10 @@ pub mod auth_failures;
 mod export;
 mod extract;
 mod handlers;
+mod insights;
 mod integrations;
 mod openapi;
+pub mod preview;
 pub mod problem;
 mod proxy;
 
@@ -45,6 +47,8 @@ pub fn router(app: AppState, pages: Router<AppState>) -> Router {
             post(handlers::create_request).get(handlers::list_requests),
         )
         .route("/v1/requests/{id}", get(handlers::get_request))
+        .route("/v1/preview", post(preview::preview_scope))
+        .route("/v1/insights", get(insights::insights))
         .route("/v1/requests/{id}/approve", post(handlers::approve))
         .route("/v1/requests/{id}/deny", post(handlers::deny))
         .route("/v1/requests/{id}/cancel", post(handlers::cancel))

@@ -17,7 +17,7 @@
 use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
-use super::{audit_proofs, handlers, integrations, proxy};
+use super::{audit_proofs, handlers, insights, integrations, preview, proxy};
 use crate::config::Config;
 
 /// The annotated operations and schemas.
@@ -35,6 +35,8 @@ use crate::config::Config;
         handlers::create_request,
         handlers::list_requests,
         handlers::get_request,
+        preview::preview_scope,
+        insights::insights,
         handlers::approve,
         handlers::deny,
         handlers::cancel,
@@ -257,7 +259,9 @@ fn add_configured_values(doc: &mut Value, cfg: &Config) {
         }
     }
     let schemas = &mut doc["components"]["schemas"];
-    schemas["NewRequest"]["properties"]["resource"]["enum"] = json!(resources);
+    for schema in ["NewRequest", "ScopeQuestion"] {
+        schemas[schema]["properties"]["resource"]["enum"] = json!(resources);
+    }
     for schema in ["NewRequest", "Extension"] {
         let duration = &mut schemas[schema]["properties"]["duration_seconds"];
         duration["minimum"] = json!(cfg.min_ttl_seconds);

@@ -256,7 +256,22 @@ pub async fn ingest(
             details: serde_json::to_value(e).unwrap_or_default(),
         })
         .collect();
-    let last_seq = audit::append_alone(&app.db, app.clock.now_ms(), &entries).await?;
+    // Usage per grant is written with the records it is derived from.
+    let tallies = crate::insight::usage::tally(
+        batch.events.iter().map(|e| crate::insight::usage::Decision {
+            grant_id: e.grant_id.as_deref(),
+            resource: e.resource.as_deref(),
+            method: &e.method,
+            path: &e.path,
+            outcome: &e.outcome,
+            time_ms: e.time_ms,
+        }),
+        |resource| app.cfg.resource(resource).and_then(|r| r.api.as_deref()),
+    );
+    let mut tx = app.db.pool.begin().await?;
+    let last_seq = audit::append(&mut tx, app.clock.now_ms(), &entries).await?;
+    crate::insight::usage::record(&mut tx, app.db.backend, &tallies).await?;
+    tx.commit().await?;
     app.metrics.proxy_events.add(entries.len() as u64);
     Ok((
         StatusCode::ACCEPTED,

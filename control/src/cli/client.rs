@@ -268,15 +268,104 @@ pub struct Ask {
     pub cnf_x5t_s256: Option<String>,
 }
 
+impl Ask {
+    fn scope(&self) -> Value {
+        json!([{"methods": self.methods, "paths": self.paths}])
+    }
+}
+
 /// `GET /v1/requests/{id}/grant`.
 pub type Token = crate::grants::TokenResponse;
+
+/// `POST /v1/preview`.
+pub type ScopePreview = crate::api::preview::ScopePreview;
+
+/// `jitgate request ... --dry-run`: what the scope would allow, with the
+/// same checks as a request, creating nothing.
+pub fn dry_run(client: &Client, ask: &Ask, json_out: bool) -> anyhow::Result<String> {
+    let answer: ScopePreview = client.post("/v1/preview", &json!({"resource": ask.resource, "scope": ask.scope()}))?;
+    if json_out {
+        return Ok(serde_json::to_string(&answer)?);
+    }
+    Ok(match &answer.preview {
+        // The document's text is shown escaped, like every stored text.
+        Some(p) => crate::preview::render(p)
+            .iter()
+            .map(|l| shown(l))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        None => format!(
+            "{}: the scope can be requested; the resource names no OpenAPI document to preview it against",
+            answer.resource
+        ),
+    })
+}
+
+/// `GET /v1/insights`.
+pub type Insights = crate::insight::report::Insights;
+
+/// `jitgate insights`: per resource, grants never used, what was used and
+/// the suggested narrower scope (never applied).
+pub fn insights(client: &Client, since_s: Option<i64>, json_out: bool) -> anyhow::Result<String> {
+    let path = since_s.map_or_else(|| "/v1/insights".to_owned(), |s| format!("/v1/insights?since_s={s}"));
+    let report: Insights = client.get(&path)?;
+    if json_out {
+        return Ok(serde_json::to_string(&report)?);
+    }
+    let mut out = String::new();
+    for r in &report.resources {
+        let _ = writeln!(
+            out,
+            "{}: {} grants, {} never used",
+            r.resource,
+            r.grants,
+            r.never_used.len()
+        );
+        for u in &r.used {
+            let _ = writeln!(
+                out,
+                "  used {} {} ({} calls, {} grants)",
+                u.method,
+                shown(&u.operation),
+                u.calls,
+                u.grants
+            );
+        }
+        if let Some(s) = &r.suggestion {
+            for rule in &s.scope {
+                let _ = writeln!(
+                    out,
+                    "  suggest {} {}",
+                    rule.methods.join(","),
+                    shown(&rule.paths.join(" "))
+                );
+            }
+            if s.read_only {
+                let _ = writeln!(out, "  suggest: read-only, a candidate for an auto-approve rule");
+            }
+            let _ = writeln!(out, "  (from {})", s.derived_from);
+        }
+    }
+    for d in &report.denials {
+        let _ = writeln!(
+            out,
+            "denied {} {} {} {}: {}",
+            d.resource,
+            d.method,
+            shown(&d.operation),
+            d.outcome,
+            d.calls
+        );
+    }
+    Ok(out.trim_end().to_owned())
+}
 
 /// Creates a request; with `wait`, shows progress on stderr until it is
 /// decided, then returns the grant token.
 pub fn request(client: &Client, ask: Ask, wait: bool, json_out: bool) -> anyhow::Result<String> {
     let created: AccessRequest = client.post(
         "/v1/requests",
-        &json!({"resource": ask.resource, "scope": [{"methods": ask.methods, "paths": ask.paths}],
+        &json!({"resource": ask.resource, "scope": ask.scope(),
                 "duration_seconds": ask.seconds, "reason": ask.reason, "ticket": ask.ticket,
                 "cnf_x5t_s256": ask.cnf_x5t_s256}),
     )?;

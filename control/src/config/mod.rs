@@ -408,6 +408,7 @@ struct RawResource {
     require_device_binding: bool,
     #[serde(default)]
     step_up: crate::auth::stepup::RawStepUp,
+    openapi: Option<PathBuf>,
 }
 
 fn one() -> u32 {
@@ -463,6 +464,17 @@ pub struct Resource {
     pub require_device_binding: bool,
     /// What the caller's sign-in must show for each step.
     pub step_up: crate::auth::stepup::StepUp,
+    /// The API's OpenAPI document (`openapi`, a file read at start), for
+    /// previews of what a scope allows.
+    pub api: Option<std::sync::Arc<crate::preview::ApiDocument>>,
+}
+
+impl Resource {
+    /// What `scope` would allow in this resource's API, when it names an
+    /// OpenAPI document.
+    pub fn preview(&self, scope: &[ScopeRule]) -> Option<crate::preview::Preview> {
+        self.api.as_deref().map(|doc| crate::preview::preview(doc, scope))
+    }
 }
 
 /// The validated configuration.
@@ -800,7 +812,14 @@ fn resources(raw: Vec<RawResource>, min_ttl: u64, max_ttl: u64) -> Result<Vec<Re
                 })
             }
         };
+        let api = match &r.openapi {
+            None => None,
+            Some(path) => Some(std::sync::Arc::new(
+                crate::preview::ApiDocument::load(path).map_err(|e| err(f("openapi"), e.to_string()))?,
+            )),
+        };
         resources.push(Resource {
+            api,
             id: r.id,
             description: r.description,
             scope,
