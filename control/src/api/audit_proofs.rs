@@ -10,7 +10,6 @@
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
-use sqlx::Row;
 use utoipa::IntoParams;
 
 use super::handlers::auditor;
@@ -19,6 +18,7 @@ use crate::audit::export::{ConsistencyProof, InclusionProof};
 use crate::audit::merkle::Hash;
 use crate::audit::tree::{self, TreeError};
 use crate::error::ApiError;
+use crate::store;
 
 /// `?checkpoint=N`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -68,19 +68,8 @@ fn size_param(field: &str, value: u64) -> Result<i64, ApiError> {
 
 /// The signed checkpoint of `size`, or the latest (`None`): (size, note).
 async fn checkpoint(app: &AppState, size: Option<u64>, field: &str) -> Result<(u64, String), ApiError> {
-    let row = match size {
-        Some(size) => {
-            sqlx::query("SELECT size, note FROM audit_checkpoints WHERE size = $1")
-                .bind(size_param(field, size)?)
-                .fetch_optional(&app.db.read)
-                .await?
-        }
-        None => {
-            sqlx::query("SELECT size, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1")
-                .fetch_optional(&app.db.read)
-                .await?
-        }
-    };
+    let wanted = size.map(|size| size_param(field, size)).transpose()?;
+    let row = store::audit::checkpoint(&app.db.read, wanted).await?;
     let row = row.ok_or_else(|| {
         ApiError::NotFound(
             "checkpoint_not_found",
@@ -90,8 +79,7 @@ async fn checkpoint(app: &AppState, size: Option<u64>, field: &str) -> Result<(u
             },
         )
     })?;
-    let size: i64 = row.try_get("size")?;
-    Ok((size as u64, row.try_get("note")?))
+    Ok((row.size as u64, row.note))
 }
 
 /// The inclusion proof of record `seq` in a signed checkpoint.
@@ -117,11 +105,13 @@ pub async fn inclusion(
             format!("`seq`: record {seq} is not in the checkpoint of size {size}"),
         ));
     }
-    let row = sqlx::query(&format!("{} WHERE seq = $1", crate::audit::SELECT))
-        .bind(seq as i64)
-        .fetch_one(&app.db.read)
-        .await?;
-    let (_, leaf_input) = crate::audit::leaf_input_of_row(&row)?;
+    let Some(row) = store::audit::by_seq(&app.db.read, seq as i64).await? else {
+        return Err(ApiError::Invalid(
+            "record_not_in_checkpoint",
+            format!("`seq`: record {seq} is not stored"),
+        ));
+    };
+    let leaf_input = crate::audit::record::leaf_input(&row);
     let proof = tree::inclusion_proof(&app.db, seq, size).await.map_err(tree_error)?;
     Ok(Json(InclusionProof {
         seq,

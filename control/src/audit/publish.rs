@@ -21,11 +21,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sqlx::Row;
-
 use crate::audit::checkpoint::{CheckpointError, CheckpointSigner, TreeHead};
 use crate::audit::merkle;
 use crate::audit::tree::{self, TreeError};
+use crate::store;
 use crate::App;
 
 /// Why a checkpoint was not signed or published; `code` is stable.
@@ -159,15 +158,13 @@ fn record(app: &App, result: Result<Option<TreeHead>, PublishError>) -> Option<T
 /// The last checkpoint stored, verified with our key (a row an attacker
 /// wrote is refused rather than extended), and when it was made.
 async fn last_stored(app: &App, signer: &CheckpointSigner) -> Result<Option<(TreeHead, i64)>, PublishError> {
-    let row = sqlx::query("SELECT size, at, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1")
-        .fetch_optional(&app.db.pool)
-        .await?;
-    let Some(row) = row else { return Ok(None) };
-    let size: i64 = row.try_get("size")?;
-    let note: String = row.try_get("note")?;
+    let Some(stored) = store::audit::checkpoint(&app.db.pool, None).await? else {
+        return Ok(None);
+    };
+    let (size, note) = (stored.size, &stored.note);
     let head = signer
         .verifier()
-        .open(&note)
+        .open(note)
         .map_err(|source| PublishError::StoredCheckpoint { size, source })?;
     if head.size as i64 != size {
         return Err(PublishError::StoredCheckpoint {
@@ -175,7 +172,7 @@ async fn last_stored(app: &App, signer: &CheckpointSigner) -> Result<Option<(Tre
             source: CheckpointError::Malformed("stored under another size"),
         });
     }
-    Ok(Some((head, row.try_get("at")?)))
+    Ok(Some((head, stored.at)))
 }
 
 async fn try_publish(app: &App, force: bool) -> Result<Option<TreeHead>, PublishError> {
@@ -183,10 +180,10 @@ async fn try_publish(app: &App, force: bool) -> Result<Option<TreeHead>, Publish
         return Ok(None);
     };
     let now = app.clock.now_ms();
-    let head = sqlx::query("SELECT seq FROM audit_head WHERE id = 1")
-        .fetch_one(&app.db.pool)
-        .await?;
-    let size = head.try_get::<i64, _>("seq")? as u64;
+    let size = {
+        let mut conn = app.db.pool.acquire().await?;
+        store::audit::head(&mut conn).await?.0 as u64
+    };
     let stored = last_stored(app, signer).await?;
     // What this process signed, and what the witness directory holds, are
     // known even if the table was rolled back (a restored backup): the
@@ -231,16 +228,7 @@ async fn try_publish(app: &App, force: bool) -> Result<Option<TreeHead>, Publish
     // The checkpoint and its webhook deliveries in one transaction; a
     // replica that signed the same size first has queued them already.
     let mut tx = app.db.pool.begin().await?;
-    let stored = sqlx::query(
-        "INSERT INTO audit_checkpoints (size, root, at, note) VALUES ($1, $2, $3, $4) ON CONFLICT (size) DO NOTHING",
-    )
-    .bind(size as i64)
-    .bind(hex::encode(root))
-    .bind(now)
-    .bind(&note)
-    .execute(&mut *tx)
-    .await?;
-    if stored.rows_affected() == 1 {
+    if store::audit::insert_checkpoint(&mut tx, size as i64, &hex::encode(root), now, &note).await? {
         crate::notify::enqueue_checkpoint(app, &mut tx, size, &note, now).await?;
     }
     tx.commit().await?;
@@ -330,18 +318,13 @@ async fn publish_to_dir(app: &App, dir: &Path, head: &TreeHead, note: &str) -> R
     std::fs::create_dir_all(dir).map_err(|e| witness_err(dir, e))?;
     let from = last_in_dir(dir)?;
     if from < head.size {
-        let rows =
-            sqlx::query("SELECT idx, hash FROM audit_tree WHERE level = 0 AND idx >= $1 AND idx < $2 ORDER BY idx")
-                .bind(from as i64)
-                .bind(head.size as i64)
-                .fetch_all(&app.db.read)
-                .await?;
-        if rows.len() as u64 != head.size - from {
+        let leaves = store::audit::tree_leaves(&app.db, from, head.size).await?;
+        if leaves.len() as u64 != head.size - from {
             return Err(PublishError::Tree(TreeError::Missing(merkle::MissingNode((0, from)))));
         }
-        let mut text = String::with_capacity(rows.len() * 65);
-        for row in &rows {
-            text.push_str(&row.try_get::<String, _>("hash")?);
+        let mut text = String::with_capacity(leaves.len() * 65);
+        for leaf in &leaves {
+            text.push_str(leaf);
             text.push('\n');
         }
         write_once(&dir.join(leaves_file(from, head.size)), &text)?;

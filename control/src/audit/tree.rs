@@ -15,11 +15,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 
-use crate::audit;
 use crate::audit::merkle::{self, Hash, MissingNode, NodeId};
-use crate::store::Db;
+use crate::audit::record;
+use crate::store::{self, Db};
 
 /// Why a root or proof could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -45,34 +45,20 @@ fn missing_as_sqlx(e: TreeError) -> sqlx::Error {
 
 /// Reads the stored nodes `ids`.
 async fn fetch(conn: &mut AnyConnection, ids: &BTreeSet<NodeId>) -> Result<HashMap<NodeId, Hash>, TreeError> {
+    let ids: Vec<NodeId> = ids.iter().copied().collect();
     let mut found = HashMap::with_capacity(ids.len());
-    let ids: Vec<&NodeId> = ids.iter().collect();
-    for chunk in ids.chunks(200) {
-        let mut sql = String::from("SELECT level, idx, hash FROM audit_tree WHERE ");
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push_str(" OR ");
-            }
-            sql.push_str(&format!("(level = ${} AND idx = ${})", 2 * i + 1, 2 * i + 2));
-        }
-        let mut q = sqlx::query(&sql);
-        for (level, index) in chunk {
-            q = q.bind(i64::from(*level)).bind(*index as i64);
-        }
-        for row in q.fetch_all(&mut *conn).await? {
-            let id: NodeId = (
-                row.try_get::<i64, _>("level")? as u32,
-                row.try_get::<i64, _>("idx")? as u64,
-            );
-            let text: String = row.try_get("hash")?;
-            let hash = hex::decode(&text)
-                .ok()
-                .and_then(|b| Hash::try_from(b).ok())
-                .ok_or(TreeError::Malformed(id))?;
-            found.insert(id, hash);
-        }
+    for (id, text) in store::audit::tree_nodes(conn, &ids).await? {
+        found.insert(id, decode_hash(id, &text)?);
     }
     Ok(found)
+}
+
+/// A stored node's hash: 32 bytes of hex, or the node is damaged.
+pub(crate) fn decode_hash(id: NodeId, text: &str) -> Result<Hash, TreeError> {
+    hex::decode(text)
+        .ok()
+        .and_then(|b| Hash::try_from(b).ok())
+        .ok_or(TreeError::Malformed(id))
 }
 
 /// Runs `compute` over exactly the stored nodes it needs.
@@ -107,36 +93,8 @@ pub async fn extend(conn: &mut AnyConnection, size: u64, leaves: &[Hash]) -> Res
     for leaf in leaves {
         appender.push(*leaf, &mut completed);
     }
-    // Anonymous placeholders on SQLite, as in `audit::append` (its driver
-    // looks named ones up by a linear scan).
-    let anonymous = conn.backend_name() == "SQLite";
-    for chunk in completed.chunks(300) {
-        let mut sql = String::from("INSERT INTO audit_tree (level, idx, hash) VALUES ");
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push(',');
-            }
-            if anonymous {
-                sql.push_str("(?,?,?)");
-            } else {
-                sql.push_str(&format!("(${},${},${})", 3 * i + 1, 3 * i + 2, 3 * i + 3));
-            }
-        }
-        let mut q = sqlx::query(&sql);
-        for ((level, index), hash) in chunk {
-            q = q.bind(i64::from(*level)).bind(*index as i64).bind(hex::encode(hash));
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
-/// The number of leaves stored (from the last leaf node, by primary key).
-async fn stored_size(conn: &mut AnyConnection) -> Result<u64, sqlx::Error> {
-    let row = sqlx::query("SELECT MAX(idx) AS last FROM audit_tree WHERE level = 0")
-        .fetch_one(&mut *conn)
-        .await?;
-    Ok(row.try_get::<Option<i64>, _>("last")?.map_or(0, |last| last as u64 + 1))
+    let nodes: Vec<store::audit::TreeNode> = completed.iter().map(|(id, hash)| (*id, hex::encode(hash))).collect();
+    store::audit::insert_tree_nodes(conn, &nodes).await
 }
 
 /// Builds the tree over records appended before it existed (a log from
@@ -147,30 +105,32 @@ pub async fn catch_up(db: &Db) -> Result<u64, sqlx::Error> {
     let mut added = 0;
     loop {
         let mut tx = db.pool.begin().await?;
-        let head = sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq")
-            .fetch_one(&mut *tx)
-            .await?;
-        let head: i64 = head.try_get("seq")?;
-        let size = stored_size(&mut tx).await?;
+        // Advancing by nothing takes the head's lock: no append runs
+        // beside this batch.
+        let (head, _) = store::audit::advance_head(&mut tx, 0).await?;
+        let size = store::audit::tree_size(&mut tx).await?;
         if size as i64 >= head {
             tx.commit().await?;
             return Ok(added);
         }
-        let rows = sqlx::query(&format!("{} WHERE seq > $1 AND seq <= $2 ORDER BY seq", audit::SELECT))
-            .bind(size as i64)
-            .bind((size as i64 + BATCH).min(head))
-            .fetch_all(&mut *tx)
-            .await?;
+        let rows = store::audit::range(&mut *tx, size as i64 + 1, (size as i64 + BATCH).min(head), BATCH).await?;
         let mut leaves = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
-            let (seq, leaf) = audit::leaf_of_row(row)?;
-            if seq != size as i64 + 1 + i as i64 {
+            if row.seq != size as i64 + 1 + i as i64 {
                 return Err(sqlx::Error::Protocol(format!(
                     "audit record {} is missing: the tree cannot be built over it",
                     size as i64 + 1 + i as i64
                 )));
             }
-            leaves.push(leaf);
+            leaves.push(record::leaf_of_row(row));
+        }
+        if leaves.is_empty() {
+            // The head counts records that are not there: without this the
+            // loop would never end.
+            return Err(sqlx::Error::Protocol(format!(
+                "audit record {} is missing: the tree cannot be built over it",
+                size + 1
+            )));
         }
         extend(&mut tx, size, &leaves).await?;
         tx.commit().await?;

@@ -16,13 +16,14 @@
 //! ([`crate::audit::witness`]) keeps its state outside.
 
 use serde::{Deserialize, Serialize};
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 use utoipa::ToSchema;
 
 use super::checkpoint::CheckpointVerifier;
 use super::merkle::{self, Appender};
+use super::record;
 use super::tree::{self, TreeError};
-use crate::store::Db;
+use crate::store::{self, Db};
 
 /// How much of the log to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,15 +120,8 @@ pub async fn verify(
     // The head first: every record up to its seq was committed with it, and
     // records appended while we read (seq beyond it) are left for the next
     // check. Reading it last would race concurrent appends.
-    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-        .fetch_one(&mut *conn)
-        .await?;
-    let (head_seq, head_hash): (i64, String) = (head.try_get("seq")?, head.try_get("hash")?);
-    let remembered = sqlx::query("SELECT seq, hash FROM audit_verified ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|r| Ok::<_, sqlx::Error>((r.try_get("seq")?, r.try_get("hash")?)))
-        .transpose()?;
+    let (head_seq, head_hash) = store::audit::head(&mut conn).await?;
+    let remembered = store::audit::last_verified(&mut conn).await?;
     let start = start_from(scope, remembered, head_seq);
     let from = match &start {
         Start::After { seq, .. } => *seq,
@@ -160,15 +154,8 @@ pub async fn verify(
             }
         }
     };
-    let checkpoints: Vec<(i64, String)> = if key.is_some() {
-        sqlx::query("SELECT size, note FROM audit_checkpoints WHERE size > $1 AND size <= $2 ORDER BY size")
-            .bind(from)
-            .bind(head_seq)
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get("size")?, r.try_get("note")?)))
-            .collect::<Result<_, sqlx::Error>>()?
+    let checkpoints = if key.is_some() {
+        store::audit::checkpoints_between(&mut conn, from, head_seq).await?
     } else {
         vec![]
     };
@@ -176,41 +163,33 @@ pub async fn verify(
     let mut expected_seq = from + 1;
     let mut scratch = Vec::new();
     while expected_seq <= head_seq {
-        let rows = sqlx::query(&format!(
-            "{} WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT 5000",
-            super::SELECT
-        ))
-        .bind(expected_seq)
-        .bind(head_seq)
-        .fetch_all(&mut *conn)
-        .await?;
+        let rows = store::audit::range(&mut *conn, expected_seq, head_seq, 5000).await?;
         if rows.is_empty() {
             break;
         }
-        for row in &rows {
-            let (seq, input) = super::leaf_input_of_row(row)?;
-            let (prev_hash, hash): (String, String) = (row.try_get("prev_hash")?, row.try_get("hash")?);
+        for row in rows {
+            let (seq, input) = (row.seq, record::leaf_input(&row));
             if seq != expected_seq {
                 return Ok(progress.broken(expected_seq, "record missing (deleted?)"));
             }
-            if prev_hash != prev {
+            if row.prev_hash != prev {
                 return Ok(progress.broken(seq, "previous-hash link does not match"));
             }
-            if super::chain_hash_of_input(&prev, &input) != hash {
+            if record::chain_hash_of_input(&prev, &input) != row.hash {
                 return Ok(progress.broken(seq, "record content does not match its hash (edited?)"));
             }
             scratch.clear();
             appender.push(merkle::leaf_hash(input.as_bytes()), &mut scratch);
-            if let (Some((size, note)), Some(key)) = (due.peek(), key) {
-                if *size == seq {
-                    if let Some(reason) = check_checkpoint(key, seq, note, &appender) {
+            if let (Some(checkpoint), Some(key)) = (due.peek(), key) {
+                if checkpoint.size == seq {
+                    if let Some(reason) = check_checkpoint(key, seq, &checkpoint.note, &appender) {
                         return Ok(progress.broken(seq, reason));
                     }
                     progress.checkpoints += 1;
                     due.next();
                 }
             }
-            prev = hash;
+            prev = row.hash;
             expected_seq += 1;
             progress.records += 1;
         }
@@ -225,12 +204,7 @@ pub async fn verify(
         return Ok(progress.broken(head_seq, "the chain head does not match the last record"));
     }
     if head_seq > from {
-        sqlx::query("INSERT INTO audit_verified (seq, hash, at) VALUES ($1, $2, $3) ON CONFLICT (seq) DO NOTHING")
-            .bind(head_seq)
-            .bind(&head_hash)
-            .bind(now_ms)
-            .execute(&db.pool)
-            .await?;
+        store::audit::mark_verified(db, head_seq, &head_hash, now_ms).await?;
     }
     Ok(Verification {
         ok: true,
@@ -244,22 +218,18 @@ pub async fn verify(
 /// The record an earlier verification ended on must still be there, with
 /// the hash it had and content that hashes to it; `Some(reason)` if not.
 async fn check_resumed_record(conn: &mut AnyConnection, seq: i64, hash: &str) -> Result<Option<String>, sqlx::Error> {
-    let row = sqlx::query(&format!("{} WHERE seq = $1", super::SELECT))
-        .bind(seq)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let Some(row) = row else {
+    let Some(row) = store::audit::by_seq(&mut *conn, seq).await? else {
         return Ok(Some("record missing (deleted?)".into()));
     };
-    let (_, input) = super::leaf_input_of_row(&row)?;
-    let (prev_hash, stored): (String, String) = (row.try_get("prev_hash")?, row.try_get("hash")?);
+    let input = record::leaf_input(&row);
+    let (prev_hash, stored) = (&row.prev_hash, &row.hash);
     if stored != hash {
         return Ok(Some(
             "its hash changed since it was last verified (rewritten?); a full verification finds the first change"
                 .into(),
         ));
     }
-    if super::chain_hash_of_input(&prev_hash, &input) != stored {
+    if record::chain_hash_of_input(prev_hash, &input) != *stored {
         return Ok(Some("record content does not match its hash (edited?)".into()));
     }
     Ok(None)

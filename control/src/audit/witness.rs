@@ -19,16 +19,18 @@
 //! any change to those records; a change to records before it is found by
 //! a full verification (`--full`) or by an inclusion proof of the record.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 
-use crate::audit;
 use crate::audit::checkpoint::{CheckpointError, CheckpointVerifier, TreeHead};
 use crate::audit::merkle::{self, Hash};
 use crate::audit::publish::{checkpoint_file, leaves_file};
+use crate::audit::record;
+use crate::audit::tree;
+use crate::store;
 
 /// Why a witness directory cannot be used; `code` is stable.
 #[derive(Debug, thiserror::Error)]
@@ -284,15 +286,12 @@ pub async fn verify(pool: &AnyPool, witness: &Witness, from: u64) -> Result<Repo
     let mut previous_checkpoint = witness.checkpoints.range(..=from).next_back().map_or(0, |(s, _)| *s);
     let mut last = from;
     loop {
-        let rows = sqlx::query(&format!("{} WHERE seq > $1 ORDER BY seq LIMIT 5000", audit::SELECT))
-            .bind(last as i64)
-            .fetch_all(pool)
-            .await?;
+        let rows = store::audit::range(pool, last as i64 + 1, i64::MAX, 5000).await?;
         if rows.is_empty() {
             break;
         }
         for row in &rows {
-            let (seq, leaf) = audit::leaf_of_row(row)?;
+            let (seq, leaf) = (row.seq, record::leaf_of_row(row));
             let seq = seq as u64;
             let expected = last + 1;
             let signed_over = |seq: u64| witness.checkpoints.range(seq..).next().map(|(s, _)| *s);
@@ -366,18 +365,12 @@ fn disagree(mut report: Report, seq: u64, checkpoint: u64, reason: String) -> Re
 
 /// The stored frontier of the tree of `size` leaves, if all of it is there.
 async fn stored_frontier(pool: &AnyPool, size: u64) -> Result<Option<merkle::Appender>, WitnessError> {
-    let mut hashes = Vec::new();
-    for (level, index) in merkle::frontier(size) {
-        let row = sqlx::query("SELECT hash FROM audit_tree WHERE level = $1 AND idx = $2")
-            .bind(i64::from(level))
-            .bind(index as i64)
-            .fetch_optional(pool)
-            .await?;
-        let Some(hash) = row
-            .and_then(|r| r.try_get::<String, _>("hash").ok())
-            .and_then(|h| hex::decode(h).ok())
-            .and_then(|b| Hash::try_from(b).ok())
-        else {
+    let ids = merkle::frontier(size);
+    let mut conn = pool.acquire().await?;
+    let stored: HashMap<_, _> = store::audit::tree_nodes(&mut conn, &ids).await?.into_iter().collect();
+    let mut hashes = Vec::with_capacity(ids.len());
+    for id in ids {
+        let Some(hash) = stored.get(&id).and_then(|text| tree::decode_hash(id, text).ok()) else {
             return Ok(None);
         };
         hashes.push(hash);

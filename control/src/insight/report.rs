@@ -9,12 +9,11 @@ use std::collections::BTreeMap;
 
 use grant::scope::ScopeRule;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use utoipa::ToSchema;
 
 use crate::preview::document::template_pattern;
 use crate::requests::Rule;
-use crate::store::Db;
+use crate::store::{self, Db};
 
 /// `GET /v1/insights` query.
 #[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
@@ -136,29 +135,17 @@ type CallsByOperation = BTreeMap<(String, String), (i64, i64)>;
 
 /// Reads the report for grants issued since `since_s`.
 pub async fn report(db: &Db, since_s: i64) -> Result<Insights, sqlx::Error> {
-    let grants = sqlx::query("SELECT id, resource FROM grants WHERE issued_at_s >= $1 ORDER BY resource, id")
-        .bind(since_s)
-        .fetch_all(&db.read)
-        .await?;
-    let usage = sqlx::query(
-        "SELECT u.grant_id, u.resource, u.method, u.operation, u.outcome, u.calls FROM grant_usage u \
-         JOIN grants g ON g.id = u.grant_id WHERE g.issued_at_s >= $1",
-    )
-    .bind(since_s)
-    .fetch_all(&db.read)
-    .await?;
+    let grants = store::grants::issued_since(&db.read, since_s).await?;
+    let usage = store::usage::of_grants_issued_since(&db.read, since_s).await?;
     let mut resources: BTreeMap<String, (Vec<String>, CallsByOperation)> = BTreeMap::new();
     let mut used_grants = std::collections::BTreeSet::new();
     let mut denials: BTreeMap<(String, String, String, String), i64> = BTreeMap::new();
-    for g in &grants {
-        let (id, resource): (String, String) = (g.try_get("id")?, g.try_get("resource")?);
+    for (id, resource) in grants {
         resources.entry(resource).or_default().0.push(id);
     }
-    for u in &usage {
-        let (grant_id, resource): (String, String) = (u.try_get("grant_id")?, u.try_get("resource")?);
-        let (method, operation, outcome): (String, String, String) =
-            (u.try_get("method")?, u.try_get("operation")?, u.try_get("outcome")?);
-        let calls: i64 = u.try_get("calls")?;
+    for u in usage {
+        let (grant_id, resource, method, operation, outcome, calls) =
+            (u.grant_id, u.resource, u.method, u.operation, u.outcome, u.calls);
         if outcome == "allowed" {
             used_grants.insert(grant_id);
             let entry = resources

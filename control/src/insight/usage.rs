@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use sqlx::AnyConnection;
 
 use crate::preview::ApiDocument;
+use crate::store::usage::{self, UsageRow};
 use crate::store::Backend;
 
 /// What one usage row counts.
@@ -110,32 +111,20 @@ pub async fn record(
     backend: Backend,
     tallies: &BTreeMap<UsageKey, Tally>,
 ) -> Result<(), sqlx::Error> {
-    let (least, greatest) = match backend {
-        Backend::Sqlite => ("MIN", "MAX"),
-        Backend::Postgres => ("LEAST", "GREATEST"),
-    };
-    let sql = format!(
-        "INSERT INTO grant_usage (grant_id, resource, method, operation, outcome, calls, first_at, last_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-         ON CONFLICT (grant_id, method, operation, outcome) DO UPDATE SET \
-         calls = grant_usage.calls + excluded.calls, \
-         first_at = {least}(grant_usage.first_at, excluded.first_at), \
-         last_at = {greatest}(grant_usage.last_at, excluded.last_at)"
-    );
-    for (k, t) in tallies {
-        sqlx::query(&sql)
-            .bind(k.grant_id.clone())
-            .bind(k.resource.clone())
-            .bind(k.method.clone())
-            .bind(k.operation.clone())
-            .bind(k.outcome.clone())
-            .bind(t.calls)
-            .bind(t.first_at)
-            .bind(t.last_at)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
+    let rows: Vec<UsageRow> = tallies
+        .iter()
+        .map(|(k, t)| UsageRow {
+            grant_id: k.grant_id.clone(),
+            resource: k.resource.clone(),
+            method: k.method.clone(),
+            operation: k.operation.clone(),
+            outcome: k.outcome.clone(),
+            calls: t.calls,
+            first_at: t.first_at,
+            last_at: t.last_at,
+        })
+        .collect();
+    usage::add(conn, backend, &rows).await
 }
 
 #[cfg(test)]

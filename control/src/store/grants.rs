@@ -293,3 +293,29 @@ pub async fn claim(conn: &mut AnyConnection, id: &str, flag: Flag) -> Result<boo
     let done = sqlx::query(sql).bind(id.to_owned()).execute(&mut *conn).await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// The requests whose grants are active at `now_s`, soonest expiry first
+/// (at most `limit`).
+pub async fn active_requests(pool: &AnyPool, now_s: i64, limit: i64) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query(
+        "SELECT request_id FROM grants WHERE revoked_at IS NULL AND expires_at_s > $1 ORDER BY expires_at_s LIMIT $2",
+    )
+    .bind(now_s)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| r.try_get("request_id"))
+    .collect()
+}
+
+/// Grants issued at or after `since_s`, by resource then id: (id, resource).
+pub async fn issued_since(pool: &AnyPool, since_s: i64) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query("SELECT id, resource FROM grants WHERE issued_at_s >= $1 ORDER BY resource, id")
+        .bind(since_s)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("resource")?)))
+        .collect()
+}

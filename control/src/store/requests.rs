@@ -5,7 +5,7 @@
 use grant::scope::ScopeRule;
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::{one, undecodable};
 use crate::states::{RequestState, ReviewState};
@@ -263,4 +263,76 @@ pub async fn lock_only(conn: &mut AnyConnection, id: &str) -> Result<bool, sqlx:
         .execute(&mut *conn)
         .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Ids of pending requests still in time, oldest first: `limit` of them
+/// from the `offset`th (the approver inbox).
+pub async fn pending_in_time(pool: &AnyPool, now_ms: i64, limit: i64, offset: i64) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query(
+        "SELECT id FROM access_requests WHERE state = $1 AND pending_until > $2 ORDER BY created_at, id LIMIT $3 OFFSET $4",
+    )
+    .bind(RequestState::Pending.as_str())
+    .bind(now_ms)
+    .bind(limit)
+    .bind(offset.max(0))
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| r.try_get("id"))
+    .collect()
+}
+
+/// Ids of a requester's latest requests, newest first; only on `resource`
+/// and other than `except` when given.
+pub async fn latest_of(
+    pool: &AnyPool,
+    requester: &str,
+    resource: Option<&str>,
+    except: Option<&str>,
+    limit: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut sql = String::from("SELECT id FROM access_requests WHERE requester = $1");
+    let mut binds = vec![requester];
+    if let Some(resource) = resource {
+        binds.push(resource);
+        sql.push_str(&format!(" AND resource = ${}", binds.len()));
+    }
+    if let Some(except) = except {
+        binds.push(except);
+        sql.push_str(&format!(" AND id <> ${}", binds.len()));
+    }
+    sql.push_str(&format!(" ORDER BY created_at DESC LIMIT ${}", binds.len() + 1));
+    let mut q = sqlx::query(&sql);
+    for b in binds {
+        q = q.bind(b.to_owned());
+    }
+    q.bind(limit)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| r.try_get("id"))
+        .collect()
+}
+
+/// Claims the pending requests created at or before `created_before` and
+/// not reminded of yet (still in time at `now_ms`): marks them reminded
+/// and returns their ids. The conditional update makes each request
+/// claimed once, whichever replica runs it.
+pub async fn claim_reminders(
+    conn: &mut AnyConnection,
+    now_ms: i64,
+    created_before: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query(
+        "UPDATE access_requests SET reminded_at = $1 \
+         WHERE state = $2 AND reminded_at IS NULL AND created_at <= $3 AND pending_until > $1 RETURNING id",
+    )
+    .bind(now_ms)
+    .bind(RequestState::Pending.as_str())
+    .bind(created_before)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| r.try_get("id"))
+    .collect()
 }

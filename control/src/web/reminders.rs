@@ -6,7 +6,6 @@
 //! is reminded once.
 
 use serde_json::json;
-use sqlx::Row;
 
 use crate::notify::{Event, RequestFacts};
 use crate::store::requests;
@@ -17,17 +16,9 @@ pub async fn sweep(app: &App) -> Result<usize, sqlx::Error> {
     let now = app.clock.now_ms();
     let due_before = now - (app.cfg.console.remind_after_seconds as i64) * 1000;
     let mut tx = app.db.pool.begin().await?;
-    let claimed = sqlx::query(
-        "UPDATE access_requests SET reminded_at = $1 \
-         WHERE state = 'pending' AND reminded_at IS NULL AND created_at <= $2 AND pending_until > $1 RETURNING id",
-    )
-    .bind(now)
-    .bind(due_before)
-    .fetch_all(&mut *tx)
-    .await?;
-    for r in &claimed {
-        let id: String = r.try_get("id")?;
-        if let Some(row) = requests::load(&mut tx, &id).await? {
+    let claimed = requests::claim_reminders(&mut tx, now, due_before).await?;
+    for id in &claimed {
+        if let Some(row) = requests::load(&mut tx, id).await? {
             let waiting = (now - row.created_at) / 1000;
             let event = Event {
                 kind: "request.reminder",

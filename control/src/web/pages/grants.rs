@@ -9,6 +9,7 @@ use maud::html;
 
 use super::parts;
 use crate::api::AppState;
+use crate::store;
 use crate::web::csrf::SessionForm;
 use crate::web::error::WebError;
 use crate::web::layout::{self, csrf_field, shown};
@@ -17,11 +18,7 @@ use crate::web::{queries, workflow};
 
 /// Whether any proxy reported a decision on the grant.
 pub async fn used(app: &AppState, grant_id: &str) -> Result<bool, WebError> {
-    let row = sqlx::query("SELECT 1 AS one FROM audit_log WHERE grant_id = $1 AND action = 'proxy.decision' LIMIT 1")
-        .bind(grant_id.to_owned())
-        .fetch_optional(&app.db.read)
-        .await?;
-    Ok(row.is_some())
+    Ok(store::audit::proxy_saw_grant(&app.db, grant_id).await?)
 }
 
 /// `GET /grants`.
