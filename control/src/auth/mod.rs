@@ -12,6 +12,7 @@
 
 pub mod jwks;
 pub mod mapping;
+pub mod provider;
 pub mod settings;
 pub mod stepup;
 
@@ -210,6 +211,21 @@ impl Authenticator {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| unauthenticated("auth_missing", "send Authorization: Bearer <token>"))?;
+        Ok(self.verify(token, None).await?.0)
+    }
+
+    /// Verifies an ID token the people's provider issued to the web
+    /// console's client (`aud` is `client_id`, not the API's audience), for
+    /// the console's sign-in; returns the person and the token's claims
+    /// (the caller checks its `nonce`). Workload issuers' tokens are refused.
+    pub async fn verify_id_token(&self, token: &str, client_id: &str) -> Result<(Principal, Value), ApiError> {
+        self.verify(token, Some(client_id)).await
+    }
+
+    /// Verifies a token from a trusted issuer, for the issuer's audience or,
+    /// with `console_audience`, for the console's client at the people's
+    /// issuer only.
+    async fn verify(&self, token: &str, console_audience: Option<&str>) -> Result<(Principal, Value), ApiError> {
         if token.len() > 16 * 1024 {
             return Err(unauthenticated("auth_malformed", "the bearer token is too long"));
         }
@@ -223,6 +239,16 @@ impl Authenticator {
                 "the bearer token comes from an issuer that is not trusted",
             )
         })?;
+        let audience = match (console_audience, &issuer.kind) {
+            (None, _) => issuer.audience.as_str(),
+            (Some(client_id), Kind::People) => client_id,
+            (Some(_), Kind::Workload { .. }) => {
+                return Err(unauthenticated(
+                    "auth_wrong_issuer",
+                    "people sign in to the console through the people's identity provider",
+                ))
+            }
+        };
         let unsupported = || unauthenticated("auth_unsupported_key", "the token's algorithm or key is not accepted");
         let key = match header.alg {
             // The development secret signs only the people's issuer's tokens.
@@ -243,7 +269,7 @@ impl Authenticator {
         };
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&issuer.issuer]);
-        validation.set_audience(&[&issuer.audience]);
+        validation.set_audience(&[audience]);
         validation.leeway = self.cfg.leeway_seconds;
         validation.validate_exp = true;
         validation.validate_nbf = true;
@@ -285,12 +311,13 @@ impl Authenticator {
             amr,
             auth_time: claims.get("auth_time").and_then(Value::as_i64),
         };
-        Ok(Principal {
+        let principal = Principal {
             id,
             email,
             groups: map_groups(&claims, &issuer.groups),
             context,
-        })
+        };
+        Ok((principal, claims))
     }
 
     /// Whether the caller administers jitgate.

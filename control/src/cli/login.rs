@@ -21,53 +21,22 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use base64::Engine as _;
-use oauth2::basic::{
-    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType,
-};
+use oauth2::basic::{BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse};
 use oauth2::{
-    AuthUrl, AuthorizationCode, ClientId, CsrfToken, DeviceAuthorizationUrl, ExtraTokenFields, PkceCodeChallenge,
-    RedirectUrl, RefreshToken, Scope, StandardDeviceAuthorizationResponse, StandardRevocableToken,
-    StandardTokenResponse, TokenResponse as _, TokenUrl,
+    AuthUrl, AuthorizationCode, ClientId, CsrfToken, DeviceAuthorizationUrl, PkceCodeChallenge, RedirectUrl,
+    RefreshToken, Scope, StandardDeviceAuthorizationResponse, StandardRevocableToken, TokenResponse as _, TokenUrl,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub use crate::auth::provider::Endpoints;
+use crate::auth::provider::{self, OAuthClient, Tokens};
 
 /// Where the login is stored, relative to `$HOME`.
 pub const LOGIN_FILE: &str = ".config/jitgate/login.json";
 
 /// Refresh this long before the ID token expires.
 const REFRESH_MARGIN_S: i64 = 30;
-
-/// The ID token in a token response (OpenID Connect adds it to OAuth's).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct IdTokenField {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    id_token: Option<String>,
-}
-impl ExtraTokenFields for IdTokenField {}
-
-type Tokens = StandardTokenResponse<IdTokenField, BasicTokenType>;
-type OAuthClient = oauth2::Client<
-    BasicErrorResponse,
-    Tokens,
-    BasicTokenIntrospectionResponse,
-    StandardRevocableToken,
-    BasicRevocationErrorResponse,
->;
-
-/// The provider's endpoints, from its discovery document.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Endpoints {
-    /// `issuer`.
-    pub issuer: String,
-    /// `authorization_endpoint`.
-    pub authorization_endpoint: String,
-    /// `token_endpoint`.
-    pub token_endpoint: String,
-    /// `device_authorization_endpoint` (RFC 8628).
-    #[serde(default)]
-    pub device_authorization_endpoint: Option<String>,
-}
 
 /// A stored login.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -114,7 +83,7 @@ fn http() -> anyhow::Result<reqwest::blocking::Client> {
 
 /// Reads the provider's discovery document.
 pub fn discover(issuer: &str) -> anyhow::Result<Endpoints> {
-    let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+    let url = provider::discovery_url(issuer);
     let doc: Endpoints = http()?
         .get(&url)
         .send()
@@ -122,10 +91,7 @@ pub fn discover(issuer: &str) -> anyhow::Result<Endpoints> {
         .with_context(|| format!("reading {url}"))?
         .json()
         .with_context(|| format!("{url} is not an OpenID discovery document"))?;
-    if doc.issuer != issuer {
-        bail!("{url} names issuer {:?}, not {issuer:?}", doc.issuer);
-    }
-    Ok(doc)
+    Ok(provider::check_issuer(&url, issuer, doc)?)
 }
 
 /// The client with its token endpoint set (every flow needs it).

@@ -571,10 +571,7 @@ impl RawConfig {
         let targets = self.notify.targets(&resources)?;
         let integrations = self.integrations.validate(auth.user_match)?;
         let audit = self.audit.validate()?;
-        let console = self
-            .console
-            .validate()
-            .map_err(|(field, message)| err(field, message))?;
+        let console = self.console.validate()?;
         Ok(Config {
             console,
             audit,

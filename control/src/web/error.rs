@@ -29,6 +29,26 @@ pub enum WebError {
     /// The development sign-in page, when development auth is not configured.
     #[error("development sign-in is not available: the service is not configured with development (HS256) auth")]
     DevSignInDisabled,
+    /// OpenID Connect sign-in, when `[console.oidc]` is not configured.
+    #[error("sign-in with the identity provider is not configured for the console ([console.oidc])")]
+    OidcSignInDisabled,
+    /// The provider sent the browser back without a sign-in in progress
+    /// (it took longer than ten minutes, or was started in another browser).
+    #[error("no sign-in is in progress in this browser (it took too long, or was started elsewhere); sign in again")]
+    SignInExpired,
+    /// The `state` the provider sent back is not this browser's.
+    #[error("this sign-in answer is not for the sign-in this browser started (state mismatch); sign in again")]
+    SignInStateMismatch,
+    /// The ID token's `nonce` is not this sign-in's (a replayed token).
+    #[error("the identity provider's ID token is not for this sign-in (nonce mismatch); sign in again")]
+    SignInNonceMismatch,
+    /// The provider answered with an error (the person cancelled, or the
+    /// provider refused them).
+    #[error("the identity provider did not sign you in: {0}")]
+    SignInRefused(String),
+    /// The provider could not be reached, or answered nonsense.
+    #[error("sign-in failed: {0}")]
+    SignInFailed(String),
     /// The workflow refused or failed.
     #[error(transparent)]
     Api(#[from] ApiError),
@@ -49,6 +69,12 @@ impl WebError {
             WebError::BadForm(_) => "invalid_form",
             WebError::NotFound => "not_found",
             WebError::DevSignInDisabled => "dev_sign_in_disabled",
+            WebError::OidcSignInDisabled => "oidc_sign_in_disabled",
+            WebError::SignInExpired => "sign_in_expired",
+            WebError::SignInStateMismatch => "sign_in_state_mismatch",
+            WebError::SignInNonceMismatch => "sign_in_nonce_mismatch",
+            WebError::SignInRefused(_) => "sign_in_refused",
+            WebError::SignInFailed(_) => "sign_in_failed",
             WebError::Api(e) => e.code(),
         }
     }
@@ -59,7 +85,10 @@ impl WebError {
             WebError::SignInRequired => StatusCode::SEE_OTHER,
             WebError::CsrfRejected => StatusCode::FORBIDDEN,
             WebError::BadForm(_) => StatusCode::BAD_REQUEST,
-            WebError::NotFound | WebError::DevSignInDisabled => StatusCode::NOT_FOUND,
+            WebError::NotFound | WebError::DevSignInDisabled | WebError::OidcSignInDisabled => StatusCode::NOT_FOUND,
+            WebError::SignInExpired | WebError::SignInStateMismatch => StatusCode::BAD_REQUEST,
+            WebError::SignInNonceMismatch | WebError::SignInRefused(_) => StatusCode::UNAUTHORIZED,
+            WebError::SignInFailed(_) => StatusCode::BAD_GATEWAY,
             WebError::Api(e) => e.status(),
         }
     }
@@ -88,7 +117,7 @@ impl IntoResponse for WebError {
                     p { (detail) }
                     p { "Code: " code { (self.code()) } }
                 }
-                p { a href="/" { "Back to the console" } }
+                p { a href="/" { "Back to the console" } " · " a href="/signin" { "Sign in" } }
             },
         );
         let mut response = (status, body).into_response();

@@ -5,6 +5,7 @@
 //! and CSRF-checked forms.
 //!
 //! - [`session`]: who is signed in (server-side sessions, cookies);
+//! - [`oidc`]: sign-in with the people's OpenID provider (code + PKCE);
 //! - [`csrf`]: the token every form post carries;
 //! - [`headers`]: Content-Security-Policy and the other security headers;
 //! - the `[console]` configuration section is [`crate::config::console`];
@@ -18,6 +19,7 @@ pub mod csrf;
 pub mod error;
 pub mod headers;
 pub mod layout;
+pub mod oidc;
 pub mod pages;
 pub mod queries;
 pub mod reminders;
@@ -41,6 +43,8 @@ pub fn router() -> Router<AppState> {
         .route("/", get(home))
         .route("/signin", get(pages::signin::page))
         .route("/signin/dev", post(pages::signin::dev))
+        .route("/signin/oidc", get(pages::signin::oidc))
+        .route("/signin/callback", get(pages::signin::callback))
         .route("/signout", post(pages::signin::signout))
         .route(
             "/request",

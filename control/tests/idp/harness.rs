@@ -242,7 +242,13 @@ pub async fn play_user(http: &reqwest::Client, url: &str, user: &str, otp: Optio
 /// The example configuration trusting `people` (discovery) for people and,
 /// when given, `workload` as the workload issuer "ci".
 pub fn config_text(people: &Idp, workload: Option<&Idp>, audience: &str) -> String {
-    let mut text = include_str!("../../examples/jitgate.toml")
+    trusting(include_str!("../../examples/jitgate.toml"), people, workload, audience)
+}
+
+/// A configuration text (the example's `[auth]`) changed to trust `people`
+/// and, when given, `workload`.
+pub fn trusting(text: &str, people: &Idp, workload: Option<&Idp>, audience: &str) -> String {
+    let mut text = text
         .replace(
             "issuer = \"https://idp.example.test\"",
             &format!("issuer = {:?}", people.issuer),
@@ -263,4 +269,44 @@ pub fn config_text(people: &Idp, workload: Option<&Idp>, audience: &str) -> Stri
         );
     }
     text
+}
+
+/// Plays the user at the provider from an authorization URL: signs in as
+/// `user` and follows the provider's redirects until one leaves for a URL
+/// starting with `stop_at` (the client's redirect URI), which it returns
+/// instead of following.
+pub async fn authorize(url: &str, user: &str, stop_at: &str) -> String {
+    let stop = stop_at.to_owned();
+    let http = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.url().as_str().starts_with(&stop) {
+                attempt.stop()
+            } else {
+                attempt.follow()
+            }
+        }))
+        .build()
+        .expect("client");
+    let base = {
+        let u = reqwest::Url::parse(url).expect("url");
+        format!("{}://{}", u.scheme(), u.host_str().unwrap_or_default())
+            + &u.port().map(|p| format!(":{p}")).unwrap_or_default()
+    };
+    let mut response = http.get(url).send().await.expect("open");
+    for _ in 0..6 {
+        if let Some(location) = response.headers().get("location") {
+            let location = location.to_str().expect("location").to_owned();
+            assert!(location.starts_with(stop_at), "{location}");
+            return location;
+        }
+        let page = response.text().await.expect("page");
+        let (action, mut fields) = first_form(&page, &base).unwrap_or_else(|| panic!("no form in {page}"));
+        if page.contains("name=\"login\"") {
+            fields.push(("login".into(), user.into()));
+            fields.push(("password".into(), "pw".into()));
+        }
+        response = http.post(&action).form(&fields).send().await.expect("submit");
+    }
+    panic!("the provider never sent the browser back to {stop_at}");
 }

@@ -6,6 +6,7 @@
 // discovers it, fetches its keys, and people sign in through its pages.
 //
 //   node idp.mjs [--port N] [--role people|workload] [--id-token-ttl S]
+//                [--console-redirect URL]   (another redirect URI of jitgate-console)
 //
 // Prints one JSON line `{"issuer": "http://127.0.0.1:PORT"}` on stdout when
 // it listens. Users (password "pw"; a one-time code "123456" makes the
@@ -83,7 +84,11 @@ function configuration() {
             client_secret: 'console-secret',
             grant_types: ['authorization_code', 'refresh_token'],
             response_types: ['code'],
-            redirect_uris: ['http://127.0.0.1:8080/auth/callback', 'http://localhost:8080/auth/callback'],
+            // The console's callback on the README's port, and the test's.
+            redirect_uris: [
+              'http://localhost:8080/signin/callback',
+              ...(args['console-redirect'] ? [args['console-redirect']] : []),
+            ],
           },
           {
             client_id: 'other-app',

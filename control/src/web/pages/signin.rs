@@ -1,11 +1,12 @@
-//! Signing in and out. With the development HS256 auth configured, a
-//! clearly marked page lets anyone pick a user id and groups (as
-//! `jitgate dev-token` does for the API); OpenID Connect sign-in will start
-//! a session through the same [`session::start`].
+//! Signing in and out: with the organisation's identity provider
+//! (`[console.oidc]`, see [`crate::web::oidc`]), and, with the development
+//! HS256 auth configured, a clearly marked page that lets anyone pick a
+//! user id and groups (as `jitgate dev-token` does for the API). Both start
+//! a session through [`session::start`].
 
 use std::collections::BTreeSet;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
@@ -15,6 +16,7 @@ use crate::auth::Principal;
 use crate::web::csrf::{self, SessionForm, SignInForm};
 use crate::web::error::WebError;
 use crate::web::layout;
+use crate::web::oidc::{self, Callback, Flow};
 use crate::web::session::{self, SignInMethod};
 
 /// Every group the configuration names, for the development sign-in page.
@@ -37,12 +39,16 @@ pub async fn page(State(app): State<AppState>, headers: HeaderMap) -> Result<Res
         return Ok(Redirect::to("/requests").into_response());
     }
     let dev = app.cfg.auth.hs256_secret.is_some();
+    let oidc_on = app.cfg.console.oidc.is_some();
     let (token, cookie) = csrf::signin_token()?;
     let body = layout::page(
         "Sign in",
         None,
         html! {
             h1 { "Sign in" }
+            @if oidc_on {
+                p { a.button href="/signin/oidc" { "Sign in with your organisation's identity provider" } }
+            }
             @if dev {
                 div.dev-banner role="note" {
                     strong { "Development sign-in. " }
@@ -69,8 +75,8 @@ pub async fn page(State(app): State<AppState>, headers: HeaderMap) -> Result<Res
                     }
                     button type="submit" { "Sign in (development)" }
                 }
-            } @else {
-                p { "Sign-in with the organisation's identity provider is not configured for the console." }
+            } @else if !oidc_on {
+                p { "Sign-in with the organisation's identity provider is not configured for the console ([console.oidc])." }
             }
         },
     );
@@ -101,6 +107,54 @@ pub async fn dev(State(app): State<AppState>, SignInForm(fields): SignInForm) ->
     };
     let (_, cookie) = session::start(&app, &principal, SignInMethod::Development).await?;
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/requests")).into_response())
+}
+
+/// `GET /signin/oidc`: sends the browser to the identity provider, with
+/// this sign-in's flow in a cookie.
+pub async fn oidc(State(app): State<AppState>) -> Result<Response, WebError> {
+    let (url, flow) = oidc::start(&app).await?;
+    Ok(([(header::SET_COOKIE, flow.cookie())], Redirect::to(&url)).into_response())
+}
+
+/// `GET /signin/callback`: where the identity provider sends the browser
+/// back; a session starts when everything checks out. The flow cookie is
+/// cleared whatever the outcome: a flow is used once.
+pub async fn callback(State(app): State<AppState>, headers: HeaderMap, Query(back): Query<Callback>) -> Response {
+    let result = async {
+        let principal = oidc::finish(&app, Flow::from_headers(&headers), &back).await?;
+        let (session, cookie) = session::start(&app, &principal, SignInMethod::Oidc).await?;
+        signed_in_record(&app, &session.principal).await?;
+        Ok::<_, WebError>(cookie)
+    }
+    .await;
+    let mut response = match result {
+        Ok(cookie) => ([(header::SET_COOKIE, cookie)], Redirect::to("/requests")).into_response(),
+        Err(e) => e.into_response(),
+    };
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, oidc::cleared_cookie());
+    response
+}
+
+/// The audit record of a sign-in through the identity provider: who, and
+/// how the provider says they authenticated.
+async fn signed_in_record(app: &AppState, p: &Principal) -> Result<(), WebError> {
+    let entry = crate::audit::Entry {
+        actor: p.id.clone(),
+        action: "console.signed_in".into(),
+        channel: Some("console".into()),
+        details: serde_json::json!({
+            "method": SignInMethod::Oidc.as_str(),
+            "issuer": p.context.issuer,
+            "acr": p.context.acr,
+            "amr": p.context.amr,
+            "groups": p.groups,
+        }),
+        ..crate::audit::Entry::default()
+    };
+    crate::audit::append_alone(&app.db, app.clock.now_ms(), &[entry]).await?;
+    Ok(())
 }
 
 /// `POST /signout`: ends the session (the row is deleted) and clears the
