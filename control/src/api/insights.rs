@@ -16,7 +16,7 @@ const DEFAULT_PERIOD_S: i64 = 30 * 24 * 3600;
 #[utoipa::path(get, path = "/v1/insights", operation_id = "insights", tag = "audit",
     security(("bearer" = [])), params(InsightQuery),
     responses(
-        (status = 200, description = "Per resource: grants issued since `since_s`, those never used, the operations used and a narrower scope derived from them (never applied); denial hot spots", body = Insights),
+        (status = 200, description = "Per resource: grants issued since `since_s`, those never used, the operations used and a narrower scope derived from them (never applied); denial hot spots; per requester, requests and grants used (who rarely uses what they ask for); per resource, time to approval (p50, p90)", body = Insights),
         (status = 403, description = "Not an auditor or admin (`not_an_auditor`)", body = Problem)))]
 pub async fn insights(
     State(app): State<AppState>,
@@ -36,5 +36,11 @@ pub async fn insights(
         Some(s) => s,
         None => (app.clock.now_ms() / 1000 - DEFAULT_PERIOD_S).max(0),
     };
-    Ok(Json(report::report(&app.db, since_s).await?))
+    let approvers = app
+        .cfg
+        .resources
+        .iter()
+        .map(|r| (r.id.clone(), r.approvers.iter().cloned().collect()))
+        .collect();
+    Ok(Json(report::report(&app.db, since_s, &approvers).await?))
 }

@@ -357,6 +357,27 @@ pub fn insights(client: &Client, since_s: Option<i64>, json_out: bool) -> anyhow
             d.calls
         );
     }
+    for a in &report.approval_times {
+        let _ = writeln!(
+            out,
+            "approval time {} ({}): {} approved, p50 {} s, p90 {} s",
+            a.resource,
+            a.approver_groups.join(", "),
+            a.approved,
+            a.p50_seconds,
+            a.p90_seconds
+        );
+    }
+    for r in report.requesters.iter().filter(|r| r.rarely_uses) {
+        let _ = writeln!(
+            out,
+            "rarely uses grants: {} ({} requests, {} of {} grants used)",
+            shown(&r.requester),
+            r.requests,
+            r.used_grants,
+            r.grants
+        );
+    }
     Ok(out.trim_end().to_owned())
 }
 

@@ -309,13 +309,30 @@ pub async fn active_requests(pool: &AnyPool, now_s: i64, limit: i64) -> Result<V
     .collect()
 }
 
-/// Grants issued at or after `since_s`, by resource then id: (id, resource).
-pub async fn issued_since(pool: &AnyPool, since_s: i64) -> Result<Vec<(String, String)>, sqlx::Error> {
-    sqlx::query("SELECT id, resource FROM grants WHERE issued_at_s >= $1 ORDER BY resource, id")
+/// A grant issued in a period, as the insights report counts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    /// The grant.
+    pub id: String,
+    /// Its resource.
+    pub resource: String,
+    /// Its holder.
+    pub subject: String,
+}
+
+/// Grants issued at or after `since_s`, by resource then id.
+pub async fn issued_since(pool: &AnyPool, since_s: i64) -> Result<Vec<Issued>, sqlx::Error> {
+    sqlx::query("SELECT id, resource, subject FROM grants WHERE issued_at_s >= $1 ORDER BY resource, id")
         .bind(since_s)
         .fetch_all(pool)
         .await?
         .iter()
-        .map(|r| Ok((r.try_get("id")?, r.try_get("resource")?)))
+        .map(|r| {
+            Ok(Issued {
+                id: r.try_get("id")?,
+                resource: r.try_get("resource")?,
+                subject: r.try_get("subject")?,
+            })
+        })
         .collect()
 }

@@ -336,3 +336,36 @@ pub async fn claim_reminders(
     .map(|r| r.try_get("id"))
     .collect()
 }
+
+/// How many requests each requester made at or after `since_ms`.
+pub async fn count_by_requester_since(pool: &AnyPool, since_ms: i64) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query(
+        "SELECT requester, COUNT(*) AS n FROM access_requests WHERE created_at >= $1 GROUP BY requester ORDER BY requester",
+    )
+    .bind(since_ms)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get("requester")?, r.try_get("n")?)))
+    .collect()
+}
+
+/// For requests made at or after `since_ms` that approvers approved (not
+/// an auto-approve rule, not break-glass): the resource and how long the
+/// approval took, in milliseconds.
+pub async fn approval_waits_since(pool: &AnyPool, since_ms: i64) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query(
+        "SELECT resource, resolved_at - created_at AS waited FROM access_requests \
+         WHERE created_at >= $1 AND resolved_at IS NOT NULL AND state IN ($2, $3, $4) \
+         AND auto_rule IS NULL AND break_glass = 0",
+    )
+    .bind(since_ms)
+    .bind(RequestState::Approved.as_str())
+    .bind(RequestState::Expired.as_str())
+    .bind(RequestState::Revoked.as_str())
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get("resource")?, r.try_get("waited")?)))
+    .collect()
+}
