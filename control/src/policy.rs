@@ -444,6 +444,11 @@ pub fn effective_state(
 /// Length of an `x5t#S256` thumbprint: base64url (no padding) of 32 bytes.
 pub const THUMBPRINT_LEN: usize = 43;
 
+/// The characters a thumbprint may end with: 43 characters carry 258 bits
+/// for 256, so the last one's two low bits must be zero (the API
+/// document's pattern says the same).
+pub const THUMBPRINT_LAST: &str = "AEIMQUYcgkosw048";
+
 /// Checks a requested device binding (`cnf_x5t_s256`): exactly 43
 /// base64url characters (a SHA-256 digest, unpadded) whose last one
 /// carries no stray bits, so that one digest has one spelling and the
@@ -463,7 +468,8 @@ pub fn thumbprint(value: &str) -> Result<(), ApiError> {
     match base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(value) {
         Ok(digest) if digest.len() == 32 => Ok(()),
         _ => Err(field(
-            "must use only the base64url alphabet (A-Z a-z 0-9 - _) and encode 32 bytes",
+            "must use only the base64url alphabet (A-Z a-z 0-9 - _), encode 32 bytes and end in one of \
+             AEIMQUYcgkosw048 (no stray bits)",
         )),
     }
 }
@@ -631,6 +637,19 @@ mod binding_tests {
             &good.replace('d', " "),
         ] {
             assert_eq!(code(thumbprint(bad).unwrap_err()), "thumbprint_invalid", "{bad:?}");
+        }
+    }
+
+    /// Schemathesis found `...zz` accepted by the document's pattern and
+    /// refused here: the pattern's last class is exactly what decodes.
+    #[test]
+    fn a_thumbprint_is_accepted_exactly_when_its_last_character_is_in_the_documented_class() {
+        let prefix = "dGhpcyBpcyBhIDMyLWJ5dGUgZGlnZXN0ISEhISEhIS";
+        assert_eq!(prefix.len(), 42);
+        let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        for last in alphabet.chars() {
+            let accepted = thumbprint(&format!("{prefix}{last}")).is_ok();
+            assert_eq!(accepted, THUMBPRINT_LAST.contains(last), "{last}");
         }
     }
 }

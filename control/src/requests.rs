@@ -91,7 +91,10 @@ pub struct NewRequest {
     /// thumbprint (unpadded base64url SHA-256 of the DER certificate, 43
     /// characters). Proxies then allow the grant only on mTLS connections
     /// presenting that certificate.
-    #[schema(min_length = 43, max_length = 43, pattern = "^[A-Za-z0-9_-]{43}$")]
+    /// The pattern spells the canonical encoding only: the last character
+    /// carries four bits of the digest and two zero bits
+    /// ([`crate::policy::THUMBPRINT_LAST`]).
+    #[schema(min_length = 43, max_length = 43, pattern = "^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$")]
     pub cnf_x5t_s256: Option<String>,
 }
 

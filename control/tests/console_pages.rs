@@ -261,7 +261,44 @@ async fn break_glass_is_offered_where_allowed_and_reviewed_afterwards(app: &Test
     assert_eq!(view["review_state"], "reviewed");
 }
 
+/// The overview draws the period's requests, approval times, most
+/// requested resources and unused grants, for auditors only.
+async fn the_overview_draws_the_period_for_auditors_only(app: &TestApp) {
+    let created = app.request_access("alice", "payments-api", 600).await;
+    let id = created["id"].as_str().unwrap();
+    app.clock.advance(90);
+    let (status, _) = app.post(&format!("/v1/requests/{id}/approve"), "bob", serde_json::json!({})).await;
+    assert_eq!(status, 200);
+    app.request_access("eve", "payments-api", 600).await;
+
+    let mut ada = Browser::new(app);
+    ada.sign_in("ada").await;
+    let page = ada.get("/overview").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    for title in [
+        "Requests per day by outcome",
+        "Time to approval",
+        "Denials at the proxies under grants, by code",
+        "Most requested resources",
+        "Grants never used",
+    ] {
+        assert!(page.body.contains(title), "{title}");
+    }
+    assert_eq!(page.body.matches(r#"role="img""#).count(), 4, "four charts with data, one empty");
+    assert!(page.body.contains("<td>payments-api</td><td>2</td>"), "two requests");
+    assert!(page.body.contains("<td>payments-api p50</td><td>1 min 30 s (1 approved)</td>"));
+    assert!(page.body.contains("<td>payments-api</td><td>1 of 1 grants</td>"));
+    assert!(page.body.contains("No denials under grants in the period."));
+    assert!(!page.body.contains("style="), "no inline style: the CSP holds");
+
+    let mut alice = Browser::new(app);
+    alice.sign_in("alice").await;
+    let page = alice.get("/overview").await;
+    assert_eq!(page.status, 403, "{}", page.body);
+}
+
 on_both!(
+    the_overview_draws_the_period_for_auditors_only,
     break_glass_is_offered_where_allowed_and_reviewed_afterwards,
     requested_approved_fetched_revoked_and_audited,
     self_approval_is_not_offered_and_refused,

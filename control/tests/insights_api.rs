@@ -40,7 +40,9 @@ async fn requesters_who_rarely_use_grants_and_approval_times_are_reported(app: &
     // Sam's read-only request is auto-approved: not an approver's time.
     let auto = app.request_access("sam", "payments-api", 900).await;
     assert_eq!(auto["state"], "approved", "{auto}");
-    let (_, sams) = app.get(&format!("/v1/requests/{}", auto["id"].as_str().unwrap()), "sam").await;
+    let (_, sams) = app
+        .get(&format!("/v1/requests/{}", auto["id"].as_str().unwrap()), "sam")
+        .await;
     used(app, sams["grant"]["id"].as_str().unwrap(), "sam").await;
 
     let (status, report) = app.get("/v1/insights?since_s=0", "ada").await;

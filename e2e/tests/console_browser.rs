@@ -378,6 +378,9 @@ async fn walk_through(driver: &Driver, control: Control, variant: &str) {
     ui.go("/audit/verify").await;
     assert!(ui.text("#chain-state").await.starts_with("Verified:"));
     ui.check_and_photograph("audit-verify").await;
+    ui.go("/overview").await;
+    assert!(ui.text("main").await.contains("Requests per day by outcome"));
+    ui.check_and_photograph("overview").await;
 
     // A form whose CSRF token was removed is refused.
     ui.go("/requests").await;

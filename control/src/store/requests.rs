@@ -369,3 +369,41 @@ pub async fn approval_waits_since(pool: &AnyPool, since_ms: i64) -> Result<Vec<(
     .map(|r| Ok((r.try_get("resource")?, r.try_get("waited")?)))
     .collect()
 }
+
+/// Requests made at or after `since_ms`, per UTC day (days since the
+/// epoch) and state, oldest day first.
+pub async fn per_day_and_state_since(
+    pool: &AnyPool,
+    since_ms: i64,
+) -> Result<Vec<(i64, RequestState, i64)>, sqlx::Error> {
+    sqlx::query(
+        "SELECT created_at / 86400000 AS day, state, COUNT(*) AS n FROM access_requests WHERE created_at >= $1 \
+         GROUP BY created_at / 86400000, state ORDER BY day, state",
+    )
+    .bind(since_ms)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| {
+        let day: i64 = r.try_get("day")?;
+        let state: String = r.try_get("state")?;
+        let state = RequestState::from_db(&state).map_err(|e| undecodable("state", &format!("day {day}"), e))?;
+        Ok((day, state, r.try_get("n")?))
+    })
+    .collect()
+}
+
+/// How many requests each resource received at or after `since_ms`, most
+/// first.
+pub async fn count_by_resource_since(pool: &AnyPool, since_ms: i64) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query(
+        "SELECT resource, COUNT(*) AS n FROM access_requests WHERE created_at >= $1 GROUP BY resource \
+         ORDER BY n DESC, resource",
+    )
+    .bind(since_ms)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get("resource")?, r.try_get("n")?)))
+    .collect()
+}

@@ -34,6 +34,7 @@ pub fn page(title: &str, session: Option<&Session>, content: Markup) -> Markup {
                                 li { a href="/grants" { "Active grants" } }
                                 li { a href="/reviews" { "Break-glass reviews" } }
                                 li { a href="/audit" { "Audit" } }
+                                li { a href="/overview" { "Overview" } }
                             }
                         }
                         div.who {

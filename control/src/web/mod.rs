@@ -10,11 +10,13 @@
 //! - [`headers`]: Content-Security-Policy and the other security headers;
 //! - the `[console]` configuration section is [`crate::config::console`];
 //! - [`layout`]: the page frame and formatting helpers;
+//! - [`charts`]: the overview's charts, as inline SVG;
 //! - [`workflow`]: the one door to the workflow functions the API uses;
 //! - [`reminders`]: `request.reminder` for requests pending too long;
 //! - [`queries`]: which requests a page lists (indexed, limited);
 //! - [`pages`]: one module per page.
 
+pub mod charts;
 pub mod csrf;
 pub mod error;
 pub mod headers;
@@ -63,6 +65,7 @@ pub fn router() -> Router<AppState> {
         .route("/grants/{id}/revoke", post(pages::grants::revoke))
         .route("/reviews", get(pages::reviews::page))
         .route("/audit", get(pages::audit::page))
+        .route("/overview", get(pages::overview::page))
         .route("/audit/verify", get(pages::audit::verify))
         .route("/audit/export.jsonl", get(pages::audit::export_jsonl))
         .route("/audit/export.csv", get(pages::audit::export_csv))

@@ -92,3 +92,35 @@ pub async fn verify(app: &App, p: &Principal) -> Result<Verification, ApiError> 
     let key = app.cfg.audit.signer.as_ref().map(|s| s.verifier());
     Ok(audit::verify(&app.db, audit::Scope::Incremental, key.as_ref(), app.clock.now_ms()).await?)
 }
+
+/// What the overview page draws, over a period.
+#[derive(Debug, Clone)]
+pub struct Overview {
+    /// Period start (ms).
+    pub since_ms: i64,
+    /// Requests per UTC day (days since the epoch) and state.
+    pub per_day: Vec<(i64, crate::states::RequestState, i64)>,
+    /// Requests per resource, most first.
+    pub by_resource: Vec<(String, i64)>,
+    /// Usage, denials and approval times ([`crate::insight::report`]).
+    pub insights: crate::insight::report::Insights,
+}
+
+/// The overview since `since_ms` (auditors and admins only, as the audit
+/// log and `GET /v1/insights`).
+pub async fn overview(app: &App, p: &Principal, since_ms: i64) -> Result<Overview, ApiError> {
+    crate::policy::may_read_audit(app.auth.is_auditor(p))?;
+    let approvers = app
+        .cfg
+        .resources
+        .iter()
+        .map(|r| (r.id.clone(), r.approvers.iter().cloned().collect()))
+        .collect();
+    let insights = crate::insight::report::report(&app.db, since_ms / 1000, &approvers).await?;
+    Ok(Overview {
+        since_ms,
+        per_day: crate::store::requests::per_day_and_state_since(&app.db.read, since_ms).await?,
+        by_resource: crate::store::requests::count_by_resource_since(&app.db.read, since_ms).await?,
+        insights,
+    })
+}

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod grants;
 pub mod inbox;
 pub mod new_request;
+pub mod overview;
 pub mod parts;
 pub mod requests;
 pub mod reviews;
