@@ -267,7 +267,9 @@ async fn the_overview_draws_the_period_for_auditors_only(app: &TestApp) {
     let created = app.request_access("alice", "payments-api", 600).await;
     let id = created["id"].as_str().unwrap();
     app.clock.advance(90);
-    let (status, _) = app.post(&format!("/v1/requests/{id}/approve"), "bob", serde_json::json!({})).await;
+    let (status, _) = app
+        .post(&format!("/v1/requests/{id}/approve"), "bob", serde_json::json!({}))
+        .await;
     assert_eq!(status, 200);
     app.request_access("eve", "payments-api", 600).await;
 
@@ -284,9 +286,15 @@ async fn the_overview_draws_the_period_for_auditors_only(app: &TestApp) {
     ] {
         assert!(page.body.contains(title), "{title}");
     }
-    assert_eq!(page.body.matches(r#"role="img""#).count(), 4, "four charts with data, one empty");
+    assert_eq!(
+        page.body.matches(r#"role="img""#).count(),
+        4,
+        "four charts with data, one empty"
+    );
     assert!(page.body.contains("<td>payments-api</td><td>2</td>"), "two requests");
-    assert!(page.body.contains("<td>payments-api p50</td><td>1 min 30 s (1 approved)</td>"));
+    assert!(page
+        .body
+        .contains("<td>payments-api p50</td><td>1 min 30 s (1 approved)</td>"));
     assert!(page.body.contains("<td>payments-api</td><td>1 of 1 grants</td>"));
     assert!(page.body.contains("No denials under grants in the period."));
     assert!(!page.body.contains("style="), "no inline style: the CSP holds");
