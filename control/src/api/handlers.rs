@@ -59,6 +59,18 @@ fn audit_filters(q: audit::Query) -> Result<audit::Query, ApiError> {
     if q.after.is_some_and(|a| a < 0) {
         return Err(out_of_range("after", "must be 0 or more"));
     }
+    if q.from_ms.is_some_and(|t| t < 0) {
+        return Err(out_of_range(
+            "from_ms",
+            "must be 0 or more (milliseconds since the epoch)",
+        ));
+    }
+    if q.until_ms.is_some_and(|t| t < 0) {
+        return Err(out_of_range(
+            "until_ms",
+            "must be 0 or more (milliseconds since the epoch)",
+        ));
+    }
     Ok(q)
 }
 

@@ -197,6 +197,12 @@ pub struct Query {
     /// Only records after this seq.
     #[param(minimum = 0)]
     pub after: Option<i64>,
+    /// Only records at or after this time (milliseconds since the epoch).
+    #[param(minimum = 0)]
+    pub from_ms: Option<i64>,
+    /// Only records before this time (milliseconds since the epoch).
+    #[param(minimum = 0)]
+    pub until_ms: Option<i64>,
     /// At most this many (default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
@@ -227,6 +233,8 @@ pub async fn query(db: &Db, q: &Query) -> Result<Vec<Record>, sqlx::Error> {
         actor: q.actor.as_deref(),
         action: q.action.as_deref(),
         after: q.after.unwrap_or(0),
+        from_ms: q.from_ms,
+        until_ms: q.until_ms,
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
         newest_first: q.order.unwrap_or_default() == Order::Desc,
     };

@@ -180,6 +180,10 @@ pub struct Filter<'a> {
     pub action: Option<&'a str>,
     /// Only records with a greater seq.
     pub after: i64,
+    /// Only records at or after this time (ms).
+    pub from_ms: Option<i64>,
+    /// Only records before this time (ms).
+    pub until_ms: Option<i64>,
     /// At most this many.
     pub limit: i64,
     /// Newest first instead of oldest first.
@@ -189,6 +193,13 @@ pub struct Filter<'a> {
 /// The records matching `f`.
 pub async fn select(db: &Db, f: &Filter<'_>) -> Result<Vec<AuditRow>, sqlx::Error> {
     let mut sql = format!("{SELECT} WHERE seq > $1");
+    let mut times: Vec<i64> = Vec::new();
+    for (condition, value) in [("at >=", f.from_ms), ("at <", f.until_ms)] {
+        if let Some(v) = value {
+            times.push(v);
+            sql.push_str(&format!(" AND {condition} ${}", times.len() + 1));
+        }
+    }
     let mut binds: Vec<&str> = Vec::new();
     for (column, value) in [
         ("request_id", f.request_id),
@@ -199,12 +210,18 @@ pub async fn select(db: &Db, f: &Filter<'_>) -> Result<Vec<AuditRow>, sqlx::Erro
     ] {
         if let Some(v) = value {
             binds.push(v);
-            sql.push_str(&format!(" AND {column} = ${}", binds.len() + 1));
+            sql.push_str(&format!(" AND {column} = ${}", times.len() + binds.len() + 1));
         }
     }
     let order = if f.newest_first { "DESC" } else { "ASC" };
-    sql.push_str(&format!(" ORDER BY seq {order} LIMIT ${}", binds.len() + 2));
+    sql.push_str(&format!(
+        " ORDER BY seq {order} LIMIT ${}",
+        times.len() + binds.len() + 2
+    ));
     let mut query = sqlx::query(&sql).bind(f.after);
+    for t in times {
+        query = query.bind(t);
+    }
     for b in binds {
         query = query.bind(b.to_owned());
     }

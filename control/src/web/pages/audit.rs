@@ -1,6 +1,6 @@
 //! The audit log for auditors: records filtered by request (a request's
 //! timeline: creation, votes, grant, token fetches, every proxy decision,
-//! revocation, expiry), resource, actor and action, a page at a time; the
+//! revocation, expiry), resource, actor, action and dates (UTC), a page at a time; the
 //! chain's verification on demand; export as JSON lines or CSV with the
 //! same filters.
 
@@ -27,7 +27,24 @@ pub struct Filters {
     resource: Option<String>,
     actor: Option<String>,
     action: Option<String>,
+    /// First day (UTC, `YYYY-MM-DD`), inclusive.
+    from: Option<String>,
+    /// Last day (UTC, `YYYY-MM-DD`), inclusive.
+    until: Option<String>,
     after: Option<i64>,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The start of a UTC day given as `YYYY-MM-DD`, in ms.
+pub fn day_start_ms(text: &str) -> Option<i64> {
+    let ok_shape = text.len() == 10 && text.as_bytes()[4] == b'-' && text.as_bytes()[7] == b'-';
+    if !ok_shape {
+        return None;
+    }
+    let at = humantime::parse_rfc3339(&format!("{text}T00:00:00Z")).ok()?;
+    let ms = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+    i64::try_from(ms).ok()
 }
 
 fn set(v: &Option<String>) -> Option<String> {
@@ -35,17 +52,27 @@ fn set(v: &Option<String>) -> Option<String> {
 }
 
 impl Filters {
-    fn query(&self, limit: i64) -> audit::Query {
-        audit::Query {
+    fn query(&self, limit: i64) -> Result<audit::Query, WebError> {
+        let from_ms = match set(&self.from) {
+            Some(d) => Some(day_start_ms(&d).ok_or(WebError::BadForm("from: a date as YYYY-MM-DD"))?),
+            None => None,
+        };
+        let until_ms = match set(&self.until) {
+            Some(d) => Some(day_start_ms(&d).ok_or(WebError::BadForm("until: a date as YYYY-MM-DD"))? + DAY_MS),
+            None => None,
+        };
+        Ok(audit::Query {
             request_id: set(&self.request_id),
             resource: set(&self.resource),
             actor: set(&self.actor),
             action: set(&self.action),
+            from_ms,
+            until_ms,
             after: self.after.filter(|a| *a >= 0),
             limit: Some(limit),
             order: None,
-            ..audit::Query::default()
-        }
+            grant_id: None,
+        })
     }
 
     fn query_string(&self, after: Option<i64>) -> String {
@@ -55,6 +82,8 @@ impl Filters {
             ("resource", &self.resource),
             ("actor", &self.actor),
             ("action", &self.action),
+            ("from", &self.from),
+            ("until", &self.until),
         ] {
             if let Some(v) = set(v) {
                 s.append_pair(k, &v);
@@ -69,7 +98,7 @@ impl Filters {
 
 /// `GET /audit`.
 pub async fn page(State(app): State<AppState>, s: Session, Query(f): Query<Filters>) -> Result<Response, WebError> {
-    let records = workflow::audit(&app, &s.principal, &f.query(PAGE)).await?;
+    let records = workflow::audit(&app, &s.principal, &f.query(PAGE)?).await?;
     let next = (records.len() as i64 == PAGE)
         .then(|| records.last().map(|r| r.seq))
         .flatten();
@@ -92,6 +121,14 @@ pub async fn page(State(app): State<AppState>, s: Session, Query(f): Query<Filte
                 (input("resource", "Resource", &f.resource))
                 (input("actor", "Actor", &f.actor))
                 (input("action", "Action", &f.action))
+                div.field {
+                    label for="from" { "From (UTC date)" }
+                    input type="date" id="from" name="from" value=(f.from.clone().unwrap_or_default());
+                }
+                div.field {
+                    label for="until" { "Until (UTC date, inclusive)" }
+                    input type="date" id="until" name="until" value=(f.until.clone().unwrap_or_default());
+                }
                 button type="submit" { "Filter" }
             }
             p {
@@ -146,7 +183,7 @@ pub async fn verify(State(app): State<AppState>, s: Session) -> Result<Response,
 }
 
 async fn all(app: &AppState, s: &Session, f: &Filters) -> Result<Vec<Record>, WebError> {
-    let mut q = f.query(1000);
+    let mut q = f.query(1000)?;
     let mut out = Vec::new();
     loop {
         let page = workflow::audit(app, &s.principal, &q).await?;
@@ -242,5 +279,37 @@ mod tests {
         assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
         assert_eq!(csv_cell("-1"), "\"'-1\"");
+    }
+
+    #[test]
+    fn dates_are_utc_days_and_anything_else_is_refused() {
+        assert_eq!(day_start_ms("1970-01-02"), Some(DAY_MS));
+        assert_eq!(day_start_ms("2026-12-02"), Some(1_796_169_600_000));
+        for bad in [
+            "2026-13-01",
+            "2026-12-2",
+            "02/12/2026",
+            "2026-12-02T00:00:00Z",
+            "",
+            "yesterday",
+        ] {
+            assert_eq!(day_start_ms(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_until_day_is_included() {
+        let f = Filters {
+            from: Some("2026-12-01".into()),
+            until: Some("2026-12-01".into()),
+            ..Filters::default()
+        };
+        let q = f.query(10).unwrap();
+        assert_eq!(q.until_ms.unwrap() - q.from_ms.unwrap(), DAY_MS);
+        let bad = Filters {
+            from: Some("tomorrow".into()),
+            ..Filters::default()
+        };
+        assert_eq!(bad.query(10).unwrap_err().code(), "invalid_form");
     }
 }
