@@ -66,19 +66,26 @@ async fn record_poller(app: &crate::App, headers: &HeaderMap) {
 
 /// The headers by which a sync call names its poller (for the OpenAPI
 /// document; read by [`poller`]). Missing or malformed ones make the
-/// poller count as a proxy that does not check device binding.
+/// poller count as a proxy that does not check device binding; they never
+/// fail the call. The document therefore declares no length or pattern
+/// for them (any value is accepted, and judged): a sync call refused over
+/// a header would stop revocations reaching that proxy, which is worse
+/// than not trusting it with bound grants.
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Header)]
 #[allow(dead_code)]
 struct PollerHeaders {
-    /// The proxy's id (`proxy_id`): 1 to 128 of `A-Z a-z 0-9 . _ - :`.
-    #[param(rename = "x-jitgate-proxy", max_length = 128)]
+    /// The proxy's id (`proxy_id`): 1 to 128 of `A-Z a-z 0-9 . _ - :`;
+    /// any other value makes the poller unidentified (no bound grants).
+    #[param(rename = "x-jitgate-proxy")]
     proxy: Option<String>,
-    /// The grant-spec version the proxy implements (`MAJOR.MINOR`, e.g. `1.1`).
-    #[param(rename = "x-jitgate-grant-spec", max_length = 32)]
+    /// The grant-spec version the proxy implements (`MAJOR.MINOR`, e.g.
+    /// `1.1`); any other value makes the poller unidentified.
+    #[param(rename = "x-jitgate-grant-spec")]
     grant_spec: Option<String>,
-    /// The resource ids it protects, comma-separated.
-    #[param(rename = "x-jitgate-resources", max_length = 8192)]
+    /// The resource ids it protects, comma-separated (ids not configured
+    /// here are ignored).
+    #[param(rename = "x-jitgate-resources")]
     resources: Option<String>,
 }
 
