@@ -35,7 +35,8 @@ pub fn scaled(value: i64, max: i64, span: i64) -> i64 {
 /// Horizontal bars, one per row.
 pub fn bars(id: &str, title: &str, description: &str, rows: &[Bar], empty: &str) -> Markup {
     let max = rows.iter().map(|r| r.value).max().unwrap_or(0);
-    let span = WIDTH - LABEL_WIDTH - 90;
+    // Room after the longest bar for its value in words.
+    let span = WIDTH - LABEL_WIDTH - 180;
     let height = ROW * rows.len() as i64 + 8;
     html! {
         figure.chart {
