@@ -103,6 +103,21 @@ async fn requested_approved_fetched_revoked_and_audited(app: &TestApp) {
         grants.body
     );
     assert!(grants.body.contains("not yet"), "unused so far");
+    // A proxy reports a call under the grant: now it shows as used.
+    let event = serde_json::json!({"time_ms": 1, "outcome": "allowed", "resource": "payments-api",
+        "grant_id": grant_id, "subject": "alice", "method": "GET", "path": "/v1/invoices/7", "status": 200});
+    let reported = app
+        .http
+        .post(format!("{}/v1/audit/events", app.base))
+        .bearer_auth("dev-ingest-key-0123456789")
+        .json(&serde_json::json!({"proxy": "envoy-1", "events": [event]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reported.status().as_u16(), 202);
+    let grants = bob.get("/grants").await;
+    assert!(!grants.body.contains("not yet"), "{}", grants.body);
+    assert!(grants.body.contains("<td>yes</td>"), "{}", grants.body);
     let revoked = bob
         .post("/grants", &format!("/grants/{grant_id}/revoke"), &[("reason", "done")])
         .await;
@@ -119,6 +134,7 @@ async fn requested_approved_fetched_revoked_and_audited(app: &TestApp) {
         "vote.approve",
         "grant.issued",
         "grant.token_fetched",
+        "proxy.decision",
         "grant.revoked",
     ] {
         assert!(timeline.body.contains(action), "{action} missing");
@@ -128,10 +144,11 @@ async fn requested_approved_fetched_revoked_and_audited(app: &TestApp) {
     assert!(verify.body.contains("Verified: "), "{}", verify.body);
     let csv = ada.get(&format!("/audit/export.csv?request_id={id}")).await;
     assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
-    // Header, created, approve, issued, two token fetches (console, API), revoked.
-    assert_eq!(csv.body.lines().count(), 7, "{}", csv.body);
+    // Header, created, approve, issued, two token fetches (console, API),
+    // the proxy's decision, revoked.
+    assert_eq!(csv.body.lines().count(), 8, "{}", csv.body);
     let jsonl = ada.get(&format!("/audit/export.jsonl?request_id={id}")).await;
-    assert_eq!(jsonl.body.lines().count(), 6);
+    assert_eq!(jsonl.body.lines().count(), 7);
     // Requesters do not read the audit log.
     assert_eq!(alice.get("/audit").await.status, 403);
 }

@@ -234,15 +234,6 @@ pub async fn select(db: &Db, f: &Filter<'_>) -> Result<Vec<AuditRow>, sqlx::Erro
         .collect()
 }
 
-/// Whether any proxy reported a decision on the grant.
-pub async fn proxy_saw_grant(db: &Db, grant_id: &str) -> Result<bool, sqlx::Error> {
-    let row = sqlx::query("SELECT 1 AS one FROM audit_log WHERE grant_id = $1 AND action = 'proxy.decision' LIMIT 1")
-        .bind(grant_id.to_owned())
-        .fetch_optional(&db.read)
-        .await?;
-    Ok(row.is_some())
-}
-
 /// A stored node of the Merkle tree: (level, index) and its hash as hex.
 pub type TreeNode = ((u32, u64), String);
 

@@ -407,3 +407,22 @@ pub async fn count_by_resource_since(pool: &AnyPool, since_ms: i64) -> Result<Ve
     .map(|r| Ok((r.try_get("resource")?, r.try_get("n")?)))
     .collect()
 }
+
+/// The requests with these ids (those that exist), in no particular order.
+pub async fn by_ids(conn: &mut AnyConnection, ids: &[String]) -> Result<Vec<RequestRow>, sqlx::Error> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM access_requests WHERE id IN ({})",
+            super::placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(id.clone());
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            out.push(decode(&row)?);
+        }
+    }
+    Ok(out)
+}

@@ -2,6 +2,8 @@
 //! proxy decisions and when the first and last were. The insight module
 //! decides what is counted under which operation; this writes the sums.
 
+use std::collections::HashSet;
+
 use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::Backend;
@@ -81,4 +83,24 @@ pub async fn of_grants_issued_since(pool: &AnyPool, since_s: i64) -> Result<Vec<
         })
     })
     .collect()
+}
+
+/// Which of these grants a proxy reported any decision under (every
+/// reported decision that names a grant is counted here).
+pub async fn reported(pool: &AnyPool, grant_ids: &[String]) -> Result<HashSet<String>, sqlx::Error> {
+    let mut out = HashSet::new();
+    for chunk in grant_ids.chunks(500) {
+        let sql = format!(
+            "SELECT DISTINCT grant_id FROM grant_usage WHERE grant_id IN ({})",
+            super::placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(id.clone());
+        }
+        for row in q.fetch_all(pool).await? {
+            out.insert(row.try_get("grant_id")?);
+        }
+    }
+    Ok(out)
 }

@@ -21,7 +21,7 @@ mod vote;
 pub use create::create;
 pub use extend::extend;
 pub use grants::{fetch_token, revoke};
-pub use read::{get, list};
+pub use read::{get, list, some};
 pub use sweeps::{sweep_expiries, sweep_expiring_soon, sweep_timeouts};
 pub use vote::{cancel, review, vote};
 

@@ -28,6 +28,30 @@ pub async fn get(app: &App, p: &Principal, id: &str) -> Result<AccessRequest, Ap
     Ok(view(app, &mut conn, row).await?)
 }
 
+/// The requests with these ids that the caller may see, in the order
+/// given (others are left out, as the list leaves them out): one query
+/// per table for all of them.
+pub async fn some(app: &App, p: &Principal, ids: &[String]) -> Result<Vec<AccessRequest>, ApiError> {
+    let mut conn = app.db.pool.acquire().await?;
+    let mut rows: std::collections::HashMap<String, _> = request_rows::by_ids(&mut conn, ids)
+        .await?
+        .into_iter()
+        .filter(|r| visible(app, p, r))
+        .map(|r| (r.id.clone(), r))
+        .collect();
+    let found: Vec<String> = ids.iter().filter(|id| rows.contains_key(*id)).cloned().collect();
+    let mut votes = vote_rows::for_requests(&mut conn, &found).await?;
+    let mut grants = grant_rows::for_requests(&mut conn, &found).await?;
+    Ok(found
+        .iter()
+        .filter_map(|id| {
+            let r = rows.remove(id)?;
+            let (v, g) = (votes.remove(id).unwrap_or_default(), grants.remove(id));
+            Some(assemble(app, r, v, g))
+        })
+        .collect())
+}
+
 /// The requests the caller may see, newest first (at most 200).
 pub async fn list(app: &App, p: &Principal, q: &ListQuery) -> Result<Vec<AccessRequest>, ApiError> {
     let mut conn = app.db.pool.acquire().await?;

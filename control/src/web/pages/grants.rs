@@ -1,7 +1,7 @@
 //! Active grants, per resource: who holds access now, until when, whether
 //! a proxy has seen it used; revoke with a reason.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -16,9 +16,9 @@ use crate::web::layout::{self, csrf_field, shown};
 use crate::web::session::Session;
 use crate::web::{queries, workflow};
 
-/// Whether any proxy reported a decision on the grant.
-pub async fn used(app: &AppState, grant_id: &str) -> Result<bool, WebError> {
-    Ok(store::audit::proxy_saw_grant(&app.db, grant_id).await?)
+/// Which of these grants any proxy reported a decision under (one query).
+pub async fn used(app: &AppState, grant_ids: &[String]) -> Result<HashSet<String>, WebError> {
+    Ok(store::usage::reported(&app.db.read, grant_ids).await?)
 }
 
 /// `GET /grants`.
@@ -26,10 +26,15 @@ pub async fn page(State(app): State<AppState>, s: Session) -> Result<Response, W
     let now = app.clock.now_ms();
     let ids = queries::active(&app, now).await?;
     let active = workflow::visible(&app, &s.principal, &ids).await?;
+    let grant_ids: Vec<String> = active
+        .iter()
+        .filter_map(|r| r.grant.as_ref().map(|g| g.id.clone()))
+        .collect();
+    let seen = used(&app, &grant_ids).await?;
     let mut by_resource: BTreeMap<String, Vec<_>> = BTreeMap::new();
     for r in active {
         let Some(g) = r.grant.clone() else { continue };
-        let used = used(&app, &g.id).await?;
+        let used = seen.contains(&g.id);
         by_resource.entry(r.resource.clone()).or_default().push((r, g, used));
     }
     let body = layout::page(

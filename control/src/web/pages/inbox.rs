@@ -99,13 +99,17 @@ async fn history(
     r: &AccessRequest,
 ) -> Result<Vec<(AccessRequest, Option<bool>)>, WebError> {
     let ids = queries::history(app, &r.requester, &r.resource, &r.id, HISTORY as i64).await?;
-    let mut out = Vec::new();
-    for h in workflow::visible(app, &s.principal, &ids).await? {
-        let used = match &h.grant {
-            Some(g) => Some(super::grants::used(app, &g.id).await?),
-            None => None,
-        };
-        out.push((h, used));
-    }
-    Ok(out)
+    let earlier = workflow::visible(app, &s.principal, &ids).await?;
+    let grant_ids: Vec<String> = earlier
+        .iter()
+        .filter_map(|h| h.grant.as_ref().map(|g| g.id.clone()))
+        .collect();
+    let seen = super::grants::used(app, &grant_ids).await?;
+    Ok(earlier
+        .into_iter()
+        .map(|h| {
+            let used = h.grant.as_ref().map(|g| seen.contains(&g.id));
+            (h, used)
+        })
+        .collect())
 }
