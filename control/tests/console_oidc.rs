@@ -118,6 +118,7 @@ async fn a_person_signs_in_with_the_provider_and_gets_a_session_with_their_group
     assert_eq!(records[0].actor, "carol");
     assert_eq!(records[0].details["issuer"], people.issuer.as_str());
     assert_eq!(records[0].details["amr"], serde_json::json!(["pwd"]));
+    assert_eq!(records[0].details["method"], "oidc");
 
     // The same answer again: the flow is gone.
     let page = b.get(&callback_path(&back)).await;

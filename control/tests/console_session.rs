@@ -36,6 +36,15 @@ async fn dev_sign_in_starts_a_server_side_session_with_a_safe_cookie(app: &TestA
     assert_eq!(rows[0].1, "bob");
     assert_eq!(rows[0].2, r#"["payments-approvers"]"#);
     assert_ne!(rows[0].0, id, "only the hash of the id is stored");
+    // The sign-in is in the audit log, written with the session.
+    let query = control::audit::Query {
+        action: Some("console.signed_in".into()),
+        ..control::audit::Query::default()
+    };
+    let records = control::audit::query(&app.app.db, &query).await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].actor, "bob");
+    assert_eq!(records[0].details["method"], "development");
     // Signed in: the home page goes to the console, not to sign-in.
     assert_eq!(b.get("/").await.location(), Some("/requests"));
     assert_eq!(b.get("/signin").await.location(), Some("/requests"));

@@ -118,8 +118,11 @@ pub fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// Starts a session for someone who has just signed in; returns it and the
-/// `Set-Cookie` value to answer with.
+/// Starts a session for someone who has just signed in, and records the
+/// sign-in (`console.signed_in`: the method, and the issuer, `acr` and
+/// `amr` the provider vouched for) in the audit log in the same
+/// transaction; returns the session and the `Set-Cookie` value to answer
+/// with.
 pub async fn start(app: &App, principal: &Principal, method: SignInMethod) -> Result<(Session, HeaderValue), ApiError> {
     let id = random_token()?;
     let csrf = CsrfToken::new(random_token()?);
@@ -128,6 +131,7 @@ pub async fn start(app: &App, principal: &Principal, method: SignInMethod) -> Re
     let expires_at = now + (ttl as i64) * 1000;
     let groups = serde_json::to_string(&principal.groups).map_err(|e| ApiError::Internal(e.into()))?;
     let id_hash = hash(&id);
+    let mut tx = app.db.pool.begin().await?;
     sqlx::query(
         "INSERT INTO web_sessions (id_hash, user_id, email, groups_json, method, csrf_token, created_at, last_seen_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -141,8 +145,23 @@ pub async fn start(app: &App, principal: &Principal, method: SignInMethod) -> Re
     .bind(now)
     .bind(now)
     .bind(expires_at)
-    .execute(&app.db.pool)
+    .execute(&mut *tx)
     .await?;
+    let signed_in = crate::audit::Entry {
+        actor: principal.id.clone(),
+        action: "console.signed_in".into(),
+        channel: Some("console".into()),
+        details: serde_json::json!({
+            "method": method.as_str(),
+            "issuer": principal.context.issuer,
+            "acr": principal.context.acr,
+            "amr": principal.context.amr,
+            "groups": principal.groups,
+        }),
+        ..crate::audit::Entry::default()
+    };
+    crate::audit::append(&mut tx, now, &[signed_in]).await?;
+    tx.commit().await?;
     let session = Session {
         principal: principal.clone(),
         method,

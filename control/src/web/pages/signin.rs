@@ -122,8 +122,7 @@ pub async fn oidc(State(app): State<AppState>) -> Result<Response, WebError> {
 pub async fn callback(State(app): State<AppState>, headers: HeaderMap, Query(back): Query<Callback>) -> Response {
     let result = async {
         let principal = oidc::finish(&app, Flow::from_headers(&headers), &back).await?;
-        let (session, cookie) = session::start(&app, &principal, SignInMethod::Oidc).await?;
-        signed_in_record(&app, &session.principal).await?;
+        let (_, cookie) = session::start(&app, &principal, SignInMethod::Oidc).await?;
         Ok::<_, WebError>(cookie)
     }
     .await;
@@ -135,26 +134,6 @@ pub async fn callback(State(app): State<AppState>, headers: HeaderMap, Query(bac
         .headers_mut()
         .append(header::SET_COOKIE, oidc::cleared_cookie());
     response
-}
-
-/// The audit record of a sign-in through the identity provider: who, and
-/// how the provider says they authenticated.
-async fn signed_in_record(app: &AppState, p: &Principal) -> Result<(), WebError> {
-    let entry = crate::audit::Entry {
-        actor: p.id.clone(),
-        action: "console.signed_in".into(),
-        channel: Some("console".into()),
-        details: serde_json::json!({
-            "method": SignInMethod::Oidc.as_str(),
-            "issuer": p.context.issuer,
-            "acr": p.context.acr,
-            "amr": p.context.amr,
-            "groups": p.groups,
-        }),
-        ..crate::audit::Entry::default()
-    };
-    crate::audit::append_alone(&app.db, app.clock.now_ms(), &[entry]).await?;
-    Ok(())
 }
 
 /// `POST /signout`: ends the session (the row is deleted) and clears the
