@@ -167,7 +167,7 @@ pub fn root(nodes: &dyn Nodes, size: u64) -> Result<Hash, MissingNode> {
     subtree(nodes, 0, size)
 }
 
-/// RFC 9162 PATH(m, D[n]): the inclusion proof of leaf `index` (from 0) in
+/// RFC 9162 PATH(m, D\[n\]): the inclusion proof of leaf `index` (from 0) in
 /// the tree of `size` leaves.
 pub fn inclusion_proof(nodes: &dyn Nodes, index: u64, size: u64) -> Result<Vec<Hash>, MissingNode> {
     fn path(nodes: &dyn Nodes, m: u64, start: u64, end: u64, out: &mut Vec<Hash>) -> Result<(), MissingNode> {
@@ -192,7 +192,7 @@ pub fn inclusion_proof(nodes: &dyn Nodes, index: u64, size: u64) -> Result<Vec<H
     Ok(out)
 }
 
-/// RFC 9162 PROOF(m, D[n]): the consistency proof between the trees of
+/// RFC 9162 PROOF(m, D\[n\]): the consistency proof between the trees of
 /// `old` and `new` leaves (empty when `old` is 0 or equal to `new`).
 pub fn consistency_proof(nodes: &dyn Nodes, old: u64, new: u64) -> Result<Vec<Hash>, MissingNode> {
     fn subproof(

@@ -58,7 +58,7 @@ pub(crate) fn chain_hash(prev_hash: &str, seq: i64, tail: &str) -> String {
 }
 
 /// A stored record's chain hash from the previous hash and its leaf input
-/// (`[seq,` + tail, as [`leaf_input_of_row`] gives it): the same bytes
+/// (`[seq,` + tail, as [`leaf_input`] gives it): the same bytes
 /// [`chain_hash`] hashes.
 pub fn chain_hash_of_input(prev_hash: &str, leaf_input: &str) -> String {
     let mut h = Sha256::new();
