@@ -36,11 +36,5 @@ pub async fn insights(
         Some(s) => s,
         None => (app.clock.now_ms() / 1000 - DEFAULT_PERIOD_S).max(0),
     };
-    let approvers = app
-        .cfg
-        .resources
-        .iter()
-        .map(|r| (r.id.clone(), r.approvers.iter().cloned().collect()))
-        .collect();
-    Ok(Json(report::report(&app.db, since_s, &approvers).await?))
+    Ok(Json(report::report(&app.db, since_s, &app.cfg.resources).await?))
 }

@@ -11,6 +11,7 @@ use grant::scope::ScopeRule;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::config::Resource;
 use crate::preview::document::template_pattern;
 use crate::requests::Rule;
 use crate::store::{self, Db};
@@ -255,9 +256,13 @@ pub fn suggest(used: &[UsedOperation], grants: i64, since_s: i64) -> Option<Sugg
 /// Allowed calls and calling grants per (method, operation).
 type CallsByOperation = BTreeMap<(String, String), (i64, i64)>;
 
-/// Reads the report for grants issued and requests made since `since_s`;
-/// `approvers` names each resource's approver groups.
-pub async fn report(db: &Db, since_s: i64, approvers: &BTreeMap<String, Vec<String>>) -> Result<Insights, sqlx::Error> {
+/// Reads the report for grants issued and requests made since `since_s`
+/// (`resources`: the configured ones, for their approver groups).
+pub async fn report(db: &Db, since_s: i64, resources: &[Resource]) -> Result<Insights, sqlx::Error> {
+    let approvers: BTreeMap<String, Vec<String>> = resources
+        .iter()
+        .map(|r| (r.id.clone(), r.approvers.iter().cloned().collect()))
+        .collect();
     let grants = store::grants::issued_since(&db.read, since_s).await?;
     let usage = store::usage::of_grants_issued_since(&db.read, since_s).await?;
     let since_ms = since_s.saturating_mul(1000);
@@ -323,7 +328,7 @@ pub async fn report(db: &Db, since_s: i64, approvers: &BTreeMap<String, Vec<Stri
     denials.truncate(50);
     Ok(Insights {
         requesters: requesters(requests, &grants, &used_grants, since_s),
-        approval_times: approval_times(waits, approvers),
+        approval_times: approval_times(waits, &approvers),
         since_s,
         resources,
         denials,

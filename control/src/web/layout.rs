@@ -75,6 +75,9 @@ pub fn person(p: &Principal) -> Markup {
     }
 }
 
+/// Milliseconds in a (UTC) day.
+pub const DAY_MS: i64 = 86_400_000;
+
 /// A UTC time from milliseconds, in a `<time>` element.
 pub fn time_ms(ms: i64) -> Markup {
     let secs = ms.div_euclid(1000);

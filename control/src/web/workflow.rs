@@ -103,13 +103,7 @@ pub struct Overview {
 /// log and `GET /v1/insights`).
 pub async fn overview(app: &App, p: &Principal, since_ms: i64) -> Result<Overview, ApiError> {
     crate::policy::may_read_audit(app.auth.is_auditor(p))?;
-    let approvers = app
-        .cfg
-        .resources
-        .iter()
-        .map(|r| (r.id.clone(), r.approvers.iter().cloned().collect()))
-        .collect();
-    let insights = crate::insight::report::report(&app.db, since_ms / 1000, &approvers).await?;
+    let insights = crate::insight::report::report(&app.db, since_ms / 1000, &app.cfg.resources).await?;
     Ok(Overview {
         since_ms,
         per_day: crate::store::requests::per_day_and_state_since(&app.db.read, since_ms).await?,

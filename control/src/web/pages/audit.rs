@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::api::AppState;
 use crate::audit::{self, Record};
 use crate::web::error::WebError;
-use crate::web::layout::{self, shown};
+use crate::web::layout::{self, shown, DAY_MS};
 use crate::web::session::Session;
 use crate::web::workflow;
 
@@ -33,8 +33,6 @@ pub struct Filters {
     until: Option<String>,
     after: Option<i64>,
 }
-
-const DAY_MS: i64 = 86_400_000;
 
 /// The start of a UTC day given as `YYYY-MM-DD`, in ms.
 pub fn day_start_ms(text: &str) -> Option<i64> {

@@ -13,13 +13,12 @@ use crate::api::AppState;
 use crate::states::RequestState;
 use crate::web::charts::{self, Bar, Day, Series};
 use crate::web::error::WebError;
-use crate::web::layout::{self, duration};
+use crate::web::layout::{self, duration, DAY_MS};
 use crate::web::session::Session;
 use crate::web::workflow::{self, Overview};
 
 /// The period shown.
 const DAYS: i64 = 30;
-const DAY_MS: i64 = 86_400_000;
 
 /// The outcomes of the per-day chart, in stacking order, with colours
 /// that differ in lightness too.
