@@ -69,12 +69,7 @@ pub async fn preview_scope(
     ApiJson(input): ApiJson<ScopeQuestion>,
 ) -> Result<Json<ScopePreview>, ApiError> {
     let resource = policy::resource(&app.cfg, &input.resource)?;
-    if !policy::can_request(resource, &p) {
-        return Err(ApiError::Forbidden(
-            "not_a_requester",
-            format!("you may not request access to {}", resource.id),
-        ));
-    }
+    policy::may_request(resource, &p)?;
     let scope: Vec<ScopeRule> = input.scope.iter().cloned().map(ScopeRule::from).collect();
     policy::requested_scope(resource, &scope)?;
     Ok(Json(ScopePreview {
