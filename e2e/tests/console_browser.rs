@@ -276,7 +276,12 @@ async fn walk_through(driver: &Driver, control: Control, variant: &str) {
     ui.fill("#reason", HOSTILE).await;
     ui.fill("#ticket", "INC-7").await;
     ui.click("form[action='/request'] button[type=submit]").await;
-    ui.wait_path(|p| p == "/request", "the form came back").await;
+    // The form comes back at the same path: wait for its error itself.
+    ui.c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#duration-error"))
+        .await
+        .expect("the form came back with the duration's error");
     // Too long: the error is next to the field, the entered values kept.
     assert!(ui.text("#duration-error").await.contains("duration"));
     ui.check_and_photograph("request-form-error").await;
@@ -391,6 +396,8 @@ async fn walk_through(driver: &Driver, control: Control, variant: &str) {
     .await
     .unwrap();
     ui.click("form[action='/signout'] button").await;
+    // The click only starts the post: wait for its answer before reading it.
+    ui.wait_path(|p| p == "/signout", "the refused sign-out").await;
     assert!(ui.c.source().await.unwrap().contains("csrf_rejected"));
     ui.c.close().await.unwrap();
     drop(envoy);
