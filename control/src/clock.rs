@@ -47,6 +47,13 @@ impl Clock for TestClock {
     }
 }
 
+/// A time in seconds since the epoch as RFC 3339 in UTC
+/// (`2026-12-02T20:45:00Z`); times before the epoch read as the epoch.
+pub fn rfc3339(secs: i64) -> String {
+    let t = UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(secs).unwrap_or(0));
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
 /// A random identifier with a prefix: 80 bits, hex (unguessable, so ids
 /// reveal nothing about other requests).
 pub fn new_id(prefix: &str) -> String {

@@ -24,6 +24,9 @@ pub struct TokenResponse {
     pub grant_id: String,
     /// The grant token, for the `x-jit-grant` header.
     pub token: String,
+    /// When proxies start accepting it (seconds since the epoch; later
+    /// than now for a scheduled request).
+    pub not_before: i64,
     /// Expiry (seconds since the epoch).
     pub expires_at: i64,
 }
@@ -61,8 +64,11 @@ pub struct MintInput<'a> {
     pub scope: &'a [ScopeRule],
     /// The client address blocks it is limited to.
     pub source_cidrs: Option<&'a [String]>,
-    /// For how long from now.
+    /// For how long from the window's start.
     pub duration_seconds: i64,
+    /// When the window starts (seconds), for a scheduled request; `None`:
+    /// at minting.
+    pub starts_at_s: Option<i64>,
     /// The client certificate thumbprint (`x5t#S256`) it is bound to;
     /// the workflow has checked that every proxy of the resource checks it.
     pub cnf_x5t_s256: Option<&'a str>,
@@ -80,8 +86,25 @@ fn thumbprint_digest(x5t: &str) -> Result<[u8; 32], ApiError> {
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("stored thumbprint {x5t:?} does not decode")))
 }
 
-/// Mints and stores a grant. The window starts now, at approval, and
-/// lasts the requested duration.
+/// The window of a grant minted at `now` (seconds): `(nbf, exp)`. It opens
+/// at approval, or at the scheduled start if that is later, and closes
+/// the requested duration after the start (a scheduled request approved
+/// late gets what is left of its window).
+pub fn window(now: u64, starts_at_s: Option<i64>, duration_seconds: i64) -> (u64, u64) {
+    let start = starts_at_s.map_or(now, |s| u64::try_from(s).unwrap_or(0));
+    (
+        start.max(now),
+        start.saturating_add(u64::try_from(duration_seconds).unwrap_or(0)),
+    )
+}
+
+/// Mints and stores a grant for [`window`].
+///
+/// The token's `iat` is the window's start, not the signing time: the
+/// spec bounds a grant's lifetime as `exp - iat`, so a grant signed a day
+/// ahead of a one-hour window would otherwise exceed every proxy's
+/// `max_ttl`. The signing time is kept in the row (`issued_at`) and the
+/// audit record.
 pub async fn mint(
     cfg: &Config,
     conn: &mut AnyConnection,
@@ -89,14 +112,15 @@ pub async fn mint(
     now_ms: i64,
 ) -> Result<GrantView, ApiError> {
     let now = (now_ms / 1000) as u64;
+    let (nbf, exp) = window(now, input.starts_at_s, input.duration_seconds);
     let claims = GrantClaims {
         iss: cfg.issuer.clone(),
         sub: input.subject.to_owned(),
         aud: input.resource.to_owned(),
         jti: new_id("g"),
-        iat: now,
-        nbf: now,
-        exp: now + input.duration_seconds as u64,
+        iat: nbf,
+        nbf,
+        exp,
         scope: input.scope.to_vec(),
         src: input.source_cidrs.map(<[String]>::to_vec),
         req: Some(input.request_id.to_owned()),
@@ -111,7 +135,8 @@ pub async fn mint(
         resource: claims.aud,
         kid: cfg.signing_key.kid().to_owned(),
         token,
-        issued_at_s: claims.iat as i64,
+        issued_at_s: now as i64,
+        not_before_s: claims.nbf as i64,
         expires_at_s: claims.exp as i64,
     };
     rows::insert(conn, &row).await?;
@@ -119,6 +144,7 @@ pub async fn mint(
         id: row.id,
         kid: row.kid,
         issued_at: row.issued_at_s,
+        not_before: row.not_before_s,
         expires_at: row.expires_at_s,
         revoked_at: None,
         revoked_by: None,
@@ -191,4 +217,24 @@ pub async fn active_set(app: &App) -> Result<GrantSet, ApiError> {
     }
     let cursor = h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
     Ok(GrantSet { cursor, grants })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::window;
+
+    #[test]
+    fn an_unscheduled_grant_opens_at_minting_for_its_duration() {
+        assert_eq!(window(1_000, None, 600), (1_000, 1_600));
+    }
+
+    #[test]
+    fn a_grant_approved_ahead_opens_at_its_start() {
+        assert_eq!(window(1_000, Some(5_000), 600), (5_000, 5_600));
+    }
+
+    #[test]
+    fn a_grant_approved_after_its_start_keeps_the_scheduled_end() {
+        assert_eq!(window(5_100, Some(5_000), 600), (5_100, 5_600));
+    }
 }

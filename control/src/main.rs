@@ -64,6 +64,11 @@ enum Command {
         /// How long, with a unit: 30m, 1h, 1h30m, 900s.
         #[arg(long = "for")]
         duration: String,
+        /// When the window starts, for access planned ahead: +2h, or a UTC
+        /// time like 2026-12-03T02:00:00Z. Approvers may approve before
+        /// it; the grant works from then. Default: from approval.
+        #[arg(long, value_name = "WHEN")]
+        start: Option<String>,
         /// Why (required).
         #[arg(long)]
         reason: String,
@@ -318,12 +323,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             methods,
             paths,
             duration,
+            start,
             reason,
             ticket,
             bind_cert,
             wait,
             dry_run,
         } => {
+            let now_s = SystemClock.now_s();
+            let starts_at = start
+                .map(|w| duration::parse_start(&w, now_s).map_err(|e| anyhow::anyhow!("--start: {e}")))
+                .transpose()?;
             let cnf_x5t_s256 = match bind_cert {
                 Some(path) => {
                     let text =
@@ -337,6 +347,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 methods,
                 paths,
                 seconds: duration::parse_duration(&duration)?,
+                starts_at,
                 reason,
                 ticket,
                 cnf_x5t_s256,

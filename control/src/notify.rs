@@ -47,6 +47,8 @@ pub struct RequestFacts {
     pub scope: Vec<ScopeRule>,
     /// For how long.
     pub duration_seconds: i64,
+    /// When the window starts (seconds), for a scheduled request.
+    pub starts_at: Option<i64>,
     /// Why.
     pub reason: String,
     /// Ticket.
@@ -135,8 +137,8 @@ fn payload(app: &App, target: &Target, event: &Event) -> Value {
         "event": event.kind,
         "request": {
             "id": row.id, "resource": row.resource, "requester": row.requester, "scope": scope_json(&row.scope),
-            "duration_seconds": row.duration_seconds, "reason": row.reason, "ticket": row.ticket,
-            "break_glass": row.break_glass,
+            "duration_seconds": row.duration_seconds, "starts_at": row.starts_at, "reason": row.reason,
+            "ticket": row.ticket, "break_glass": row.break_glass,
         },
         "approver_groups": approvers,
         "details": event.details,
@@ -189,12 +191,23 @@ pub fn slack_message(event: &Event) -> Value {
         "grant.expiring_soon" => format!(":hourglass: Expiring soon: {} → {}", row.requester, row.resource),
         other => format!("{other}: {} → {}", row.requester, row.resource),
     };
+    // Slack shows the start in the reader's time zone; the fallback is UTC.
+    let start = row.starts_at.map_or_else(
+        || "on approval".to_owned(),
+        |at| {
+            format!(
+                "<!date^{at}^{{date_short_pretty}} {{time}}|{}>",
+                crate::clock::rfc3339(at)
+            )
+        },
+    );
     let fields = format!(
-        "*Requester:* {}\n*Resource:* {}\n*Scope:* {}\n*Duration:* {} min\n*Reason:* {}\n*Ticket:* {}",
+        "*Requester:* {}\n*Resource:* {}\n*Scope:* {}\n*Duration:* {} min\n*Starts:* {}\n*Reason:* {}\n*Ticket:* {}",
         row.requester,
         row.resource,
         scope.join("; "),
         minutes,
+        start,
         row.reason,
         row.ticket.as_deref().unwrap_or("-"),
     );
@@ -306,6 +319,43 @@ pub async fn deliveries(app: &App, request_id: &str) -> Result<Vec<Delivery>, sq
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn created(starts_at: Option<i64>) -> Event {
+        Event {
+            kind: "request.created",
+            request: RequestFacts {
+                id: "req_1".into(),
+                resource: "payments-api".into(),
+                requester: "alice".into(),
+                scope: vec![ScopeRule {
+                    methods: vec!["GET".into()],
+                    paths: vec!["/v1/invoices/*".into()],
+                }],
+                duration_seconds: 1800,
+                starts_at,
+                reason: "month-end close".into(),
+                ticket: None,
+                break_glass: false,
+            },
+            details: json!({}),
+        }
+    }
+
+    #[test]
+    fn a_slack_message_says_when_the_window_starts() {
+        let text = |e: &Event| {
+            slack_message(e)["blocks"][1]["text"]["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert!(text(&created(None)).contains("*Starts:* on approval"));
+        let scheduled = text(&created(Some(1_796_263_200)));
+        assert!(
+            scheduled.contains("*Starts:* <!date^1796263200^{date_short_pretty} {time}|2026-12-03T02:00:00Z>"),
+            "{scheduled}"
+        );
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {

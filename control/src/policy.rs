@@ -97,6 +97,46 @@ pub fn duration(cfg: &Config, max: u64, seconds: u64) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Checks a scheduled start (`starts_at`, seconds since the epoch): after
+/// now, at most `max_ahead` seconds ahead (0: scheduling is off), and not
+/// for break-glass access, which is for now.
+pub fn start(starts_at: i64, now_s: i64, max_ahead: u64, break_glass: bool) -> Result<(), ApiError> {
+    let refuse = |m: String| Err(invalid("starts_at_invalid", format!("starts_at: {m}")));
+    if break_glass {
+        return refuse("break-glass access starts at once; omit starts_at".into());
+    }
+    if max_ahead == 0 {
+        return refuse("this service takes no scheduled requests (grants.max_start_ahead_seconds is 0)".into());
+    }
+    if starts_at <= now_s {
+        return refuse(format!(
+            "must be after now ({now_s}, seconds since the epoch); omit it to start at approval"
+        ));
+    }
+    if starts_at - now_s > i64::try_from(max_ahead).unwrap_or(i64::MAX) {
+        return refuse(format!("must be at most {max_ahead} s ahead"));
+    }
+    Ok(())
+}
+
+/// Until when (ms) a request may wait for approvers. An unscheduled one:
+/// the pending timeout from its creation. A scheduled one: the pending
+/// timeout from its start, but never so late that less than the shortest
+/// grant (`min_ttl`) of its window would be left.
+pub fn pending_deadline(now_ms: i64, timeout_s: u64, starts_at_s: Option<i64>, duration_s: u64, min_ttl_s: u64) -> i64 {
+    let timeout_ms = i64::try_from(timeout_s).unwrap_or(i64::MAX / 4).saturating_mul(1000);
+    match starts_at_s {
+        None => now_ms.saturating_add(timeout_ms),
+        Some(start) => {
+            let start_ms = start.saturating_mul(1000);
+            let last_useful = start.saturating_add(i64::try_from(duration_s.saturating_sub(min_ttl_s)).unwrap_or(0));
+            start_ms
+                .saturating_add(timeout_ms)
+                .min(last_useful.saturating_mul(1000))
+        }
+    }
+}
+
 /// Checks source address blocks.
 pub fn sources(list: &[String]) -> Result<(), ApiError> {
     if list.is_empty() || list.len() > MAX_SOURCES {
@@ -318,9 +358,11 @@ pub fn may_cancel(requester: bool, stored: RequestState, pending_until: i64, now
     Ok(())
 }
 
-/// Only the requester may extend (`not_the_requester`), and only an active
-/// grant (`grant_not_active`).
-pub fn may_extend(requester: bool, effective: RequestState) -> Result<(), ApiError> {
+/// Only the requester may extend (`not_the_requester`), only an active
+/// grant (`grant_not_active`), and only once its window has opened
+/// (`grant_not_started`: an extension starts at its approval, so it would
+/// move a scheduled window forward instead of extending it).
+pub fn may_extend(requester: bool, effective: RequestState, opened: bool) -> Result<(), ApiError> {
     if !requester {
         return Err(ApiError::Forbidden(
             "not_the_requester",
@@ -331,6 +373,12 @@ pub fn may_extend(requester: bool, effective: RequestState) -> Result<(), ApiErr
         return Err(ApiError::Conflict(
             "grant_not_active",
             "only an active grant can be extended".into(),
+        ));
+    }
+    if !opened {
+        return Err(ApiError::Conflict(
+            "grant_not_started",
+            "the grant's window has not started yet; cancel by revoking it and ask again instead".into(),
         ));
     }
     Ok(())
@@ -809,10 +857,40 @@ mod tests {
     }
 
     #[test]
-    fn only_the_requester_extends_and_only_an_active_grant() {
-        assert!(may_extend(true, RequestState::Approved).is_ok());
-        assert_eq!(code(may_extend(false, RequestState::Approved)), "not_the_requester");
-        assert_eq!(code(may_extend(true, RequestState::Expired)), "grant_not_active");
+    fn only_the_requester_extends_and_only_an_active_grant_whose_window_opened() {
+        assert!(may_extend(true, RequestState::Approved, true).is_ok());
+        assert_eq!(
+            code(may_extend(false, RequestState::Approved, true)),
+            "not_the_requester"
+        );
+        assert_eq!(code(may_extend(true, RequestState::Expired, true)), "grant_not_active");
+        assert_eq!(
+            code(may_extend(true, RequestState::Approved, false)),
+            "grant_not_started"
+        );
+    }
+
+    #[test]
+    fn a_start_is_in_the_future_within_the_limit_and_not_for_break_glass() {
+        let day = 86_400;
+        assert!(start(1_001, 1_000, day, false).is_ok());
+        assert!(start(1_000 + day as i64, 1_000, day, false).is_ok());
+        assert_eq!(code(start(1_000, 1_000, day, false)), "starts_at_invalid");
+        assert_eq!(code(start(-5, 1_000, day, false)), "starts_at_invalid");
+        assert_eq!(code(start(1_001 + day as i64, 1_000, day, false)), "starts_at_invalid");
+        assert_eq!(code(start(i64::MAX, 1_000, day, false)), "starts_at_invalid");
+        assert_eq!(code(start(2_000, 1_000, day, true)), "starts_at_invalid");
+        assert_eq!(code(start(2_000, 1_000, 0, false)), "starts_at_invalid");
+    }
+
+    #[test]
+    fn a_scheduled_request_waits_from_its_start_while_a_useful_grant_is_left() {
+        // Unscheduled: the timeout from now.
+        assert_eq!(pending_deadline(5_000, 3_600, None, 600, 60), 3_605_000);
+        // Scheduled a day ahead with a 2 h window: the timeout from the start...
+        assert_eq!(pending_deadline(0, 3_600, Some(86_400), 7_200, 60), 90_000_000);
+        // ...but not past the last minute of a 10 min window.
+        assert_eq!(pending_deadline(0, 3_600, Some(86_400), 600, 60), 86_940_000);
     }
 
     #[test]

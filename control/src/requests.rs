@@ -63,6 +63,16 @@ where
     whole.ok_or_else(|| D::Error::custom(format!("invalid value: {n}, expected an integer in range")))
 }
 
+/// [`whole_number`] for an optional field (missing or `null`: `None`).
+pub fn optional_whole_number<'de, D>(de: D) -> Result<Option<i64>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    struct Whole(#[serde(deserialize_with = "whole_number")] i64);
+    Ok(Option::<Whole>::deserialize(de)?.map(|w| w.0))
+}
+
 /// `POST /v1/requests`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -72,9 +82,17 @@ pub struct NewRequest {
     /// What to allow (each rule within what the resource allows to request).
     #[schema(min_items = 1, max_items = 32)]
     pub scope: Vec<Rule>,
-    /// For how long, from approval (at most the resource's maximum).
+    /// For how long, from approval or from `starts_at` (at most the
+    /// resource's maximum).
     #[serde(deserialize_with = "whole_number")]
     pub duration_seconds: u64,
+    /// When the window starts (seconds since the epoch), for access planned
+    /// ahead: after now and at most `grants.max_start_ahead_seconds` ahead.
+    /// Approvers may approve before it; the grant's `nbf` is this time and
+    /// `duration_seconds` runs from it. Omitted: the window starts at
+    /// approval. Not with `break_glass`.
+    #[serde(default, deserialize_with = "optional_whole_number")]
+    pub starts_at: Option<i64>,
     /// Why (required; not blank, no control characters but newline and tab).
     #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
@@ -128,10 +146,15 @@ pub struct AccessRequest {
     pub resource: String,
     /// Who asked.
     pub requester: String,
+    /// The requester's groups when they asked (`null` on requests made
+    /// before groups were recorded).
+    pub requester_groups: Option<Vec<String>>,
     /// What.
     pub scope: Vec<Rule>,
     /// For how long.
     pub duration_seconds: i64,
+    /// When the window starts (seconds), for a scheduled request.
+    pub starts_at: Option<i64>,
     /// Why.
     pub reason: String,
     /// Ticket.

@@ -135,3 +135,41 @@ fn keys_generate_prints_both_config_forms() {
     assert!(grant::SigningKey::from_base64url("k-2026-11", secret).is_ok());
     assert!(out.contains(&format!("\"k-2026-11\": \"{secret}\"")));
 }
+
+#[test]
+fn request_with_a_start_schedules_the_window_and_a_bad_start_is_one_sentence() {
+    let control = Control::start(|c| c);
+    let ask = |start: &str| {
+        let mut cmd = jitgate(&control, "alice");
+        cmd.args([
+            "--json",
+            "request",
+            "payments-api",
+            "--method",
+            "GET",
+            "--path",
+            "/v1/invoices/*",
+        ])
+        .args(["--for", "30m", "--reason", "month-end close", "--start", start]);
+        run(cmd)
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (ok, out, err) = ask("+2h");
+    assert!(ok, "{err}");
+    let created: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let starts_at = created["starts_at"].as_i64().expect("starts_at");
+    assert!((now + 7200..now + 7210).contains(&starts_at), "{created}");
+    let (ok, out, err) = ask("2126-01-01T00:00:00Z");
+    assert!(
+        !ok && out.is_empty() && err.contains("starts_at_invalid"),
+        "too far ahead: {err}"
+    );
+    let (ok, _, err) = ask("yesterday");
+    assert!(
+        !ok && err.trim().lines().count() == 1 && err.contains("--start"),
+        "{err}"
+    );
+}

@@ -4,9 +4,11 @@
 //! approver, with the keyboard only, approves from the inbox (where a
 //! hostile reason stays inert); the requester copies the grant out of the
 //! page and calls through Envoy; the approver revokes and the proxy
-//! refuses; the auditor sees the timeline and the chain verifies. Every
-//! page is checked with axe-core (serious and critical findings fail) and
-//! photographed into docs/console/.
+//! refuses; the auditor sees the timeline and the chain verifies. A
+//! request scheduled a little ahead is approved before its start and the
+//! proxy refuses its grant until then. Every page is checked with axe-core
+//! (serious and critical findings fail) and photographed into
+//! docs/console/.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -244,6 +246,89 @@ async fn the_walk_through_holds_on_postgres() {
         "postgres",
     )
     .await;
+}
+
+/// A request with a start a little ahead: the approver sees when it
+/// starts and who asks (with their groups) and approves before the start;
+/// the grant, copied out of the page ahead of time, is refused by the proxy
+/// until the start (no leeway configured) and works from then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_request_is_approved_ahead_and_works_from_its_start() {
+    let _serial = SERIAL.lock().await;
+    let Some(driver) = start_driver() else { return };
+    let control = Control::start(|c| c);
+    let upstream = Upstream::start();
+    let mut options = EnvoyOptions::new(control.filter_config(r#","leeway":0"#, ""), upstream.port);
+    options.control_port = control.port;
+    let envoy = Envoy::start(options);
+    let ui = Console {
+        c: browser(&driver).await,
+        base: format!("http://localhost:{}", control.port),
+        photograph: false,
+    };
+
+    ui.sign_in("alice", &["dev"]).await;
+    ui.go("/request?resource=payments-api").await;
+    ui.click("#rule0-m-GET").await;
+    ui.click("#rule0-p-0").await;
+    ui.fill("#reason", "month-end close").await;
+    // The form takes the start in UTC, to the second (`datetime-local`
+    // with step 1); typed here through its value, as a date picker would.
+    let start = now_s() + 30;
+    let local = control::clock::rfc3339(start).trim_end_matches('Z').to_owned();
+    ui.c.execute(
+        "document.getElementById('starts_at').value = arguments[0];",
+        vec![json!(local)],
+    )
+    .await
+    .unwrap();
+    ui.click("form[action='/request'] button[type=submit]").await;
+    let path = ui
+        .wait_path(|p| p.starts_with("/requests/"), "the scheduled request was created")
+        .await;
+    let request_id = path.trim_start_matches("/requests/").to_owned();
+    assert!(ui.text("dd.starts").await.contains("(scheduled)"));
+
+    ui.sign_in("bob", &["payments-approvers"]).await;
+    ui.go("/inbox").await;
+    let card = ui.text(&format!("section[aria-labelledby='req-{request_id}']")).await;
+    let starts = local.replace('T', " ") + " UTC (scheduled)";
+    for context in ["alice (dev)", starts.as_str()] {
+        assert!(card.contains(context), "{context} missing in {card}");
+    }
+    ui.click(&format!("form[action='/requests/{request_id}/approve'] button"))
+        .await;
+    ui.wait_path(|p| p == format!("/requests/{request_id}"), "approved")
+        .await;
+
+    ui.sign_in("alice", &["dev"]).await;
+    ui.go(&format!("/requests/{request_id}")).await;
+    assert!(ui.text("#request-state").await.contains("starts in"));
+    ui.click(&format!("form[action='/requests/{request_id}/grant'] button"))
+        .await;
+    ui.wait_path(|p| p.ends_with("/grant"), "the grant page").await;
+    assert!(ui.text("main").await.contains("proxies refuse it before then"));
+    let token = ui.value("#grant-token").await;
+
+    let early = get_with_grant(envoy.port, "/v1/invoices/INV-9", &token);
+    assert!(
+        now_s() < start,
+        "the flow took longer than the 30 s to the start: nothing shown"
+    );
+    assert_eq!(early.error_code(), "grant_not_yet_valid", "before the start");
+    while now_s() < start {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let on_time = get_with_grant(envoy.port, "/v1/invoices/INV-9", &token);
+    assert_eq!(on_time.status, 200, "from the start");
+    ui.c.close().await.unwrap();
+    drop(envoy);
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Runs the walk-through; `variant` is empty for the run whose pages are

@@ -260,6 +260,8 @@ pub struct Ask {
     pub paths: Vec<String>,
     /// Seconds.
     pub seconds: u64,
+    /// When the window starts (seconds since the epoch); `None`: at approval.
+    pub starts_at: Option<i64>,
     /// Why.
     pub reason: String,
     /// Ticket.
@@ -387,8 +389,8 @@ pub fn request(client: &Client, ask: Ask, wait: bool, json_out: bool) -> anyhow:
     let created: AccessRequest = client.post(
         "/v1/requests",
         &json!({"resource": ask.resource, "scope": ask.scope(),
-                "duration_seconds": ask.seconds, "reason": ask.reason, "ticket": ask.ticket,
-                "cnf_x5t_s256": ask.cnf_x5t_s256}),
+                "duration_seconds": ask.seconds, "starts_at": ask.starts_at, "reason": ask.reason,
+                "ticket": ask.ticket, "cnf_x5t_s256": ask.cnf_x5t_s256}),
     )?;
     let id = created.id.clone();
     if !wait {
@@ -430,10 +432,14 @@ pub fn request(client: &Client, ask: Ask, wait: bool, json_out: bool) -> anyhow:
 /// One request on one line: id, state, and the grant id once there is one
 /// (what `jitgate revoke` takes).
 pub fn request_line(r: &AccessRequest) -> String {
-    match &r.grant {
+    let mut line = match &r.grant {
         Some(g) => format!("{}\t{}\tgrant {}", r.id, r.state, g.id),
         None => format!("{}\t{}", r.id, r.state),
+    };
+    if let Some(at) = r.starts_at {
+        let _ = write!(line, "\tstarts {}", crate::clock::rfc3339(at));
     }
+    line
 }
 
 /// Renders requests as a table.
@@ -462,8 +468,7 @@ pub fn table(requests: &[AccessRequest]) -> String {
 
 /// A time in milliseconds since the epoch as RFC 3339 (UTC, seconds).
 pub fn readable_time(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_seconds(t).to_string()
+    crate::clock::rfc3339(ms.div_euclid(1000))
 }
 
 /// Renders audit records, one per line.

@@ -1,7 +1,8 @@
-//! Durations as people write them on the command line (`30m`, `1h30m`,
-//! `900s`), parsed by `humantime` with checked arithmetic: a value too
-//! large for the clock is refused instead of wrapping around, and a bare
-//! number is refused with a hint instead of being taken as seconds.
+//! Durations and start times as people write them on the command line
+//! (`30m`, `1h30m`, `900s`; `+2h` or `2026-12-03T02:00:00Z`), parsed by
+//! `humantime` with checked arithmetic: a value too large for the clock is
+//! refused instead of wrapping around, and a bare number is refused with a
+//! hint instead of being taken as seconds.
 
 /// Why a duration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +47,27 @@ pub fn parse_duration(text: &str) -> Result<u64, DurationError> {
     Ok(parsed.as_secs())
 }
 
+/// Parses a start time: `+2h` (from `now_s`) or an RFC 3339 time in UTC
+/// (`2026-12-03T02:00:00Z`); seconds since the epoch.
+pub fn parse_start(text: &str, now_s: i64) -> Result<i64, DurationError> {
+    let text = text.trim();
+    if let Some(after) = text.strip_prefix('+') {
+        let secs = i64::try_from(parse_duration(after)?).map_err(|_| DurationError::TooLong(text.to_owned()))?;
+        return now_s
+            .checked_add(secs)
+            .ok_or_else(|| DurationError::TooLong(text.to_owned()));
+    }
+    let at = humantime::parse_rfc3339(text).map_err(|e| DurationError::Invalid {
+        text: text.to_owned(),
+        reason: format!("write +30m, or a UTC time like 2026-12-03T02:00:00Z: {e}"),
+    })?;
+    let secs = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| DurationError::TooLong(text.to_owned()))?
+        .as_secs();
+    i64::try_from(secs).map_err(|_| DurationError::TooLong(text.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +100,14 @@ mod tests {
     #[test]
     fn fractions_of_a_second_are_refused() {
         assert_eq!(parse_duration("1500ms"), Err(DurationError::Fraction("1500ms".into())));
+    }
+
+    #[test]
+    fn starts_read_as_an_offset_from_now_or_a_utc_time() {
+        assert_eq!(parse_start("+2h", 1_000), Ok(8_200));
+        assert_eq!(parse_start("2026-12-03T02:00:00Z", 0), Ok(1_796_263_200));
+        assert!(matches!(parse_start("tomorrow", 0), Err(DurationError::Invalid { .. })));
+        assert!(matches!(parse_start("+2", 0), Err(DurationError::NoUnit(_))));
+        assert!(parse_start("+99999999999999999s", i64::MAX - 5).is_err());
     }
 }

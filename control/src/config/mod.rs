@@ -300,6 +300,13 @@ struct RawGrants {
     min_ttl_seconds: u64,
     #[serde(default = "default_max_ttl")]
     max_ttl_seconds: u64,
+    #[serde(default = "default_max_start_ahead")]
+    max_start_ahead_seconds: u64,
+}
+
+/// How far ahead a scheduled request may start: 30 days.
+fn default_max_start_ahead() -> u64 {
+    30 * 24 * 3600
 }
 
 fn default_min_ttl() -> u64 {
@@ -494,6 +501,9 @@ pub struct Config {
     pub min_ttl_seconds: u64,
     /// Longest grant (proxies' `max_ttl` must be at least this).
     pub max_ttl_seconds: u64,
+    /// How far ahead a request's window may start (`starts_at`); 0: no
+    /// scheduled requests.
+    pub max_start_ahead_seconds: u64,
     /// The key that mints.
     pub signing_key: SigningKey,
     /// Every configured key.
@@ -585,6 +595,7 @@ impl RawConfig {
             pending_timeout_seconds: self.pending_timeout_seconds,
             min_ttl_seconds: min_ttl,
             max_ttl_seconds: max_ttl,
+            max_start_ahead_seconds: self.grants.max_start_ahead_seconds,
             signing_key,
             keys,
             auth,
@@ -616,13 +627,19 @@ fn service(raw: &RawConfig) -> Result<(String, SocketAddr), ConfigError> {
 }
 
 impl RawGrants {
-    /// `[grants]`: the TTL bounds.
+    /// `[grants]`: the TTL bounds and how far ahead a window may start.
     fn validate(&self) -> Result<(u64, u64), ConfigError> {
         let (min_ttl, max_ttl) = (self.min_ttl_seconds, self.max_ttl_seconds);
         if min_ttl == 0 || min_ttl > max_ttl || max_ttl > 7 * 24 * 3600 {
             return Err(err(
                 "grants.max_ttl_seconds",
                 "need 0 < min_ttl_seconds <= max_ttl_seconds <= 7 days",
+            ));
+        }
+        if self.max_start_ahead_seconds > 365 * 24 * 3600 {
+            return Err(err(
+                "grants.max_start_ahead_seconds",
+                "must be 0 (no scheduled requests) to 365 days",
             ));
         }
         Ok((min_ttl, max_ttl))
@@ -999,6 +1016,11 @@ mod tests {
         let cases = [
             ("issuer = \"jit-control\"", "issuer = \" \"", "issuer"),
             ("min_ttl_seconds = 60", "min_ttl_seconds = 0", "grants.max_ttl_seconds"),
+            (
+                "max_start_ahead_seconds = 2592000",
+                "max_start_ahead_seconds = 31622400",
+                "grants.max_start_ahead_seconds",
+            ),
             ("leeway_seconds = 5", "leeway_seconds = 61", "auth.leeway_seconds"),
             (
                 "ingest_key = { value = \"dev-ingest-key-0123456789\" }",

@@ -17,8 +17,11 @@ pub struct GrantView {
     pub id: String,
     /// The key that signed it.
     pub kid: String,
-    /// Issued (seconds).
+    /// Issued: when it was signed (seconds).
     pub issued_at: i64,
+    /// Its window opens (seconds; the token's `nbf`): after `issued_at`
+    /// for a scheduled request approved ahead of its start.
+    pub not_before: i64,
     /// Expires (seconds).
     pub expires_at: i64,
     /// Revoked (ms).
@@ -44,8 +47,10 @@ pub struct NewGrant {
     pub kid: String,
     /// The token.
     pub token: String,
-    /// Issued (seconds).
+    /// Issued: when it was signed (seconds).
     pub issued_at_s: i64,
+    /// Its window opens (seconds).
+    pub not_before_s: i64,
     /// Expires (seconds).
     pub expires_at_s: i64,
 }
@@ -74,21 +79,27 @@ pub struct StoredToken {
     pub id: String,
     /// The token.
     pub token: String,
+    /// Its window opens (seconds).
+    pub not_before_s: i64,
     /// Expires (seconds).
     pub expires_at_s: i64,
     /// Revoked (ms).
     pub revoked_at: Option<i64>,
 }
 
-const VIEW: &str =
-    "SELECT id, request_id, kid, issued_at_s, expires_at_s, revoked_at, revoked_by, revoke_reason FROM grants";
+const VIEW: &str = "SELECT id, request_id, kid, issued_at_s, not_before_s, expires_at_s, revoked_at, revoked_by, \
+    revoke_reason FROM grants";
 const REF: &str = "SELECT id, request_id, resource, subject, expires_at_s, revoked_at FROM grants";
 
 fn view(r: &AnyRow) -> Result<GrantView, sqlx::Error> {
+    let issued_at: i64 = r.try_get("issued_at_s")?;
+    // Grants minted before the column existed opened when issued.
+    let not_before: Option<i64> = r.try_get("not_before_s")?;
     Ok(GrantView {
         id: r.try_get("id")?,
         kid: r.try_get("kid")?,
-        issued_at: r.try_get("issued_at_s")?,
+        issued_at,
+        not_before: not_before.unwrap_or(issued_at),
         expires_at: r.try_get("expires_at_s")?,
         revoked_at: r.try_get("revoked_at")?,
         revoked_by: r.try_get("revoked_by")?,
@@ -141,26 +152,30 @@ pub async fn find(conn: &mut AnyConnection, id: &str) -> Result<Option<GrantRef>
 
 /// The token of a request's grant.
 pub async fn token_of_request(conn: &mut AnyConnection, request_id: &str) -> Result<Option<StoredToken>, sqlx::Error> {
-    sqlx::query("SELECT id, token, expires_at_s, revoked_at FROM grants WHERE request_id = $1")
-        .bind(request_id.to_owned())
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|r| {
-            Ok(StoredToken {
-                id: r.try_get("id")?,
-                token: r.try_get("token")?,
-                expires_at_s: r.try_get("expires_at_s")?,
-                revoked_at: r.try_get("revoked_at")?,
-            })
+    sqlx::query(
+        "SELECT id, token, COALESCE(not_before_s, issued_at_s) AS not_before_s, expires_at_s, revoked_at FROM grants \
+         WHERE request_id = $1",
+    )
+    .bind(request_id.to_owned())
+    .fetch_optional(&mut *conn)
+    .await?
+    .map(|r| {
+        Ok(StoredToken {
+            id: r.try_get("id")?,
+            token: r.try_get("token")?,
+            not_before_s: r.try_get("not_before_s")?,
+            expires_at_s: r.try_get("expires_at_s")?,
+            revoked_at: r.try_get("revoked_at")?,
         })
-        .transpose()
+    })
+    .transpose()
 }
 
 /// Stores a minted grant.
 pub async fn insert(conn: &mut AnyConnection, g: &NewGrant) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO grants (id, request_id, subject, resource, kid, token, issued_at_s, expires_at_s) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO grants (id, request_id, subject, resource, kid, token, issued_at_s, expires_at_s, not_before_s) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(g.id.clone())
     .bind(g.request_id.clone())
@@ -170,6 +185,7 @@ pub async fn insert(conn: &mut AnyConnection, g: &NewGrant) -> Result<(), sqlx::
     .bind(g.token.clone())
     .bind(g.issued_at_s)
     .bind(g.expires_at_s)
+    .bind(g.not_before_s)
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -33,6 +33,11 @@ pub struct RequestRow {
     pub source_cidrs: Option<Vec<String>>,
     /// The certificate thumbprint its grant is bound to.
     pub cnf_x5t_s256: Option<String>,
+    /// When the grant's window starts (seconds), for a scheduled request.
+    pub starts_at_s: Option<i64>,
+    /// The requester's groups when the request was made (`None` on rows
+    /// stored before they were recorded).
+    pub requester_groups: Option<Vec<String>>,
     /// Stored state.
     pub state: RequestState,
     /// Approvals needed.
@@ -63,7 +68,7 @@ struct StoredRule {
     paths: Vec<String>,
 }
 
-const COLUMNS: &str = "id, resource, requester, requester_email, scope, duration_seconds, reason, ticket, source_cidrs, cnf_x5t_s256, state, \
+const COLUMNS: &str = "id, resource, requester, requester_email, scope, duration_seconds, reason, ticket, source_cidrs, cnf_x5t_s256, starts_at_s, requester_groups, state, \
     approvals_required, break_glass, review_state, reviewed_by, auto_rule, extends_request, created_at, pending_until, resolved_at";
 
 fn decode(r: &AnyRow) -> Result<RequestRow, sqlx::Error> {
@@ -78,6 +83,11 @@ fn decode(r: &AnyRow) -> Result<RequestRow, sqlx::Error> {
         .map(|s| serde_json::from_str::<Vec<String>>(&s))
         .transpose()
         .map_err(|e| undecodable("source_cidrs", &id, e))?;
+    let groups: Option<String> = r.try_get("requester_groups")?;
+    let requester_groups = groups
+        .map(|g| serde_json::from_str::<Vec<String>>(&g))
+        .transpose()
+        .map_err(|e| undecodable("requester_groups", &id, e))?;
     let state: String = r.try_get("state")?;
     let review_state: Option<String> = r.try_get("review_state")?;
     let bg: i64 = r.try_get("break_glass")?;
@@ -97,6 +107,8 @@ fn decode(r: &AnyRow) -> Result<RequestRow, sqlx::Error> {
         ticket: r.try_get("ticket")?,
         source_cidrs,
         cnf_x5t_s256: r.try_get("cnf_x5t_s256")?,
+        starts_at_s: r.try_get("starts_at_s")?,
+        requester_groups,
         state: RequestState::from_db(&state).map_err(|e| undecodable("state", &id, e))?,
         approvals_required: r.try_get("approvals_required")?,
         break_glass: bg != 0,
@@ -141,7 +153,8 @@ pub async fn insert(conn: &mut AnyConnection, row: &RequestRow) -> Result<(), sq
     sqlx::query(
         "INSERT INTO access_requests (id, resource, requester, requester_email, scope, duration_seconds, reason, ticket, \
          source_cidrs, state, approvals_required, break_glass, review_state, auto_rule, extends_request, created_at, \
-         updated_at, pending_until, cnf_x5t_s256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+         updated_at, pending_until, cnf_x5t_s256, starts_at_s, requester_groups) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
     )
     .bind(row.id.clone())
     .bind(row.resource.clone())
@@ -162,6 +175,8 @@ pub async fn insert(conn: &mut AnyConnection, row: &RequestRow) -> Result<(), sq
     .bind(row.created_at)
     .bind(row.pending_until)
     .bind(row.cnf_x5t_s256.clone())
+    .bind(row.starts_at_s)
+    .bind(row.requester_groups.as_ref().map(serde_json::to_string).transpose().map_err(encode)?)
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -80,10 +80,12 @@ pub const DAY_MS: i64 = 86_400_000;
 
 /// A UTC time from milliseconds, in a `<time>` element.
 pub fn time_ms(ms: i64) -> Markup {
-    let secs = ms.div_euclid(1000);
-    let text =
-        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64))
-            .to_string();
+    time_s(ms.div_euclid(1000))
+}
+
+/// A UTC time from seconds, in a `<time>` element.
+pub fn time_s(secs: i64) -> Markup {
+    let text = crate::clock::rfc3339(secs);
     html! { time datetime=(text) { (text.replace('T', " ").replace('Z', " UTC")) } }
 }
 

@@ -7,7 +7,7 @@
 
 use serde_json::json;
 
-use crate::notify::{Event, RequestFacts};
+use crate::notify::Event;
 use crate::store::requests;
 use crate::{notify, App};
 
@@ -22,16 +22,7 @@ pub async fn sweep(app: &App) -> Result<usize, sqlx::Error> {
             let waiting = (now - row.created_at) / 1000;
             let event = Event {
                 kind: "request.reminder",
-                request: RequestFacts {
-                    id: row.id,
-                    resource: row.resource,
-                    requester: row.requester,
-                    scope: row.scope,
-                    duration_seconds: row.duration_seconds,
-                    reason: row.reason,
-                    ticket: row.ticket,
-                    break_glass: row.break_glass,
-                },
+                request: crate::workflow::facts(&row),
                 details: json!({"pending_seconds": waiting}),
             };
             notify::enqueue(app, &mut tx, &event, now).await?;

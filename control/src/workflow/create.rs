@@ -17,6 +17,10 @@ use crate::states::{RequestState, ReviewState};
 use crate::store::requests::{self as request_rows, RequestRow};
 use crate::{notify, policy, App};
 
+/// How many of the requester's groups a request records for approvers (a
+/// token may carry hundreds; the row should not grow with them).
+const MAX_RECORDED_GROUPS: usize = 64;
+
 /// A request that policy accepts, not stored yet.
 pub(super) struct Accepted {
     /// The row to store.
@@ -71,6 +75,9 @@ pub(super) fn accept(
         policy::thumbprint(t)?;
     }
     policy::device_binding(resource, input.cnf_x5t_s256.is_some())?;
+    if let Some(at) = input.starts_at {
+        policy::start(at, now / 1000, app.cfg.max_start_ahead_seconds, input.break_glass)?;
+    }
     let scope: Vec<ScopeRule> = input.scope.into_iter().map(ScopeRule::from).collect();
     policy::requested_scope(resource, &scope)?;
     policy::duration(&app.cfg, resource.max_duration_seconds, input.duration_seconds)?;
@@ -93,6 +100,8 @@ pub(super) fn accept(
         ticket: input.ticket,
         source_cidrs: input.source_cidrs,
         cnf_x5t_s256: input.cnf_x5t_s256,
+        starts_at_s: input.starts_at,
+        requester_groups: Some(p.groups.iter().take(MAX_RECORDED_GROUPS).cloned().collect()),
         state: RequestState::Pending,
         approvals_required: i64::from(resource.approvals_required),
         break_glass: input.break_glass,
@@ -101,7 +110,13 @@ pub(super) fn accept(
         auto_rule: auto.map(|a| a.name.clone()),
         extends_request: extends,
         created_at: now,
-        pending_until: now + app.cfg.pending_timeout_seconds as i64 * 1000,
+        pending_until: policy::pending_deadline(
+            now,
+            app.cfg.pending_timeout_seconds,
+            input.starts_at,
+            input.duration_seconds,
+            app.cfg.min_ttl_seconds,
+        ),
         resolved_at: None,
     };
     Ok(Accepted {
@@ -135,7 +150,8 @@ pub(super) async fn record(
         "api",
         json!({"scope": scope_json(&row), "duration_seconds": row.duration_seconds, "reason": row.reason,
                "ticket": row.ticket, "source_cidrs": row.source_cidrs, "break_glass": row.break_glass,
-               "cnf_x5t_s256": row.cnf_x5t_s256}),
+               "cnf_x5t_s256": row.cnf_x5t_s256, "starts_at": row.starts_at_s,
+               "requester_groups": row.requester_groups}),
     )];
     entries.extend(more);
     let mut grant = None;

@@ -25,7 +25,8 @@ pub async fn extend(app: &App, p: &Principal, id: &str, input: Extension) -> Res
         grant_state(grant.as_ref(), now),
         now,
     );
-    policy::may_extend(is_requester(app, p, &original.requester), effective)?;
+    let opened = grant.as_ref().is_none_or(|g| g.not_before <= now / 1000);
+    policy::may_extend(is_requester(app, p, &original.requester), effective, opened)?;
     let new = NewRequest {
         resource: original.resource.clone(),
         scope: original.scope.iter().cloned().map(Into::into).collect(),
@@ -33,6 +34,7 @@ pub async fn extend(app: &App, p: &Principal, id: &str, input: Extension) -> Res
         reason: input.reason,
         ticket: original.ticket.clone(),
         source_cidrs: original.source_cidrs.clone(),
+        starts_at: None,
         break_glass: false,
         cnf_x5t_s256: original.cnf_x5t_s256.clone(),
     };

@@ -91,6 +91,7 @@ pub async fn fetch_token(app: &App, p: &Principal, request_id: &str) -> Result<T
     Ok(TokenResponse {
         grant_id: t.id,
         token: t.token,
+        not_before: t.not_before_s,
         expires_at: t.expires_at_s,
     })
 }

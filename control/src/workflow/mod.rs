@@ -85,20 +85,26 @@ fn entry(actor: &str, action: &str, row: &RequestRow, channel: &str, details: Va
     }
 }
 
+/// What notifications say about a request.
+pub fn facts(row: &RequestRow) -> RequestFacts {
+    RequestFacts {
+        id: row.id.clone(),
+        resource: row.resource.clone(),
+        requester: row.requester.clone(),
+        scope: row.scope.clone(),
+        duration_seconds: row.duration_seconds,
+        starts_at: row.starts_at_s,
+        reason: row.reason.clone(),
+        ticket: row.ticket.clone(),
+        break_glass: row.break_glass,
+    }
+}
+
 /// The notification of `kind` about a request.
 fn event(kind: &'static str, row: &RequestRow, details: Value) -> Event {
     Event {
         kind,
-        request: RequestFacts {
-            id: row.id.clone(),
-            resource: row.resource.clone(),
-            requester: row.requester.clone(),
-            scope: row.scope.clone(),
-            duration_seconds: row.duration_seconds,
-            reason: row.reason.clone(),
-            ticket: row.ticket.clone(),
-            break_glass: row.break_glass,
-        },
+        request: facts(row),
         details,
     }
 }
@@ -120,8 +126,10 @@ fn assemble(app: &App, row: RequestRow, votes: Vec<Vote>, grant: Option<GrantVie
         id: row.id,
         resource: row.resource,
         requester: row.requester,
+        requester_groups: row.requester_groups,
         scope: row.scope.into_iter().map(Rule::from).collect(),
         duration_seconds: row.duration_seconds,
+        starts_at: row.starts_at_s,
         reason: row.reason,
         ticket: row.ticket,
         source_cidrs: row.source_cidrs,
@@ -178,6 +186,7 @@ async fn approve_now(
         scope: &row.scope,
         source_cidrs: row.source_cidrs.as_deref(),
         duration_seconds: row.duration_seconds,
+        starts_at_s: row.starts_at_s,
         cnf_x5t_s256: row.cnf_x5t_s256.as_deref(),
     };
     let grant = crate::grants::mint(&app.cfg, conn, input, now).await?;
@@ -188,7 +197,8 @@ async fn approve_now(
             "grant.issued",
             row,
             "api",
-            json!({"subject": row.requester, "issued_at": grant.issued_at, "expires_at": grant.expires_at,
+            json!({"subject": row.requester, "issued_at": grant.issued_at, "not_before": grant.not_before,
+                   "expires_at": grant.expires_at,
                    "duration_seconds": row.duration_seconds, "scope": scope_json(row), "kid": grant.kid,
                    "device_binding": device_binding}),
         )

@@ -53,7 +53,7 @@ pub async fn page(State(app): State<AppState>, s: Session) -> Result<Response, W
                                 tr {
                                     td { a href=(format!("/requests/{}", r.id)) { (shown(&r.requester)) } }
                                     td { (parts::scope(&r.scope)) }
-                                    td { (layout::time_ms(g.expires_at * 1000)) " (" (layout::duration(g.expires_at - now / 1000)) " left)" }
+                                    td { (layout::time_s(g.expires_at)) " (" (parts::window_left(g.not_before, g.expires_at, now / 1000)) ")" }
                                     td { (if *used { "yes" } else { "not yet" }) }
                                     td {
                                         form method="post" action=(format!("/grants/{}/revoke", g.id)) {

@@ -64,7 +64,7 @@ pub async fn page(State(app): State<AppState>, s: Session, Query(paging): Query<
                         @if old {
                             p.old-note { "Waiting for " (layout::duration((now - r.created_at) / 1000)) " — older than " (layout::duration(old_ms / 1000)) "." }
                         }
-                        (parts::context(&app, r, None))
+                        (parts::context(&app, r))
                         h3 { "Recent requests by " (shown(&r.requester)) " for " (shown(&r.resource)) }
                         @if history.is_empty() { p { "None before this one." } }
                         @else {

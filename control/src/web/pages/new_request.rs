@@ -1,7 +1,8 @@
 //! Request access: pick a resource (its description, requestable rules,
 //! maximum duration, approvers, approvals needed), then build the scope
-//! from its rules and give duration, reason, ticket, source blocks and,
-//! where allowed, break-glass. The workflow validates; its refusals are
+//! from its rules and give duration, an optional start (a scheduled
+//! window, in UTC), reason, ticket, source blocks and, where allowed,
+//! break-glass. The workflow validates; its refusals are
 //! shown next to the field they concern, with an error summary on top
 //! (the GOV.UK pattern).
 
@@ -32,13 +33,22 @@ pub struct Pick {
 }
 
 /// The form's fields, in page order (the error summary follows it).
-const FIELDS: [&str; 6] = ["scope", "duration", "reason", "ticket", "source_cidrs", "break_glass"];
+const FIELDS: [&str; 7] = [
+    "scope",
+    "duration",
+    "starts_at",
+    "reason",
+    "ticket",
+    "source_cidrs",
+    "break_glass",
+];
 
 /// The form field a workflow refusal concerns.
 pub fn field_of(code: &str) -> &'static str {
     match code {
         c if c.starts_with("scope") => "scope",
         c if c.starts_with("duration") => "duration",
+        c if c.starts_with("starts_at") => "starts_at",
         c if c.starts_with("reason") => "reason",
         c if c.starts_with("ticket") => "ticket",
         c if c.starts_with("source") => "source_cidrs",
@@ -164,6 +174,17 @@ fn form(app: &AppState, s: &Session, r: &Resource, values: &Fields, errors: &BTr
                     input #duration type="number" name="duration_minutes" min="1" max=(r.max_duration_seconds / 60)
                         value=(values.get("duration_minutes").unwrap_or("30")) aria-describedby=[errors.get("duration").map(|_| "duration-error")];
                 }
+                div class=(field_class(errors, "starts_at")) {
+                    label for="starts_at" { "Start (UTC, optional)" }
+                    span.hint #starts_at-hint {
+                        "For access planned ahead: approvers can approve before it, and the grant works from then. "
+                        "Empty: from approval."
+                    }
+                    (field_error(errors, "starts_at"))
+                    input #starts_at type="datetime-local" step="1" name="starts_at"
+                        value=(values.get("starts_at").unwrap_or_default())
+                        aria-describedby=(if errors.contains_key("starts_at") { "starts_at-hint starts_at-error" } else { "starts_at-hint" });
+                }
                 div class=(field_class(errors, "reason")) {
                     label for="reason" { "Reason" }
                     (field_error(errors, "reason"))
@@ -228,6 +249,17 @@ pub fn parse(r: &Resource, f: &Fields) -> Result<NewRequest, BTreeMap<&'static s
     if minutes.is_none() {
         errors.insert("duration", "enter a whole number of minutes, at least 1".to_owned());
     }
+    let starts_at = match f.text("starts_at").map(|t| start_time(&t)) {
+        None => None,
+        Some(Some(at)) => Some(at),
+        Some(None) => {
+            errors.insert(
+                "starts_at",
+                "enter a date and time like 2026-12-03 02:00 (UTC), or leave it empty".to_owned(),
+            );
+            None
+        }
+    };
     let reason = f.get("reason").unwrap_or_default().to_owned();
     if reason.trim().is_empty() {
         errors.insert("reason", "say why you need access".to_owned());
@@ -246,6 +278,7 @@ pub fn parse(r: &Resource, f: &Fields) -> Result<NewRequest, BTreeMap<&'static s
         resource: r.id.clone(),
         scope,
         duration_seconds: minutes.unwrap_or(0).saturating_mul(60),
+        starts_at,
         reason,
         ticket: f.text("ticket"),
         source_cidrs: sources.filter(|s| !s.is_empty()),
@@ -254,6 +287,19 @@ pub fn parse(r: &Resource, f: &Fields) -> Result<NewRequest, BTreeMap<&'static s
         // resource that requires it refuses this with its problem code.
         cnf_x5t_s256: None,
     })
+}
+
+/// A `datetime-local` value (`2026-12-03T02:00`, seconds optional, a
+/// space accepted for the `T`), read as UTC; seconds since the epoch.
+fn start_time(text: &str) -> Option<i64> {
+    let t = text.trim().replacen(' ', "T", 1);
+    let full = if t.len() == "2026-12-03T02:00".len() {
+        format!("{t}:00Z")
+    } else {
+        format!("{t}Z")
+    };
+    let at = humantime::parse_rfc3339(&full).ok()?;
+    i64::try_from(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs()).ok()
 }
 
 /// `POST /request`.
@@ -295,5 +341,14 @@ mod tests {
         assert_eq!(field_of("source_cidrs_invalid"), "source_cidrs");
         assert_eq!(field_of("break_glass_not_allowed"), "break_glass");
         assert_eq!(field_of("unknown_resource"), "resource");
+        assert_eq!(field_of("starts_at_invalid"), "starts_at");
+    }
+
+    #[test]
+    fn a_start_is_read_as_utc_with_or_without_seconds() {
+        assert_eq!(start_time("2026-12-03T02:00"), Some(1_796_263_200));
+        assert_eq!(start_time("2026-12-03 02:00:30"), Some(1_796_263_230));
+        assert_eq!(start_time("2026-12-03T02:00+01:00"), None);
+        assert_eq!(start_time("tomorrow"), None);
     }
 }

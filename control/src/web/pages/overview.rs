@@ -34,12 +34,7 @@ const OUTCOMES: [(RequestState, &str); 7] = [
 
 /// A day number (days since the epoch) as `YYYY-MM-DD`.
 fn day_label(day: i64) -> String {
-    let secs = (day.max(0) * 86_400) as u64;
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
-        .to_string()
-        .chars()
-        .take(10)
-        .collect()
+    crate::clock::rfc3339(day.max(0) * 86_400).chars().take(10).collect()
 }
 
 /// Every day of the period with its counts per outcome (days without

@@ -1,5 +1,6 @@
-//! Pieces several pages show: a request's full context (who, what, why,
-//! votes), the scope as a readable list, and the approve/deny forms.
+//! Pieces several pages show: a request's full context (who with their
+//! groups, what, when, why, votes), the scope as a readable list, the time
+//! left on a grant, and the approve/deny forms.
 
 use maud::{html, Markup};
 
@@ -31,10 +32,21 @@ pub fn approvals(r: &AccessRequest) -> String {
     format!("{yes} of {}", r.approvals_required)
 }
 
-/// Time left on an active grant, in words.
+/// Time left on an active grant, in words; for a scheduled grant whose
+/// window has not opened, how long until it does.
 pub fn time_left(r: &AccessRequest, now_ms: i64) -> Option<String> {
     let g = r.grant.as_ref()?;
-    (r.state == RequestState::Approved).then(|| layout::duration((g.expires_at * 1000 - now_ms) / 1000))
+    let now_s = now_ms.div_euclid(1000);
+    (r.state == RequestState::Approved).then(|| window_left(g.not_before, g.expires_at, now_s))
+}
+
+/// `45 min left`, or `starts in 2 h` before the window opens.
+pub fn window_left(not_before: i64, expires_at: i64, now_s: i64) -> String {
+    if not_before > now_s {
+        format!("starts in {}", layout::duration(not_before - now_s))
+    } else {
+        format!("{} left", layout::duration(expires_at - now_s))
+    }
 }
 
 /// Whether the console offers this person a vote on the request: an
@@ -51,11 +63,16 @@ pub fn may_vote(app: &AppState, p: &Principal, r: &AccessRequest) -> bool {
 }
 
 /// Who, what, why of a request.
-pub fn context(app: &AppState, r: &AccessRequest, requester_groups: Option<&str>) -> Markup {
+pub fn context(app: &AppState, r: &AccessRequest) -> Markup {
     html! {
         dl.context {
             dt { "Requester" }
-            dd { (shown(&r.requester)) @if let Some(g) = requester_groups { " (" (g) ")" } }
+            dd {
+                (shown(&r.requester))
+                @if let Some(groups) = r.requester_groups.as_ref().filter(|g| !g.is_empty()) {
+                    span.groups { " (" (groups.iter().map(|g| shown(g)).collect::<Vec<_>>().join(", ")) ")" }
+                }
+            }
             dt { "Resource" }
             dd {
                 (shown(&r.resource))
@@ -65,6 +82,13 @@ pub fn context(app: &AppState, r: &AccessRequest, requester_groups: Option<&str>
             dd { (scope(&r.scope)) }
             dt { "Duration" }
             dd { (layout::duration(r.duration_seconds)) }
+            dt { "Starts" }
+            dd.starts {
+                @match r.starts_at {
+                    Some(at) => { (layout::time_s(at)) " (scheduled)" },
+                    None => "when approved",
+                }
+            }
             dt { "Source restriction" }
             dd {
                 @match &r.source_cidrs {
@@ -125,5 +149,17 @@ fn vote_form(s: &Session, id: &str, action: &str, label: &str, class: &str) -> M
             }
             button class=(class) type="submit" { (label) }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::window_left;
+
+    #[test]
+    fn a_window_not_yet_open_says_when_it_starts() {
+        assert_eq!(window_left(1_000, 1_600, 400), "starts in 10 min");
+        assert_eq!(window_left(1_000, 1_600, 1_000), "10 min left");
+        assert_eq!(window_left(1_000, 1_600, 1_300), "5 min left");
     }
 }

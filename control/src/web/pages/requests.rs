@@ -60,6 +60,8 @@ pub async fn show(State(app): State<AppState>, s: Session, Path(id): Path<String
     let now = app.clock.now_ms();
     let mine = crate::policy::is_requester(&r.requester, &s.principal, app.cfg.auth.user_match);
     let may_revoke = r.state == RequestState::Approved;
+    // An extension starts at its approval: offered once the window opened.
+    let opened = r.grant.as_ref().is_none_or(|g| g.not_before <= now.div_euclid(1000));
     let title = format!("Request {}", r.id);
     let body = layout::page(
         &title,
@@ -69,10 +71,10 @@ pub async fn show(State(app): State<AppState>, s: Session, Path(id): Path<String
             div #request-state data-live="1" aria-live="polite" {
                 p {
                     "State: " (layout::state_badge(r.state.as_str()))
-                    @if let Some(left) = parts::time_left(&r, now) { " — " (left) " left" }
+                    @if let Some(left) = parts::time_left(&r, now) { " — " (left) }
                 }
             }
-            (parts::context(&app, &r, None))
+            (parts::context(&app, &r))
             @if mine && r.state == RequestState::Approved {
                 h2 { "Use the grant" }
                 form method="post" action=(format!("/requests/{}/grant", r.id)) {
@@ -80,6 +82,9 @@ pub async fn show(State(app): State<AppState>, s: Session, Path(id): Path<String
                     button.primary type="submit" { "Show the grant and a curl line" }
                 }
                 h2 { "Extend" }
+                @if !opened {
+                    p { "A grant can be extended once its window has started." }
+                } @else {
                 form method="post" action=(format!("/requests/{}/extend", r.id)) {
                     (csrf_field(&s))
                     div.field {
@@ -91,6 +96,7 @@ pub async fn show(State(app): State<AppState>, s: Session, Path(id): Path<String
                         input #extend-reason type="text" name="reason" required maxlength="2000";
                     }
                     button type="submit" { "Ask for an extension" }
+                }
                 }
             }
             @if may_revoke {
@@ -176,6 +182,7 @@ pub async fn grant(State(app): State<AppState>, Path(id): Path<String>, f: Sessi
     let s = f.session;
     let r = workflow::get(&app, &s.principal, &id).await?;
     let t = workflow::fetch_token(&app, &s.principal, &id).await?;
+    let now = app.clock.now_ms();
     let example = r
         .scope
         .first()
@@ -192,7 +199,10 @@ pub async fn grant(State(app): State<AppState>, Path(id): Path<String>, f: Sessi
         Some(&s),
         html! {
             h1 { "Your grant for " (shown(&r.resource)) }
-            p { "Valid until " (layout::time_ms(t.expires_at * 1000)) ". Send it in the " code { "x-jit-grant" } " header. Keep it secret: anyone holding it has this access until it expires or is revoked." }
+            p {
+                "Valid "
+                @if t.not_before > now / 1000 { "from " (layout::time_s(t.not_before)) " (proxies refuse it before then) " }
+                "until " (layout::time_s(t.expires_at)) ". Send it in the " code { "x-jit-grant" } " header. Keep it secret: anyone holding it has this access until it expires or is revoked." }
             div.field {
                 label for="grant-token" { "Grant token" }
                 textarea #grant-token.token readonly { (t.token) }

@@ -31,7 +31,7 @@ pub async fn page(State(app): State<AppState>, s: Session) -> Result<Response, W
             @for r in &list {
                 section.card aria-labelledby=(format!("req-{}", r.id)) {
                     h2 #(format!("req-{}", r.id)) { a href=(format!("/requests/{}", r.id)) { (shown(&r.requester)) " → " (shown(&r.resource)) } }
-                    (parts::context(&app, r, None))
+                    (parts::context(&app, r))
                     @if may_review(&app, &s, r) { form method="post" action=(format!("/requests/{}/review", r.id)) {
                         (csrf_field(&s))
                         div.field {
