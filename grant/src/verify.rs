@@ -365,7 +365,13 @@ impl VerifiedGrant {
     /// Whether some scope rule allows `method` on `path`. `path` must have
     /// passed [`crate::path::check_request_path`].
     pub fn allows(&self, method: &[u8], path: &[u8]) -> bool {
-        self.rules().any(|rule| {
+        self.allowing_rule(method, path).is_some()
+    }
+
+    /// The index (from 0) of the first scope rule that allows `method` on
+    /// `path`, if any: what a proxy counts allowed requests under.
+    pub fn allowing_rule(&self, method: &[u8], path: &[u8]) -> Option<usize> {
+        self.rules().position(|rule| {
             let mut r = rule;
             let methods = r.u16().unwrap_or(0);
             let mut method_ok = false;

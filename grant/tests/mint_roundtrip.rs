@@ -285,3 +285,15 @@ fn a_device_bound_grant_round_trips_and_allows_only_its_certificate() {
     assert_eq!(outcome(Some([0x5b; 32])), Outcome::DeviceMismatch);
     assert_eq!(outcome(None), Outcome::DeviceMismatch);
 }
+
+#[test]
+fn the_allowing_rule_is_the_first_rule_that_allows_the_request() {
+    let key = SigningKey::new("k1", &[9; 32]).unwrap();
+    let token = mint(&claims(), &key).unwrap();
+    let g = verifier(&key).verify(token.as_bytes(), 1_200).unwrap();
+    assert_eq!(g.allowing_rule(b"GET", b"/v1/invoices/7"), Some(0));
+    assert_eq!(g.allowing_rule(b"HEAD", b"/v1/reports/2026/q1"), Some(0));
+    assert_eq!(g.allowing_rule(b"POST", b"/v1/refunds"), Some(1));
+    assert_eq!(g.allowing_rule(b"POST", b"/v1/invoices/7"), None);
+    assert_eq!(g.allowing_rule(b"GET", b"/v1/refunds"), None);
+}

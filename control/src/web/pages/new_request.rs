@@ -19,12 +19,14 @@ use crate::api::AppState;
 use crate::config::Resource;
 use crate::error::ApiError;
 use crate::policy;
+use crate::preview::Preview;
 use crate::requests::{NewRequest, Rule};
 use crate::web::csrf::{Fields, SessionForm};
 use crate::web::error::WebError;
 use crate::web::layout::{self, csrf_field};
 use crate::web::session::Session;
 use crate::web::workflow;
+use grant::scope::ScopeRule;
 
 /// `GET /request?resource=`.
 #[derive(Debug, Deserialize)]
@@ -61,7 +63,7 @@ pub fn field_of(code: &str) -> &'static str {
 pub async fn page(State(app): State<AppState>, s: Session, Query(pick): Query<Pick>) -> Result<Response, WebError> {
     match pick.resource.as_deref().and_then(|id| app.cfg.resource(id)) {
         Some(res) if policy::can_request(res, &s.principal) => {
-            Ok(form(&app, &s, res, &Fields::default(), &BTreeMap::new()).into_response())
+            Ok(form(&app, &s, res, &Fields::default(), &BTreeMap::new(), None).into_response())
         }
         _ => Ok(picker(&app, &s).into_response()),
     }
@@ -114,7 +116,14 @@ fn field_class(errors: &BTreeMap<&'static str, String>, name: &str) -> &'static 
     }
 }
 
-fn form(app: &AppState, s: &Session, r: &Resource, values: &Fields, errors: &BTreeMap<&'static str, String>) -> Markup {
+fn form(
+    app: &AppState,
+    s: &Session,
+    r: &Resource,
+    values: &Fields,
+    errors: &BTreeMap<&'static str, String>,
+    preview: Option<&Preview>,
+) -> Markup {
     let checked = |name: &str, value: &str| values.all(name).contains(&value);
     let bg_allowed = r.break_glass.as_ref().is_some_and(|b| s.principal.in_any(&b.groups));
     let title = if errors.is_empty() {
@@ -166,6 +175,7 @@ fn form(app: &AppState, s: &Session, r: &Resource, values: &Fields, errors: &BTr
                             }
                         }
                     }
+                    @if let Some(p) = preview { (parts::preview(p)) }
                 }
                 div class=(field_class(errors, "duration")) {
                     label for="duration" { "Duration (minutes)" }
@@ -210,17 +220,21 @@ fn form(app: &AppState, s: &Session, r: &Resource, values: &Fields, errors: &BTr
                         }
                     }
                 }
+                // The send button first: Enter in a field sends the request.
                 button.primary type="submit" { "Send the request" }
+                @if r.api.is_some() {
+                    " "
+                    button type="submit" name="intent" value="preview" { "Preview what this allows" }
+                }
             }
         },
     )
 }
 
-/// The request the form describes, or the field errors of its shape.
-pub fn parse(r: &Resource, f: &Fields) -> Result<NewRequest, BTreeMap<&'static str, String>> {
-    let mut errors = BTreeMap::new();
+/// The scope the ticked boxes describe, or what is wrong with it.
+fn scope_of(r: &Resource, f: &Fields) -> Result<Vec<Rule>, String> {
     let mut scope = Vec::new();
-    for (i, rule) in r.scope.iter().enumerate() {
+    for i in 0..r.scope.len() {
         let methods: Vec<String> = f
             .all(&format!("rule{i}_method"))
             .into_iter()
@@ -231,17 +245,26 @@ pub fn parse(r: &Resource, f: &Fields) -> Result<NewRequest, BTreeMap<&'static s
             (true, true) => {}
             (false, false) => scope.push(Rule { methods, paths }),
             _ => {
-                errors.insert(
-                    "scope",
-                    format!("rule {}: tick at least one method and one path, or neither", i + 1),
-                );
+                return Err(format!(
+                    "rule {}: tick at least one method and one path, or neither",
+                    i + 1
+                ))
             }
         }
-        let _ = rule;
     }
-    if scope.is_empty() && !errors.contains_key("scope") {
-        errors.insert("scope", "tick at least one method and one path".to_owned());
+    if scope.is_empty() {
+        return Err("tick at least one method and one path".to_owned());
     }
+    Ok(scope)
+}
+
+/// The request the form describes, or the field errors of its shape.
+pub fn parse(r: &Resource, f: &Fields) -> Result<NewRequest, BTreeMap<&'static str, String>> {
+    let mut errors = BTreeMap::new();
+    let scope = scope_of(r, f).unwrap_or_else(|e| {
+        errors.insert("scope", e);
+        Vec::new()
+    });
     let minutes = f
         .text("duration_minutes")
         .and_then(|m| m.parse::<u64>().ok())
@@ -312,8 +335,26 @@ pub async fn create(State(app): State<AppState>, form_post: SessionForm) -> Resu
         )));
     };
     let invalid = |errors: BTreeMap<&'static str, String>| {
-        (StatusCode::UNPROCESSABLE_ENTITY, form(&app, &s, r, &fields, &errors)).into_response()
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            form(&app, &s, r, &fields, &errors, None),
+        )
+            .into_response()
     };
+    if fields.get("intent") == Some("preview") {
+        // Only the scope matters here: the other fields are checked when
+        // the request is sent.
+        let scope = match scope_of(r, &fields) {
+            Ok(scope) => scope,
+            Err(e) => return Ok(invalid(BTreeMap::from([("scope", e)]))),
+        };
+        let rules: Vec<ScopeRule> = scope.iter().cloned().map(Into::into).collect();
+        if let Err(e) = policy::may_request(r, &s.principal).and_then(|()| policy::requested_scope(r, &rules)) {
+            return Ok(invalid(BTreeMap::from([(field_of(e.code()), e.to_string())])));
+        }
+        let shown = r.preview(&rules);
+        return Ok(form(&app, &s, r, &fields, &BTreeMap::new(), shown.as_ref()).into_response());
+    }
     let input = match parse(r, &fields) {
         Ok(i) => i,
         Err(errors) => return Ok(invalid(errors)),

@@ -7,6 +7,7 @@ use maud::{html, Markup};
 use crate::api::AppState;
 use crate::auth::Principal;
 use crate::policy;
+use crate::preview::{Coverage, FindingKind, Operation, Preview};
 use crate::requests::{AccessRequest, Rule};
 use crate::states::{RequestState, VoteDecision};
 use crate::web::layout::{self, shown};
@@ -20,6 +21,57 @@ pub fn scope(rules: &[Rule]) -> Markup {
                 li {
                     strong { (r.methods.join(", ")) } " on "
                     (r.paths.iter().map(|p| shown(p)).collect::<Vec<_>>().join(", "))
+                }
+            }
+        }
+    }
+}
+
+/// What a scope allows in the resource's API (its OpenAPI document): the
+/// operations covered, the rules worth a second look, and, folded, the
+/// operations not covered. Document text is shown like any stored text.
+pub fn preview(p: &Preview) -> Markup {
+    let op = |o: &Operation| {
+        html! {
+            strong { (o.method) } " " code { (shown(&o.template)) }
+            @if let Some(s) = &o.summary { " — " (shown(s)) }
+        }
+    };
+    html! {
+        section.preview aria-label="What this scope allows" {
+            p {
+                strong { "What this allows in " (shown(&p.api_title)) " " (shown(&p.api_version)) ": " }
+                (p.covered.len()) " of " (p.total_operations) " operations"
+            }
+            @if !p.findings.is_empty() {
+                ul.findings {
+                    @for f in &p.findings {
+                        li {
+                            span.visually-hidden { "Warning: " }
+                            "Rule " (f.rule + 1) " path " code { (shown(&f.path)) } " "
+                            @match f.kind {
+                                FindingKind::MatchesNothing => "matches no documented operation (a typo?)",
+                                FindingKind::WholePrefix => {
+                                    "allows everything under " code { (shown(f.prefix.as_deref().unwrap_or("/"))) }
+                                    " (" (f.operations) " operations now, and any added later)"
+                                },
+                                FindingKind::AnyMethod => "allows any method",
+                            }
+                        }
+                    }
+                }
+            }
+            @if !p.covered.is_empty() {
+                ul.covered {
+                    @for c in &p.covered {
+                        li { (op(&c.operation)) @if c.coverage == Coverage::Some { " (some paths only)" } }
+                    }
+                }
+            }
+            @if !p.not_covered.is_empty() {
+                details {
+                    summary { (p.not_covered.len()) " operations not allowed" }
+                    ul { @for o in &p.not_covered { li { (op(o)) } } }
                 }
             }
         }
@@ -47,6 +99,12 @@ pub fn window_left(not_before: i64, expires_at: i64, now_s: i64) -> String {
     } else {
         format!("{} left", layout::duration(expires_at - now_s))
     }
+}
+
+/// The preview of a scope, when the resource names an API document.
+pub fn scope_preview(app: &AppState, resource: &str, rules: &[Rule]) -> Option<Preview> {
+    let scope: Vec<grant::scope::ScopeRule> = rules.iter().cloned().map(Into::into).collect();
+    app.cfg.resource(resource)?.preview(&scope)
 }
 
 /// Whether the console offers this person a vote on the request: an
@@ -79,7 +137,10 @@ pub fn context(app: &AppState, r: &AccessRequest) -> Markup {
                 @if let Some(res) = app.cfg.resource(&r.resource) { span.muted { " — " (res.description) } }
             }
             dt { "Scope" }
-            dd { (scope(&r.scope)) }
+            dd {
+                (scope(&r.scope))
+                @if let Some(p) = scope_preview(app, &r.resource, &r.scope) { (preview(&p)) }
+            }
             dt { "Duration" }
             dd { (layout::duration(r.duration_seconds)) }
             dt { "Starts" }
