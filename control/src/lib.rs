@@ -160,5 +160,9 @@ async fn sweep(app: Arc<App>) {
         if let Err(e) = api::auth_failures::flush(&app, false).await {
             tracing::warn!(error = %e, "recording authentication failures failed");
         }
+        let forget_before = app.clock.now_ms() - store::reports::RETENTION_MS;
+        if let Err(e) = store::reports::prune(&app.db.pool, forget_before).await {
+            tracing::warn!(error = %e, "pruning report cursors failed");
+        }
     }
 }

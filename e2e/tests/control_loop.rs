@@ -299,3 +299,110 @@ fn a_proxy_that_cannot_reach_control_warns_after_three_poll_intervals() {
         envoy.log().contains("revocation list is never synced")
     });
 }
+
+/// A TCP relay in front of the control service that, while `drop` is set,
+/// passes requests on but throws the answers away: the control service
+/// writes a batch and the proxy never hears so. Counts the decision
+/// batches it passes on.
+struct LossyRelay {
+    port: u16,
+    drop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    batches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl LossyRelay {
+    fn start(control_port: u16) -> LossyRelay {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let drop = Arc::new(AtomicBool::new(false));
+        let batches = Arc::new(AtomicUsize::new(0));
+        let (d, b) = (drop.clone(), batches.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", control_port)) else {
+                    continue;
+                };
+                let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let counted = b.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n @ 1..) = c_in.read(&mut buf) {
+                        if buf[..n].windows(22).any(|w| w == b"POST /v1/audit/events ") {
+                            counted.fetch_add(1, Ordering::SeqCst);
+                        }
+                        if s_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+                let (mut s_in, mut c_out, dropping) = (server, client, d.clone());
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n @ 1..) = s_in.read(&mut buf) {
+                        if !dropping.load(Ordering::SeqCst) && c_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        LossyRelay { port, drop, batches }
+    }
+}
+
+/// A batch whose acknowledgement is lost is sent again, unchanged, and the
+/// control service writes it once: each decision is one audit record.
+#[test]
+fn a_decision_batch_whose_acknowledgement_is_lost_is_written_once() {
+    use std::sync::atomic::Ordering;
+    let _serial = serial();
+    let control = Control::start(|c| c);
+    let upstream = Upstream::start();
+    let relay = LossyRelay::start(control.port);
+    let (_, _, token) = control.approved_grant("alice", "bob", read_scope(), 600);
+    let mut options = EnvoyOptions::new(
+        control.filter_config("", r#","report_interval_ms":200,"timeout_ms":500"#),
+        upstream.port,
+    );
+    options.control_port = relay.port;
+    let envoy = Envoy::start(options);
+
+    relay.drop.store(true, Ordering::SeqCst);
+    let sent_before = relay.batches.load(Ordering::SeqCst);
+    assert_eq!(get_with_grant(envoy.port, "/v1/invoices/LOST-ACK", &token).status, 200);
+    let written = |c: &Control| {
+        c.as_user("ada", "GET", "/v1/audit?action=proxy.decision&limit=1000", None)
+            .json()
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r["details"]["path"] == "/v1/invoices/LOST-ACK")
+            .count()
+    };
+    eventually(SETTLE, "the batch is written while its answer is lost", || {
+        written(&control) == 1
+    });
+    // The proxy times out (500 ms) and sends the same batch again, at least once more.
+    eventually(SETTLE, "the batch is sent again", || {
+        relay.batches.load(Ordering::SeqCst) >= sent_before + 2
+    });
+    relay.drop.store(false, Ordering::SeqCst);
+    // Once an answer gets through, later decisions flow as usual.
+    assert_eq!(get_with_grant(envoy.port, "/v1/invoices/AFTER", &token).status, 200);
+    eventually(SETTLE, "the next decision is written", || {
+        control
+            .as_user("ada", "GET", "/v1/audit?action=proxy.decision&limit=1000", None)
+            .json()
+            .to_string()
+            .contains("/v1/invoices/AFTER")
+    });
+    assert_eq!(written(&control), 1, "the repeated batch was written once");
+    let verify = control.as_user("ada", "GET", "/v1/audit/verify", None).json();
+    assert_eq!(verify["ok"], true, "{verify}");
+    drop(envoy);
+}

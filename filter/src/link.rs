@@ -91,13 +91,17 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker for `cfg`, with nothing synced yet.
-    pub fn new(cfg: FilterConfig, metrics: MetricIds) -> Worker {
-        let reporter = cfg
-            .control
-            .as_ref()
-            .filter(|c| c.report)
-            .map(|c| RefCell::new(Reporter::new(c.report_buffer, c.report_batch, c.report_interval_ms)));
+    /// A worker for `cfg`, with nothing synced yet; `instance` names its
+    /// reporter in batch ids (random: each worker reports on its own).
+    pub fn new(cfg: FilterConfig, metrics: MetricIds, instance: u64) -> Worker {
+        let reporter = cfg.control.as_ref().filter(|c| c.report).map(|c| {
+            RefCell::new(Reporter::new(
+                c.report_buffer,
+                c.report_batch,
+                c.report_interval_ms,
+                instance,
+            ))
+        });
         Worker {
             cfg,
             metrics,

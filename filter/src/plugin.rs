@@ -168,7 +168,7 @@ impl RootContext for Root {
                 cfg.control.as_ref().map_or("none", |c| c.cluster.as_str()),
             ),
         );
-        let worker = Rc::new(Worker::new(cfg, MetricIds::new(ids)));
+        let worker = Rc::new(Worker::new(cfg, MetricIds::new(ids), Host.random()));
         self.link = Link::default();
         // A new worker starts from what the others already synced, so it
         // enforces the current list before its first request.

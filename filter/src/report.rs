@@ -6,6 +6,13 @@
 //! or due, keeps it until the control service acknowledges it, and retries
 //! with exponential backoff. When the buffer is full, new events are
 //! dropped and counted: reporting never blocks or slows requests.
+//!
+//! Every batch names this reporter (`instance`, random at start) and its
+//! place in the sequence (`seq`, 1, 2, ...); a retry sends the same batch
+//! with the same `seq`, and the next batch is formed only once the last one
+//! was acknowledged. The control service records each reporter's last
+//! `seq` with the batch's records, so a batch whose acknowledgement was
+//! lost is written once, however often it is sent.
 
 use crate::jsonw;
 
@@ -119,8 +126,13 @@ pub struct Reporter {
     /// Events waiting, comma-separated JSON objects.
     pending: String,
     pending_count: usize,
-    /// The batch being sent (kept so a failure can put it back).
-    sending: Option<(String, usize)>,
+    /// The batch being sent (kept so a failure can put it back): its
+    /// events, how many, and its `seq`.
+    sending: Option<(String, usize, u64)>,
+    /// This reporter's name in batch ids (random at start).
+    instance: u64,
+    /// The `seq` of the last batch formed.
+    seq: u64,
     in_flight: Option<InFlight>,
     max_events: usize,
     batch: usize,
@@ -139,12 +151,15 @@ const MAX_BACKOFF_MS: u64 = 30_000;
 
 impl Reporter {
     /// A reporter holding at most `max_events`, sending `batch` at a time
-    /// and at least every `flush_every_ms`.
-    pub fn new(max_events: usize, batch: usize, flush_every_ms: u64) -> Self {
+    /// and at least every `flush_every_ms`; `instance` names it in batch
+    /// ids (any random number: two reporters of one proxy must differ).
+    pub fn new(max_events: usize, batch: usize, flush_every_ms: u64, instance: u64) -> Self {
         Reporter {
             pending: String::new(),
             pending_count: 0,
             sending: None,
+            instance,
+            seq: 0,
             in_flight: None,
             max_events,
             batch: batch.max(1),
@@ -159,7 +174,7 @@ impl Reporter {
 
     /// Events held (pending and unacknowledged).
     pub fn held(&self) -> usize {
-        self.pending_count + self.sending.as_ref().map_or(0, |(_, n)| *n)
+        self.pending_count + self.sending.as_ref().map_or(0, |(_, n, _)| *n)
     }
 
     /// Adds a finished event (`open_json` plus status); false if dropped.
@@ -191,15 +206,24 @@ impl Reporter {
             // Send everything pending as one batch: a batch is bounded by
             // the buffer, and fewer posts cost less than evenly sized ones.
             let events = core::mem::take(&mut self.pending);
-            self.sending = Some((events, core::mem::take(&mut self.pending_count)));
+            self.seq += 1;
+            self.sending = Some((events, core::mem::take(&mut self.pending_count), self.seq));
         }
         self.last_flush_ms = now_ms;
-        let (events, _) = self.sending.as_ref()?;
-        let mut body = String::with_capacity(events.len() + 64);
+        let (events, _, seq) = self.sending.as_ref()?;
+        let mut body = String::with_capacity(events.len() + 128);
         body.push('{');
         jsonw::push_key(&mut body, "proxy");
         jsonw::push_str(&mut body, proxy_id);
         body.push(',');
+        jsonw::push_key(&mut body, "batch");
+        body.push('{');
+        jsonw::push_key(&mut body, "instance");
+        jsonw::push_str(&mut body, &format!("{:016x}", self.instance));
+        body.push(',');
+        jsonw::push_key(&mut body, "seq");
+        body.push_str(&seq.to_string());
+        body.push_str("},");
         jsonw::push_key(&mut body, "events");
         body.push('[');
         body.push_str(events);
@@ -209,7 +233,7 @@ impl Reporter {
 
     /// The host accepted the call with this token.
     pub fn dispatched(&mut self, token: u32) {
-        let events = self.sending.as_ref().map_or(0, |(_, n)| *n);
+        let events = self.sending.as_ref().map_or(0, |(_, n, _)| *n);
         self.in_flight = Some(InFlight { token, events });
     }
 
@@ -285,13 +309,17 @@ mod tests {
 
     #[test]
     fn batches_are_valid_json_without_query_strings() {
-        let mut r = Reporter::new(10, 2, 1000);
+        let mut r = Reporter::new(10, 2, 1000, 0xabc);
         assert!(r.record(&event(b"/v1/x?secret=1"), 200));
         assert!(r.next_batch(10, "envoy-1").is_none(), "not full, not due");
         assert!(r.record(&event(b"/v1/\xff\"y"), 403));
         let body = r.next_batch(10, "envoy-1").unwrap();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["proxy"], "envoy-1");
+        assert_eq!(
+            v["batch"],
+            serde_json::json!({"instance": "0000000000000abc", "seq": 1})
+        );
         assert_eq!(v["events"][0]["path"], "/v1/x");
         assert_eq!(v["events"][0]["status"], 200);
         assert_eq!(v["events"][1]["path"], "/v1/\u{fffd}\"y");
@@ -300,7 +328,7 @@ mod tests {
 
     #[test]
     fn failures_keep_the_batch_and_back_off() {
-        let mut r = Reporter::new(10, 1, 0);
+        let mut r = Reporter::new(10, 1, 0, 7);
         r.record(&event(b"/a"), 200);
         let first = r.next_batch(0, "p").unwrap();
         r.dispatched(7);
@@ -308,17 +336,20 @@ mod tests {
         r.record(&event(b"/b"), 200);
         r.finished(false, 100);
         assert!(r.next_batch(200, "p").is_none(), "backing off");
-        assert_eq!(r.next_batch(600, "p").unwrap(), first, "the same batch again");
+        assert_eq!(r.next_batch(600, "p").unwrap(), first, "the same batch again, same seq");
         r.dispatched(8);
         r.finished(true, 700);
         assert_eq!(r.delivered, 1);
-        let second = r.next_batch(700, "p").unwrap();
-        assert!(String::from_utf8(second).unwrap().contains("\"/b\""));
+        let second: serde_json::Value = serde_json::from_slice(&r.next_batch(700, "p").unwrap()).unwrap();
+        assert_eq!(second["events"][0]["path"], "/b");
+        assert_eq!(second["batch"]["seq"], 2, "the next batch, the next seq");
+        let first: serde_json::Value = serde_json::from_slice(&first).unwrap();
+        assert_eq!(first["batch"]["seq"], 1);
     }
 
     #[test]
     fn a_full_buffer_drops_and_counts() {
-        let mut r = Reporter::new(2, 100, 1_000_000);
+        let mut r = Reporter::new(2, 100, 1_000_000, 7);
         assert!(r.record(&event(b"/a"), 200));
         assert!(r.record(&event(b"/b"), 200));
         assert!(!r.record(&event(b"/c"), 200));

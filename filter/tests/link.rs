@@ -164,7 +164,7 @@ impl Proc {
     fn new(cfg: FilterConfig) -> Proc {
         let n = metrics::names(&resource_ids(&cfg)).len() as u32;
         Proc {
-            worker: Worker::new(cfg, MetricIds::new((0..n).collect())),
+            worker: Worker::new(cfg, MetricIds::new((0..n).collect()), 42),
             link: Link::default(),
         }
     }

@@ -148,6 +148,18 @@ struct Reports {
     counted_dropped: u64,
 }
 
+/// A name for this process's reporter in batch ids: the clock's
+/// nanoseconds, the process id and a counter, mixed (two configurations
+/// or two Envoy processes with one `proxy_id` must not share one).
+fn instance() -> u64 {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    filter::poll::mix(nanos ^ (u64::from(std::process::id()) << 32) ^ n.rotate_left(48))
+}
+
 /// One filter configuration, shared by all workers (read-only).
 #[derive(Debug)]
 pub struct Config {
@@ -192,7 +204,7 @@ impl Config {
             synced: cfg.control.as_ref().map(|_| Synced::default()),
             reports: cfg.control.as_ref().filter(|c| c.report).map(|c| {
                 Mutex::new(Reports {
-                    reporter: Reporter::new(c.report_buffer, c.report_batch, c.report_interval_ms),
+                    reporter: Reporter::new(c.report_buffer, c.report_batch, c.report_interval_ms, instance()),
                     counted_delivered: 0,
                     counted_dropped: 0,
                 })

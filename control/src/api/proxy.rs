@@ -17,6 +17,7 @@ use crate::audit::{self, Entry};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::grants::{self, GrantSet, RevocationList};
+use crate::store;
 use crate::workflow::binding;
 
 /// Most decisions in one batch.
@@ -174,6 +175,21 @@ pub struct ProxyEvent {
     pub request_id: Option<String>,
 }
 
+/// Which batch of which reporter this is: a reporter (one proxy worker)
+/// numbers its batches from 1 and resends a batch unchanged until it is
+/// acknowledged.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchId {
+    /// The reporter, random at its start (1 to 64 of `A-Z a-z 0-9 _ -`).
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    pub instance: String,
+    /// Its batch number, from 1.
+    #[serde(deserialize_with = "crate::requests::whole_number")]
+    #[schema(minimum = 1)]
+    pub seq: i64,
+}
+
 /// `POST /v1/audit/events`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -181,6 +197,10 @@ pub struct IngestBatch {
     /// The reporting proxy.
     #[schema(max_length = 128)]
     pub proxy: String,
+    /// The batch's id: with it, a batch sent again (its acknowledgement
+    /// lost) is acknowledged without being written twice. Without it (older
+    /// proxies) every delivery is written.
+    pub batch: Option<BatchId>,
     /// Its decisions.
     #[schema(max_items = 20000)]
     pub events: Vec<ProxyEvent>,
@@ -191,8 +211,10 @@ pub struct IngestBatch {
 pub struct IngestResult {
     /// Events written.
     pub accepted: usize,
-    /// Last audit seq written.
+    /// Last audit seq written (0 for a repeated batch).
     pub last_seq: i64,
+    /// The batch had been written before (nothing was written now).
+    pub duplicate: bool,
 }
 
 fn bounded(field: &'static str, s: &str, max: usize) -> Result<(), ApiError> {
@@ -211,12 +233,24 @@ fn bounded(field: &'static str, s: &str, max: usize) -> Result<(), ApiError> {
     security(("ingest_key" = [])), request_body = IngestBatch,
     responses(
         (status = 202, description = "Written to the audit log (acknowledged once committed)", body = IngestResult),
-        (status = 422, description = "A field is too long, or too many events (`event_invalid`, `batch_too_large`)", body = super::Problem)))]
+        (status = 422, description = "A field is too long, too many events, or a malformed batch id (`event_invalid`, `batch_too_large`, `batch_invalid`)", body = super::Problem)))]
 pub async fn ingest(
     State(app): State<AppState>,
     ApiJson(batch): ApiJson<IngestBatch>,
 ) -> Result<(StatusCode, Json<IngestResult>), ApiError> {
     bounded("proxy", &batch.proxy, 128)?;
+    if let Some(b) = &batch.batch {
+        let name_ok = (1..=64).contains(&b.instance.len())
+            && b.instance
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-');
+        if !name_ok || b.seq < 1 {
+            return Err(ApiError::Invalid(
+                "batch_invalid",
+                "batch: instance is 1 to 64 of A-Z a-z 0-9 _ -, and seq at least 1".into(),
+            ));
+        }
+    }
     if batch.events.len() > MAX_EVENTS {
         return Err(ApiError::Invalid(
             "batch_too_large",
@@ -284,8 +318,23 @@ pub async fn ingest(
         }),
         |resource| app.cfg.resource(resource).and_then(|r| r.api.as_deref()),
     );
+    let now = app.clock.now_ms();
     let mut tx = app.db.pool.begin().await?;
-    let last_seq = audit::append(&mut tx, app.clock.now_ms(), &entries).await?;
+    if let Some(b) = &batch.batch {
+        if !store::reports::claim(&mut tx, &batch.proxy, &b.instance, b.seq, now).await? {
+            // Written before: acknowledge, write nothing.
+            tx.rollback().await?;
+            return Ok((
+                StatusCode::ACCEPTED,
+                Json(IngestResult {
+                    accepted: 0,
+                    last_seq: 0,
+                    duplicate: true,
+                }),
+            ));
+        }
+    }
+    let last_seq = audit::append(&mut tx, now, &entries).await?;
     crate::insight::usage::record(&mut tx, app.db.backend, &tallies).await?;
     tx.commit().await?;
     app.metrics.proxy_events.add(entries.len() as u64);
@@ -294,6 +343,7 @@ pub async fn ingest(
         Json(IngestResult {
             accepted: entries.len(),
             last_seq,
+            duplicate: false,
         }),
     ))
 }

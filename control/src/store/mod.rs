@@ -1,7 +1,7 @@
 //! The database: one pool over SQLite (embedded default, one file, WAL) or
 //! PostgreSQL (several replicas), chosen by URL, migrated at start; and,
 //! per table, its rows and SQL ([`requests`], [`votes`], [`grants`],
-//! [`outbox`], [`audit`], [`sightings`], [`usage`]). No rule of the workflow lives here: these modules read and
+//! [`outbox`], [`audit`], [`sightings`], [`usage`], [`reports`]). No rule of the workflow lives here: these modules read and
 //! write what they are told to.
 //!
 //! Queries are written once in SQL that both accept (`$n` placeholders in
@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod grants;
 pub mod outbox;
+pub mod reports;
 pub mod requests;
 pub mod sightings;
 pub mod usage;

@@ -1,0 +1,117 @@
+//! Decision batches are written exactly once, on SQLite and PostgreSQL: a
+//! batch sent again (its acknowledgement lost, or a retry racing the first
+//! delivery) is acknowledged as a duplicate and writes no audit record and
+//! no usage; the next batch of the reporter, and a restarted reporter (a
+//! new instance), are written; a malformed batch id is refused.
+
+mod common;
+
+use common::TestApp;
+use serde_json::{json, Value};
+
+async fn post(app: &TestApp, body: Value) -> (u16, Value) {
+    let resp = app
+        .http
+        .post(format!("{}/v1/audit/events", app.base))
+        .bearer_auth("dev-ingest-key-0123456789")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// A batch of `calls` allowed decisions under `grant`.
+fn batch(instance: &str, seq: i64, grant: &str, calls: usize) -> Value {
+    let event = json!({"time_ms": 1, "outcome": "allowed", "resource": "payments-api", "grant_id": grant,
+        "subject": "alice", "method": "GET", "path": "/v1/invoices/7", "status": 200});
+    json!({"proxy": "envoy-1", "batch": {"instance": instance, "seq": seq}, "events": vec![event; calls]})
+}
+
+/// Allowed calls counted in the usage behind the insights.
+async fn calls(app: &TestApp) -> i64 {
+    let (_, body) = app.get("/v1/insights?since_s=0", "ada").await;
+    body["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["used"].as_array().cloned().unwrap_or_default())
+        .map(|u| u["calls"].as_i64().unwrap())
+        .sum()
+}
+
+async fn a_batch_sent_again_is_written_once(app: &TestApp) {
+    let created = app.request_access("alice", "payments-api", 600).await;
+    let id = created["id"].as_str().unwrap();
+    let (_, approved) = app.post(&format!("/v1/requests/{id}/approve"), "bob", json!({})).await;
+    let grant = approved["grant"]["id"].as_str().unwrap().to_owned();
+
+    let (status, first) = post(app, batch("a1", 1, &grant, 3)).await;
+    assert_eq!(
+        (status, first["accepted"].as_i64(), first["duplicate"].as_bool()),
+        (202, Some(3), Some(false))
+    );
+    let records = app.count("audit_log").await;
+    // The same batch again (its acknowledgement was lost): acknowledged, not written.
+    let (status, again) = post(app, batch("a1", 1, &grant, 3)).await;
+    assert_eq!(
+        (status, again["accepted"].as_i64(), again["duplicate"].as_bool()),
+        (202, Some(0), Some(true))
+    );
+    assert_eq!(app.count("audit_log").await, records);
+    assert_eq!(calls(app).await, 3);
+
+    // The reporter's next batch is written; an older one is a repeat.
+    let (_, next) = post(app, batch("a1", 2, &grant, 2)).await;
+    assert_eq!(next["accepted"], 2);
+    let (_, old) = post(app, batch("a1", 1, &grant, 3)).await;
+    assert_eq!(old["duplicate"], true);
+    // A restarted worker is a new instance, counting from 1 again.
+    let (_, restarted) = post(app, batch("b2", 1, &grant, 1)).await;
+    assert_eq!(restarted["accepted"], 1);
+    assert_eq!(calls(app).await, 6);
+    assert_eq!(app.count("audit_log").await, records + 3);
+    let (_, verify) = app.get("/v1/audit/verify", "ada").await;
+    assert_eq!(verify["ok"], true, "{verify}");
+}
+
+async fn racing_deliveries_of_one_batch_write_it_once(app: &TestApp) {
+    let before = app.count("audit_log").await;
+    let body = json!({"proxy": "envoy-2", "batch": {"instance": "race", "seq": 1},
+        "events": [{"time_ms": 1, "outcome": "grant_missing", "resource": "payments-api", "method": "GET",
+                    "path": "/v1/invoices/7", "status": 401}]});
+    let deliveries = (0..8).map(|_| post(app, body.clone()));
+    let answers = futures_util::future::join_all(deliveries).await;
+    assert!(answers.iter().all(|(s, _)| *s == 202), "{answers:?}");
+    let written = answers.iter().filter(|(_, a)| a["duplicate"] == false).count();
+    assert_eq!(written, 1, "{answers:?}");
+    assert_eq!(app.count("audit_log").await, before + 1);
+}
+
+async fn a_malformed_batch_id_is_refused_and_batches_without_one_are_written(app: &TestApp) {
+    for bad in [
+        json!({"instance": "", "seq": 1}),
+        json!({"instance": "a b", "seq": 1}),
+        json!({"instance": "a", "seq": 0}),
+    ] {
+        let (status, body) = post(app, json!({"proxy": "p", "batch": bad, "events": []})).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (422, Some("batch_invalid")),
+            "{bad}: {body}"
+        );
+    }
+    // Older proxies send no id: every delivery is written, as before.
+    let event = json!({"time_ms": 1, "outcome": "grant_missing", "method": "GET", "path": "/", "status": 401});
+    for _ in 0..2 {
+        let (status, body) = post(app, json!({"proxy": "old", "events": [event]})).await;
+        assert_eq!((status, body["accepted"].as_i64()), (202, Some(1)));
+    }
+}
+
+on_both!(
+    a_batch_sent_again_is_written_once,
+    racing_deliveries_of_one_batch_write_it_once,
+    a_malformed_batch_id_is_refused_and_batches_without_one_are_written
+);
