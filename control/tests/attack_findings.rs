@@ -32,16 +32,7 @@ fn token(app: &TestApp, user: &str, email: Option<&str>, groups: &[&str]) -> Str
 }
 
 async fn call_as(app: &TestApp, bearer: &str, path: &str, body: Value) -> (u16, Value) {
-    let resp = app
-        .http
-        .post(format!("{}{path}", app.base))
-        .bearer_auth(bearer)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    app.post_as(bearer, path, body).await
 }
 
 fn id(v: &Value) -> String {

@@ -10,16 +10,7 @@ use common::TestApp;
 use serde_json::{json, Value};
 
 async fn post(app: &TestApp, body: Value) -> (u16, Value) {
-    let resp = app
-        .http
-        .post(format!("{}/v1/audit/events", app.base))
-        .bearer_auth("dev-ingest-key-0123456789")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    app.post_as("dev-ingest-key-0123456789", "/v1/audit/events", body).await
 }
 
 /// A batch of `calls` allowed decisions under `grant`.

@@ -164,6 +164,20 @@ impl TestApp {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
+    /// A POST with any bearer token (a forged one, the ingest key).
+    pub async fn post_as(&self, bearer: &str, path: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(bearer)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn get(&self, path: &str, user: &str) -> (u16, Value) {
         self.call(reqwest::Method::GET, path, Some(user), None).await
     }
