@@ -289,6 +289,20 @@ async fn the_overview_draws_the_period_for_auditors_only(app: &TestApp) {
         .await;
     assert_eq!(status, 200);
     app.request_access("eve", "payments-api", 600).await;
+    let (_, approved) = app.get(&format!("/v1/requests/{id}"), "alice").await;
+    let grant = approved["grant"]["id"].as_str().unwrap();
+    let decision = |outcome: &str, method: &str, status: u16| {
+        serde_json::json!({"time_ms": 1, "outcome": outcome, "resource": "payments-api", "grant_id": grant,
+            "subject": "alice", "method": method, "path": "/v1/invoices/7", "status": status})
+    };
+    let (status, _) = app
+        .post_as(
+            "dev-ingest-key-0123456789",
+            "/v1/audit/events",
+            serde_json::json!({"proxy": "envoy-1", "events": [decision("allowed", "GET", 200), decision("request_out_of_scope", "DELETE", 403)]}),
+        )
+        .await;
+    assert_eq!(status, 202);
 
     let mut ada = Browser::new(app);
     ada.sign_in("ada").await;
@@ -303,17 +317,25 @@ async fn the_overview_draws_the_period_for_auditors_only(app: &TestApp) {
     ] {
         assert!(page.body.contains(title), "{title}");
     }
-    assert_eq!(
-        page.body.matches(r#"role="img""#).count(),
-        4,
-        "four charts with data, one empty"
-    );
+    assert_eq!(page.body.matches(r#"role="img""#).count(), 5, "five charts with data");
     assert!(page.body.contains("<td>payments-api</td><td>2</td>"), "two requests");
     assert!(page
         .body
         .contains("<td>payments-api p50</td><td>1 min 30 s (1 approved)</td>"));
-    assert!(page.body.contains("<td>payments-api</td><td>1 of 1 grants</td>"));
-    assert!(page.body.contains("No denials under grants in the period."));
+    assert!(page.body.contains("<td>payments-api</td><td>0 of 1 grants</td>"));
+    // Least privilege: what the grant was used for, the narrower scope, the denial.
+    assert!(page.body.contains("Least privilege: granted and used"));
+    assert!(page
+        .body
+        .contains("<td>GET</td><td><code>/v1/invoices/7</code></td><td>1</td><td>1</td>"));
+    assert!(page.body.contains("Suggested narrower scope"));
+    assert!(
+        page.body.contains("<strong>GET</strong> on /v1/invoices/7"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Read-only: a candidate"));
+    assert!(page.body.contains("<td>request_out_of_scope</td><td>1</td>"));
     assert!(!page.body.contains("style="), "no inline style: the CSP holds");
 
     let mut alice = Browser::new(app);

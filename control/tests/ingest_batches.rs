@@ -2,7 +2,9 @@
 //! batch sent again (its acknowledgement lost, or a retry racing the first
 //! delivery) is acknowledged as a duplicate and writes no audit record and
 //! no usage; the next batch of the reporter, and a restarted reporter (a
-//! new instance), are written; a malformed batch id is refused.
+//! new instance), are written; a malformed batch id is refused. Requests
+//! a proxy counted (`counts`) are one record each, linked to their grant
+//! and request, and counted in the grant's usage under their scope rule.
 
 mod common;
 
@@ -101,7 +103,80 @@ async fn a_malformed_batch_id_is_refused_and_batches_without_one_are_written(app
     }
 }
 
+async fn counted_requests_are_one_record_linked_to_their_grant_and_written_once(app: &TestApp) {
+    let created = app.request_access("alice", "payments-api", 600).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (_, approved) = app.post(&format!("/v1/requests/{id}/approve"), "bob", json!({})).await;
+    let grant = approved["grant"]["id"].as_str().unwrap().to_owned();
+    let first = json!({"time_ms": 5, "outcome": "allowed", "resource": "payments-api", "grant_id": grant,
+        "subject": "alice", "method": "GET", "path": "/v1/invoices/8", "status": 200});
+    let mut count = first.clone();
+    count["calls"] = json!(41);
+    count["first_ms"] = json!(5);
+    count["last_ms"] = json!(900);
+    count["rule"] = json!(0);
+    let body = json!({"proxy": "envoy-1", "batch": {"instance": "c1", "seq": 1}, "events": [first], "counts": [count]});
+    let (status, answer) = post(app, body.clone()).await;
+    assert_eq!((status, answer["accepted"].as_i64()), (202, Some(2)), "{answer}");
+    let (_, again) = post(app, body).await;
+    assert_eq!(again["duplicate"], true);
+
+    let (_, timeline) = app.get(&format!("/v1/audit?request_id={id}"), "ada").await;
+    let counted: Vec<&Value> = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "proxy.decisions_counted")
+        .collect();
+    assert_eq!(counted.len(), 1, "one record, in the request's timeline: {timeline}");
+    assert_eq!(counted[0]["grant_id"], grant.as_str());
+    assert_eq!(
+        (
+            counted[0]["details"]["calls"].as_i64(),
+            counted[0]["details"]["last_ms"].as_i64()
+        ),
+        (Some(41), Some(900))
+    );
+
+    // Usage: the recorded request by its path, the counted ones by their rule.
+    let (_, report) = app.get("/v1/insights?since_s=0", "ada").await;
+    let used = &report["resources"][0]["used"];
+    assert_eq!(
+        used,
+        &json!([{"method": "GET", "operation": "scope rule 1", "calls": 41, "grants": 1},
+                {"method": "GET", "operation": "/v1/invoices/8", "calls": 1, "grants": 1}]),
+        "{report}"
+    );
+    let (_, verify) = app.get("/v1/audit/verify", "ada").await;
+    assert_eq!(verify["ok"], true, "{verify}");
+}
+
+async fn counts_without_a_batch_id_or_of_denials_are_refused(app: &TestApp) {
+    let count = json!({"time_ms": 5, "outcome": "allowed", "resource": "payments-api", "grant_id": "g-1",
+        "method": "GET", "path": "/", "status": 200, "calls": 2, "first_ms": 5, "last_ms": 6, "rule": 0});
+    let (status, body) = post(app, json!({"proxy": "p", "events": [], "counts": [count]})).await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("count_invalid")), "{body}");
+    let mut denied = count.clone();
+    denied["outcome"] = json!("grant_revoked");
+    let (status, body) = post(
+        app,
+        json!({"proxy": "p", "batch": {"instance": "d", "seq": 1}, "events": [], "counts": [denied]}),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("count_invalid")), "{body}");
+    let mut backwards = count;
+    backwards["first_ms"] = json!(7);
+    let (status, _) = post(
+        app,
+        json!({"proxy": "p", "batch": {"instance": "d", "seq": 1}, "events": [], "counts": [backwards]}),
+    )
+    .await;
+    assert_eq!(status, 422);
+}
+
 on_both!(
+    counted_requests_are_one_record_linked_to_their_grant_and_written_once,
+    counts_without_a_batch_id_or_of_denials_are_refused,
     a_batch_sent_again_is_written_once,
     racing_deliveries_of_one_batch_write_it_once,
     a_malformed_batch_id_is_refused_and_batches_without_one_are_written

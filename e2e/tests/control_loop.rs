@@ -34,16 +34,104 @@ fn read_scope() -> Value {
     json!([{"methods": ["GET", "HEAD"], "paths": ["/v1/invoices/*"]}])
 }
 
+/// Envoy with the filter linked to `control`; decisions are reported one
+/// by one (`report_allowed: each`) unless `control_extra` says otherwise:
+/// most tests here follow individual decisions.
 fn start_envoy(control: &Control, upstream: &Upstream, extra: &str, control_extra: &str, workers: u32) -> Envoy {
-    let control_extra = if control_extra.contains("report_interval_ms") {
-        control_extra.to_owned()
-    } else {
-        format!(r#"{control_extra},"report_interval_ms":200"#)
-    };
+    let mut control_extra = control_extra.to_owned();
+    if !control_extra.contains("report_interval_ms") {
+        control_extra.push_str(r#","report_interval_ms":200"#);
+    }
+    if !control_extra.contains("report_allowed") {
+        control_extra.push_str(r#","report_allowed":"each""#);
+    }
     let mut options = EnvoyOptions::new(control.filter_config(extra, &control_extra), upstream.port);
     options.control_port = control.port;
     options.concurrency = workers;
     Envoy::start(options)
+}
+
+/// Allowed requests the proxy reported for a request: individual records
+/// and counted calls, and the counted calls alone.
+fn reported_allowed(control: &Control, request_id: &str) -> (i64, i64) {
+    let records = control.audit_for(request_id);
+    let one_by_one = records
+        .iter()
+        .filter(|r| r["action"] == "proxy.decision" && r["details"]["outcome"] == "allowed")
+        .count() as i64;
+    let counted: i64 = records
+        .iter()
+        .filter(|r| r["action"] == "proxy.decisions_counted")
+        .map(|r| r["details"]["calls"].as_i64().unwrap_or(0))
+        .sum();
+    (one_by_one + counted, counted)
+}
+
+/// With `report_allowed: aggregate` (the default) a grant's first allowed
+/// request at a worker is a record and the rest arrive as counts, linked
+/// to the request; denials stay records. A proxy restarted mid-interval
+/// loses only what it had not sent (counts held in memory), counts nothing
+/// twice, and its new worker starts with a record again.
+#[test]
+fn allowed_requests_are_counted_exactly_across_a_proxy_restart() {
+    let _serial = serial();
+    let control = Control::start(|c| c);
+    let upstream = Upstream::start();
+    let counted = r#","report_allowed":"aggregate","count_interval_ms":1000"#;
+    let envoy = start_envoy(&control, &upstream, "", counted, 1);
+    let (request_id, _, token) = control.approved_grant("alice", "bob", read_scope(), 600);
+    for i in 0..21 {
+        assert_eq!(
+            get_with_grant(envoy.port, &format!("/v1/invoices/INV-{i}"), &token).status,
+            200
+        );
+    }
+    let denied = request(
+        envoy.port,
+        "POST",
+        "/v1/invoices/INV-1",
+        &[("x-jit-grant", token.as_bytes())],
+    );
+    assert_eq!(denied.error_code(), "request_out_of_scope");
+    eventually(SETTLE, "21 allowed requests reported", || {
+        reported_allowed(&control, &request_id).0 == 21
+    });
+    let records = control.audit_for(&request_id);
+    let one_by_one: Vec<String> = actions(&records)
+        .into_iter()
+        .filter(|a| a.starts_with("proxy.decision:"))
+        .collect();
+    assert_eq!(
+        one_by_one,
+        ["proxy.decision:allowed", "proxy.decision:request_out_of_scope"]
+    );
+    assert_eq!(reported_allowed(&control, &request_id).1, 20, "the rest counted");
+
+    // Three more, and the proxy dies before its next counts are due.
+    for _ in 0..3 {
+        assert_eq!(get_with_grant(envoy.port, "/v1/invoices/INV-X", &token).status, 200);
+    }
+    drop(envoy);
+    let envoy = start_envoy(&control, &upstream, "", counted, 1);
+    for _ in 0..5 {
+        assert_eq!(get_with_grant(envoy.port, "/v1/invoices/INV-Y", &token).status, 200);
+    }
+    eventually(SETTLE, "the restarted proxy's requests reported", || {
+        reported_allowed(&control, &request_id).0 >= 26
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let (total, _) = reported_allowed(&control, &request_id);
+    assert_eq!(
+        total, 26,
+        "nothing twice; only the 3 counted in the killed proxy's memory are gone"
+    );
+    let after: Vec<String> = actions(&control.audit_for(&request_id))
+        .into_iter()
+        .filter(|a| a == "proxy.decision:allowed")
+        .collect();
+    assert_eq!(after.len(), 2, "the new worker's first request is a record again");
+    let verify = control.as_user("ada", "GET", "/v1/audit/verify", None).json();
+    assert_eq!(verify["ok"], true, "{verify}");
 }
 
 /// Waits until `check` holds, or panics after `limit`.
@@ -365,11 +453,18 @@ fn a_decision_batch_whose_acknowledgement_is_lost_is_written_once() {
     let relay = LossyRelay::start(control.port);
     let (_, _, token) = control.approved_grant("alice", "bob", read_scope(), 600);
     let mut options = EnvoyOptions::new(
-        control.filter_config("", r#","report_interval_ms":200,"timeout_ms":500"#),
+        control.filter_config(
+            "",
+            r#","report_interval_ms":200,"timeout_ms":500,"report_allowed":"each""#,
+        ),
         upstream.port,
     );
     options.control_port = relay.port;
     let envoy = Envoy::start(options);
+    // Synced first (a proxy that never synced refuses, `unsynced: deny`).
+    eventually(SETTLE, "the proxy has synced through the relay", || {
+        get_with_grant(envoy.port, "/v1/invoices/WARM-UP", &token).status == 200
+    });
 
     relay.drop.store(true, Ordering::SeqCst);
     let sent_before = relay.batches.load(Ordering::SeqCst);

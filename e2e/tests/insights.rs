@@ -27,7 +27,10 @@ fn use_through_envoy_suggests_the_narrower_rule_it_needed() {
         )
     });
     let upstream = Upstream::start();
-    let mut options = EnvoyOptions::new(control.filter_config("", r#","report_interval_ms":200"#), upstream.port);
+    let mut options = EnvoyOptions::new(
+        control.filter_config("", r#","report_interval_ms":200,"report_allowed":"each""#),
+        upstream.port,
+    );
     options.control_port = control.port;
     let envoy = Envoy::start(options);
 

@@ -252,13 +252,16 @@ fn a_panic_inside_the_module_answers_503_and_envoy_keeps_serving() {
 /// The control-service tests start several processes: one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Envoy with the native module linked to `control` (reports every 200 ms),
-/// `workers` workers.
+/// Envoy with the native module linked to `control` (reports every 200 ms,
+/// every decision a record of its own), `workers` workers.
 fn native_with_control(control: &Control, upstream: &Upstream, control_extra: &str, workers: u32) -> Envoy {
     let mut options = EnvoyOptions {
         form: FilterForm::NATIVE,
         ..EnvoyOptions::new(
-            control.filter_config("", &format!(r#","report_interval_ms":200{control_extra}"#)),
+            control.filter_config(
+                "",
+                &format!(r#","report_interval_ms":200,"report_allowed":"each"{control_extra}"#),
+            ),
             upstream.port,
         )
     };

@@ -95,12 +95,10 @@ impl Worker {
     /// reporter in batch ids (random: each worker reports on its own).
     pub fn new(cfg: FilterConfig, metrics: MetricIds, instance: u64) -> Worker {
         let reporter = cfg.control.as_ref().filter(|c| c.report).map(|c| {
-            RefCell::new(Reporter::new(
-                c.report_buffer,
-                c.report_batch,
-                c.report_interval_ms,
-                instance,
-            ))
+            RefCell::new(
+                Reporter::new(c.report_buffer, c.report_batch, c.report_interval_ms, instance)
+                    .count_every(c.count_interval_ms),
+            )
         });
         Worker {
             cfg,

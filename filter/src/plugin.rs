@@ -23,7 +23,7 @@ use crate::hostmap;
 use crate::link::{self, Link, LinkHost, SharedDataError, Worker};
 use crate::metrics::{self, Gauge, MetricIds};
 use crate::poll;
-use crate::report::Event;
+use crate::report::{Event, Pending};
 
 /// How often the root context wakes up: to flush counters and, with a
 /// control link, to sync and report.
@@ -205,7 +205,7 @@ impl RootContext for Root {
 struct Request {
     worker: Option<Rc<Worker>>,
     /// The decision report, waiting for the response status.
-    pending: Option<(String, Option<u16>)>,
+    pending: Option<Pending>,
 }
 
 impl Context for Request {}
@@ -298,7 +298,12 @@ impl HttpContext for Request {
                 Plan::Deny { status, .. } => Some(*status),
                 Plan::Forward { .. } => None,
             };
-            self.pending = Some((event.open_json(), status));
+            let allowed = worker
+                .cfg
+                .control
+                .as_ref()
+                .map_or(config::ReportAllowed::Each, |c| c.report_allowed);
+            self.pending = Some(Pending::new(&event, eval.grant.as_deref(), status, allowed));
         }
 
         match plan {
@@ -316,22 +321,24 @@ impl HttpContext for Request {
     }
 
     fn on_log(&mut self) {
-        let Some((open, status)) = self.pending.take() else {
+        let Some(pending) = self.pending.take() else {
             return;
         };
         let Some(reporter) = self.worker.as_ref().and_then(|a| a.reporter.as_ref()) else {
             return;
         };
         // The upstream's status for forwarded requests (0 if none came).
-        let status = status.unwrap_or_else(|| {
+        let upstream = if pending.answered() {
+            0
+        } else {
             hostcalls::get_property(vec!["response", "code"])
                 .ok()
                 .flatten()
                 .and_then(|b| b.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()))
                 .map_or(0, |b| u16::try_from(u64::from_le_bytes(b)).unwrap_or(0))
-        });
+        };
         if let Ok(mut reporter) = reporter.try_borrow_mut() {
-            reporter.record(&open, status);
+            reporter.finish(pending, upstream);
         }
     }
 }

@@ -13,7 +13,19 @@
 //! was acknowledged. The control service records each reporter's last
 //! `seq` with the batch's records, so a batch whose acknowledgement was
 //! lost is written once, however often it is sent.
+//!
+//! Allowed requests under a grant are counted, not recorded one by one
+//! (`report_allowed: aggregate`, the default): the first allowed request
+//! of each grant at each worker stays a record of its own, so the trail
+//! shows when access began; later ones are summed per grant, method, scope
+//! rule and status, and sent every `count_interval_ms` as counts with the
+//! first request's details and the first and last time. Denials are always
+//! records of their own. A count is part of a batch like any record, so it
+//! is acknowledged, retried and written exactly once with it.
 
+use grant::VerifiedGrant;
+
+use crate::config::ReportAllowed;
 use crate::jsonw;
 
 /// One decision, borrowed from the request.
@@ -113,11 +125,109 @@ impl Event<'_> {
     }
 }
 
+/// What an allowed request under a grant is counted under (with its
+/// status).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct CountKey {
+    jti: Box<str>,
+    method: Box<str>,
+    rule: u16,
+}
+
+/// A decision waiting for the status of its response.
+#[derive(Debug)]
+pub struct Pending {
+    /// The record, but for its status.
+    open: String,
+    /// The status when the filter answered itself.
+    status: Option<u16>,
+    time_ms: u64,
+    /// Set when the request may be counted rather than recorded.
+    count: Option<CountKey>,
+}
+
+impl Pending {
+    /// The report of `event` (`grant`: the verified grant it carried;
+    /// `status`: the filter's own answer, if it answered).
+    pub fn new(
+        event: &Event<'_>,
+        grant: Option<&VerifiedGrant>,
+        status: Option<u16>,
+        allowed: ReportAllowed,
+    ) -> Pending {
+        let count = match (allowed, grant) {
+            (ReportAllowed::Aggregate, Some(g)) if event.outcome == "allowed" => {
+                let rule = grant::path::check_request_path(event.path)
+                    .ok()
+                    .and_then(|p| g.allowing_rule(event.method, p.as_bytes()))
+                    .and_then(|r| u16::try_from(r).ok());
+                match (rule, core::str::from_utf8(event.method)) {
+                    (Some(rule), Ok(method)) => Some(CountKey {
+                        jti: g.jti().into(),
+                        method: method.into(),
+                        rule,
+                    }),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        Pending {
+            open: event.open_json(),
+            status,
+            time_ms: event.time_ms,
+            count,
+        }
+    }
+
+    /// Whether the filter answered the request itself (its status is
+    /// known; no upstream status is needed).
+    pub fn answered(&self) -> bool {
+        self.status.is_some()
+    }
+}
+
+/// Allowed requests counted under one key since the last batch.
+#[derive(Debug)]
+struct Count {
+    key: CountKey,
+    status: u16,
+    /// The first counted request's record, but for its status.
+    open: String,
+    calls: u64,
+    first_ms: u64,
+    last_ms: u64,
+}
+
+impl Count {
+    fn order(&self, key: &CountKey, status: u16) -> core::cmp::Ordering {
+        (&self.key, self.status).cmp(&(key, status))
+    }
+}
+
+/// Grants whose first allowed request a worker remembers having recorded;
+/// beyond it the memory starts over (one more record per grant, never a
+/// lost one).
+const MAX_SEEN: usize = 4096;
+/// Keys counted at once; beyond it requests are recorded one by one.
+const MAX_COUNTS: usize = 1024;
+
+/// A batch formed and not yet acknowledged.
+#[derive(Debug)]
+struct Sending {
+    body: Vec<u8>,
+    /// Records in it.
+    events: usize,
+    /// Requests its counts stand for.
+    calls: u64,
+}
+
 /// A batch handed to the host, awaiting acknowledgement.
 #[derive(Debug)]
 struct InFlight {
     token: u32,
-    events: usize,
+    /// Decisions it reports (records and counted requests).
+    events: u64,
 }
 
 /// The bounded buffer and its delivery state.
@@ -126,9 +236,15 @@ pub struct Reporter {
     /// Events waiting, comma-separated JSON objects.
     pending: String,
     pending_count: usize,
-    /// The batch being sent (kept so a failure can put it back): its
-    /// events, how many, and its `seq`.
-    sending: Option<(String, usize, u64)>,
+    /// The batch being sent (kept so a failure sends it again unchanged).
+    sending: Option<Sending>,
+    count_every_ms: u64,
+    /// Grant ids (sorted) whose first allowed request was recorded.
+    seen: Vec<Box<str>>,
+    /// Counts since the last batch that carried counts (sorted by key).
+    counts: Vec<Count>,
+    /// When the oldest of them was counted.
+    counts_since_ms: u64,
     /// This reporter's name in batch ids (random at start).
     instance: u64,
     /// The `seq` of the last batch formed.
@@ -158,6 +274,10 @@ impl Reporter {
             pending: String::new(),
             pending_count: 0,
             sending: None,
+            count_every_ms: 10_000,
+            seen: Vec::new(),
+            counts: Vec::new(),
+            counts_since_ms: 0,
             instance,
             seq: 0,
             in_flight: None,
@@ -172,9 +292,80 @@ impl Reporter {
         }
     }
 
+    /// Sends what it counts ([`Pending::new`] with
+    /// [`ReportAllowed::Aggregate`]) every `every_ms` (default 10 s).
+    pub fn count_every(mut self, every_ms: u64) -> Self {
+        self.count_every_ms = every_ms;
+        self
+    }
+
     /// Events held (pending and unacknowledged).
     pub fn held(&self) -> usize {
-        self.pending_count + self.sending.as_ref().map_or(0, |(_, n, _)| *n)
+        self.pending_count + self.sending.as_ref().map_or(0, |s| s.events)
+    }
+
+    /// Finishes a decision with its response's status (`upstream`, used
+    /// when the filter did not answer itself): counted, or recorded; false
+    /// if the buffer was full and it was dropped.
+    pub fn finish(&mut self, p: Pending, upstream: u16) -> bool {
+        let Pending {
+            open,
+            status,
+            time_ms,
+            count,
+        } = p;
+        let status = status.unwrap_or(upstream);
+        if let Some(key) = count {
+            if !self.first_of_grant(&key.jti) {
+                match self.counts.binary_search_by(|c| c.order(&key, status)) {
+                    Ok(i) => {
+                        if let Some(c) = self.counts.get_mut(i) {
+                            c.calls += 1;
+                            c.first_ms = c.first_ms.min(time_ms);
+                            c.last_ms = c.last_ms.max(time_ms);
+                        }
+                        return true;
+                    }
+                    Err(i) if self.counts.len() < MAX_COUNTS => {
+                        if self.counts.is_empty() {
+                            self.counts_since_ms = time_ms;
+                        }
+                        self.counts.insert(
+                            i,
+                            Count {
+                                key,
+                                status,
+                                open,
+                                calls: 1,
+                                first_ms: time_ms,
+                                last_ms: time_ms,
+                            },
+                        );
+                        return true;
+                    }
+                    // Too many keys at once: recorded one by one below.
+                    Err(_) => {}
+                }
+            }
+        }
+        self.record(&open, status)
+    }
+
+    /// Whether this is the first allowed request of grant `jti` here (and
+    /// remembers it).
+    fn first_of_grant(&mut self, jti: &str) -> bool {
+        match self.seen.binary_search_by(|s| (**s).cmp(jti)) {
+            Ok(_) => false,
+            Err(at) => {
+                if self.seen.len() >= MAX_SEEN {
+                    self.seen.clear();
+                    self.seen.push(jti.into());
+                } else {
+                    self.seen.insert(at, jti.into());
+                }
+                true
+            }
+        }
     }
 
     /// Adds a finished event (`open_json` plus status); false if dropped.
@@ -193,25 +384,40 @@ impl Reporter {
         true
     }
 
-    /// The body of the next batch to send, if one is due now.
+    /// The body of the next batch to send, if one is due now: the records
+    /// when the batch is full or `flush_every_ms` has passed, with the
+    /// counts when `count_every_ms` has passed since the oldest.
     pub fn next_batch(&mut self, now_ms: u64, proxy_id: &str) -> Option<Vec<u8>> {
         if self.in_flight.is_some() || now_ms < self.next_attempt_ms {
             return None;
         }
         if self.sending.is_none() {
             let due = now_ms.saturating_sub(self.last_flush_ms) >= self.flush_every_ms;
-            if self.pending_count == 0 || (self.pending_count < self.batch && !due) {
+            let events_due = self.pending_count > 0 && (self.pending_count >= self.batch || due);
+            let counts_due =
+                !self.counts.is_empty() && now_ms.saturating_sub(self.counts_since_ms) >= self.count_every_ms;
+            if !events_due && !counts_due {
                 return None;
             }
             // Send everything pending as one batch: a batch is bounded by
             // the buffer, and fewer posts cost less than evenly sized ones.
             let events = core::mem::take(&mut self.pending);
+            let n = core::mem::take(&mut self.pending_count);
+            let counts = if counts_due {
+                core::mem::take(&mut self.counts)
+            } else {
+                Vec::new()
+            };
             self.seq += 1;
-            self.sending = Some((events, core::mem::take(&mut self.pending_count), self.seq));
+            self.sending = Some(self.form(proxy_id, &events, n, &counts));
         }
         self.last_flush_ms = now_ms;
-        let (events, _, seq) = self.sending.as_ref()?;
-        let mut body = String::with_capacity(events.len() + 128);
+        self.sending.as_ref().map(|s| s.body.clone())
+    }
+
+    /// The body of batch `seq`: `{"proxy", "batch", "events", "counts"}`.
+    fn form(&self, proxy_id: &str, events: &str, n: usize, counts: &[Count]) -> Sending {
+        let mut body = String::with_capacity(events.len() + counts.len() * 320 + 128);
         body.push('{');
         jsonw::push_key(&mut body, "proxy");
         jsonw::push_str(&mut body, proxy_id);
@@ -222,18 +428,49 @@ impl Reporter {
         jsonw::push_str(&mut body, &format!("{:016x}", self.instance));
         body.push(',');
         jsonw::push_key(&mut body, "seq");
-        body.push_str(&seq.to_string());
+        body.push_str(&self.seq.to_string());
         body.push_str("},");
         jsonw::push_key(&mut body, "events");
         body.push('[');
         body.push_str(events);
-        body.push_str("]}");
-        Some(body.into_bytes())
+        body.push(']');
+        let mut calls = 0;
+        if !counts.is_empty() {
+            body.push(',');
+            jsonw::push_key(&mut body, "counts");
+            body.push('[');
+            for (i, c) in counts.iter().enumerate() {
+                if i > 0 {
+                    body.push(',');
+                }
+                body.push_str(&c.open);
+                body.push_str(&c.status.to_string());
+                for (name, value) in [
+                    ("calls", c.calls),
+                    ("first_ms", c.first_ms),
+                    ("last_ms", c.last_ms),
+                    ("rule", u64::from(c.key.rule)),
+                ] {
+                    body.push(',');
+                    jsonw::push_key(&mut body, name);
+                    body.push_str(&value.to_string());
+                }
+                body.push('}');
+                calls += c.calls;
+            }
+            body.push(']');
+        }
+        body.push('}');
+        Sending {
+            body: body.into_bytes(),
+            events: n,
+            calls,
+        }
     }
 
     /// The host accepted the call with this token.
     pub fn dispatched(&mut self, token: u32) {
-        let events = self.sending.as_ref().map_or(0, |(_, n, _)| *n);
+        let events = self.sending.as_ref().map_or(0, |s| s.events as u64 + s.calls);
         self.in_flight = Some(InFlight { token, events });
     }
 
@@ -247,7 +484,7 @@ impl Reporter {
         let events = self.in_flight.take().map_or(0, |f| f.events);
         if ok {
             self.sending = None;
-            self.delivered += events as u64;
+            self.delivered += events;
             self.backoff_ms = 0;
             self.next_attempt_ms = 0;
         } else {
@@ -354,5 +591,142 @@ mod tests {
         assert!(r.record(&event(b"/b"), 200));
         assert!(!r.record(&event(b"/c"), 200));
         assert_eq!((r.held(), r.dropped), (2, 1));
+    }
+
+    fn grant(jti: &str) -> VerifiedGrant {
+        let key = grant::SigningKey::new("k1", &[7; 32]).unwrap();
+        let claims = grant::GrantClaims {
+            iss: "i".into(),
+            sub: "alice".into(),
+            aud: "payments-api".into(),
+            jti: jti.into(),
+            iat: 1,
+            nbf: 1,
+            exp: 100,
+            scope: vec![
+                grant::ScopeRule::new(&["GET"], &["/v1/invoices/*"]),
+                grant::ScopeRule::new(&["POST"], &["/v1/refunds"]),
+            ],
+            src: None,
+            req: Some("req-1".into()),
+            cnf: None,
+        };
+        let token = grant::mint(&claims, &key).unwrap();
+        let mut keys = grant::KeySet::new();
+        keys.add(key).unwrap();
+        grant::Verifier::new("i", keys).verify(token.as_bytes(), 10).unwrap()
+    }
+
+    /// A decision at `time_ms` under `g`, reported as `allowed` says.
+    fn decided(
+        g: &VerifiedGrant,
+        outcome: &str,
+        method: &[u8],
+        path: &[u8],
+        time_ms: u64,
+        allowed: ReportAllowed,
+    ) -> Pending {
+        let event = Event {
+            time_ms,
+            outcome,
+            resource: Some("payments-api"),
+            grant_id: Some(g.jti()),
+            subject: Some(g.sub()),
+            access_request_id: g.req(),
+            method,
+            path,
+            client: None,
+            request_id: None,
+        };
+        let own = (outcome != "allowed").then_some(403);
+        Pending::new(&event, Some(g), own, allowed)
+    }
+
+    fn batch_of(r: &mut Reporter, now_ms: u64) -> serde_json::Value {
+        serde_json::from_slice(&r.next_batch(now_ms, "p").expect("a batch is due")).unwrap()
+    }
+
+    #[test]
+    fn the_first_allowed_request_of_a_grant_is_a_record_and_later_ones_are_counted() {
+        use ReportAllowed::Aggregate;
+        let (a, b) = (grant("g-a"), grant("g-b"));
+        let mut r = Reporter::new(100, 100, 1000, 1).count_every(5000);
+        assert!(r.finish(decided(&a, "allowed", b"GET", b"/v1/invoices/1", 10, Aggregate), 200));
+        for (t, path, status) in [
+            (20, &b"/v1/invoices/2"[..], 200),
+            (30, b"/v1/invoices/3?x=1", 200),
+            (40, b"/v1/invoices/4", 404),
+        ] {
+            assert!(r.finish(decided(&a, "allowed", b"GET", path, t, Aggregate), status));
+        }
+        assert!(r.finish(
+            decided(&a, "request_out_of_scope", b"DELETE", b"/v1/invoices/1", 50, Aggregate),
+            0
+        ));
+        assert!(r.finish(decided(&b, "allowed", b"POST", b"/v1/refunds", 60, Aggregate), 200));
+        assert!(r.finish(decided(&b, "allowed", b"POST", b"/v1/refunds", 70, Aggregate), 200));
+        assert_eq!(r.held(), 3, "records: a's first, the denial, b's first");
+
+        // The records go at the report interval; the counts wait for theirs.
+        let first = batch_of(&mut r, 1000);
+        assert_eq!(first["events"].as_array().unwrap().len(), 3);
+        assert_eq!(first["events"][0]["path"], "/v1/invoices/1");
+        assert_eq!(first["events"][1]["outcome"], "request_out_of_scope");
+        assert!(first.get("counts").is_none(), "{first}");
+        r.dispatched(1);
+        r.finished(true, 1000);
+
+        let second = batch_of(&mut r, 5020);
+        assert_eq!(second["events"], serde_json::json!([]));
+        let counts = second["counts"].as_array().unwrap();
+        let summary: Vec<(String, String, u64, u64, u64, u64, u64)> = counts
+            .iter()
+            .map(|c| {
+                (
+                    c["grant_id"].as_str().unwrap().to_owned(),
+                    c["method"].as_str().unwrap().to_owned(),
+                    c["rule"].as_u64().unwrap(),
+                    c["status"].as_u64().unwrap(),
+                    c["calls"].as_u64().unwrap(),
+                    c["first_ms"].as_u64().unwrap(),
+                    c["last_ms"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("g-a".into(), "GET".into(), 0, 200, 2, 20, 30),
+                ("g-a".into(), "GET".into(), 0, 404, 1, 40, 40),
+                ("g-b".into(), "POST".into(), 1, 200, 1, 70, 70),
+            ]
+        );
+        assert_eq!(counts[0]["access_request_id"], "req-1");
+        assert_eq!(
+            counts[0]["path"], "/v1/invoices/2",
+            "the first counted request's details"
+        );
+        assert_eq!(second["batch"]["seq"], 2);
+        // A failed delivery sends the same counts again; delivered counts requests.
+        r.dispatched(2);
+        r.finished(false, 5100);
+        assert_eq!(batch_of(&mut r, 6000), second);
+        r.dispatched(3);
+        r.finished(true, 6000);
+        assert_eq!(r.delivered, 3 + 4);
+    }
+
+    #[test]
+    fn each_allowed_request_is_a_record_when_asked_so() {
+        let a = grant("g-a");
+        let mut r = Reporter::new(100, 100, 1000, 1);
+        for t in 0..3 {
+            assert!(r.finish(
+                decided(&a, "allowed", b"GET", b"/v1/invoices/1", t, ReportAllowed::Each),
+                200
+            ));
+        }
+        assert_eq!(r.held(), 3);
+        assert!(batch_of(&mut r, 1000).get("counts").is_none());
     }
 }

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use filter::check::{self, Plan, RequestHost};
-use filter::config::{self, ControlLink, FilterConfig, Mode};
+use filter::config::{self, ControlLink, FilterConfig, Mode, ReportAllowed};
 use filter::headers::HeaderMap;
 use filter::metrics::{self, Gauge, MetricIds};
 use filter::report::{Event, Reporter};
@@ -130,13 +130,9 @@ pub struct Poll {
     pub timeout_ms: u64,
 }
 
-/// A decision waiting for its response status: the event's JSON without
-/// its closing `"status":N}`, and the status if the filter answered itself.
-#[derive(Debug)]
-pub struct PendingReport {
-    open: String,
-    status: Option<u16>,
-}
+/// A decision waiting for its response status (the Wasm filter's type:
+/// counted or recorded when the stream completes).
+pub type PendingReport = filter::report::Pending;
 
 /// The process's decision reports, shared by all workers (a short lock per
 /// request, only when reporting is on).
@@ -204,7 +200,8 @@ impl Config {
             synced: cfg.control.as_ref().map(|_| Synced::default()),
             reports: cfg.control.as_ref().filter(|c| c.report).map(|c| {
                 Mutex::new(Reports {
-                    reporter: Reporter::new(c.report_buffer, c.report_batch, c.report_interval_ms, instance()),
+                    reporter: Reporter::new(c.report_buffer, c.report_batch, c.report_interval_ms, instance())
+                        .count_every(c.count_interval_ms),
                     counted_delivered: 0,
                     counted_dropped: 0,
                 })
@@ -327,9 +324,8 @@ impl Config {
     /// Records a finished request's decision (`response_code`: the status
     /// the client got, when the filter did not answer itself).
     pub fn on_stream_complete(&self, pending: PendingReport, response_code: Option<u16>) {
-        let status = pending.status.or(response_code).unwrap_or(0);
         if let Some(Ok(mut reports)) = self.reports.as_ref().map(Mutex::lock) {
-            reports.reporter.record(&pending.open, status);
+            reports.reporter.finish(pending, response_code.unwrap_or(0));
         }
     }
 
@@ -495,10 +491,8 @@ pub fn on_request_headers(config: &Config, stream: &mut dyn Stream, report: &mut
             Plan::Deny { status, .. } => Some(*status),
             Plan::Forward { .. } => None,
         };
-        *report = Some(PendingReport {
-            open: event.open_json(),
-            status,
-        });
+        let allowed = cfg.control.as_ref().map_or(ReportAllowed::Each, |c| c.report_allowed);
+        *report = Some(PendingReport::new(&event, eval.grant.as_deref(), status, allowed));
     }
     match plan {
         Plan::Forward { remove, add } => {

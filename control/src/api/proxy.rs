@@ -175,6 +175,32 @@ pub struct ProxyEvent {
     pub request_id: Option<String>,
 }
 
+/// Allowed requests a proxy counted under one grant, method, scope rule
+/// and status since its last counts (`report_allowed: aggregate`): the
+/// first of them as a decision, and how many there were.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProxyCount {
+    /// The first counted request (its outcome is `allowed`).
+    #[serde(flatten)]
+    pub first: ProxyEvent,
+    /// How many requests.
+    #[serde(deserialize_with = "crate::requests::whole_number")]
+    #[schema(minimum = 1)]
+    pub calls: i64,
+    /// The first one's time (ms).
+    #[serde(deserialize_with = "crate::requests::whole_number")]
+    pub first_ms: i64,
+    /// The last one's time (ms).
+    #[serde(deserialize_with = "crate::requests::whole_number")]
+    pub last_ms: i64,
+    /// The scope rule that allowed them (index in the grant's scope, from 0).
+    #[serde(deserialize_with = "crate::requests::whole_number")]
+    pub rule: u16,
+}
+
+/// Most requests one count may stand for.
+const MAX_CALLS: i64 = 1_000_000_000_000;
+
 /// Which batch of which reporter this is: a reporter (one proxy worker)
 /// numbers its batches from 1 and resends a batch unchanged until it is
 /// acknowledged.
@@ -201,9 +227,13 @@ pub struct IngestBatch {
     /// lost) is acknowledged without being written twice. Without it (older
     /// proxies) every delivery is written.
     pub batch: Option<BatchId>,
-    /// Its decisions.
+    /// Its decisions, one record each.
     #[schema(max_items = 20000)]
     pub events: Vec<ProxyEvent>,
+    /// Allowed requests it counted (requires `batch`).
+    #[serde(default)]
+    #[schema(max_items = 20000)]
+    pub counts: Vec<ProxyCount>,
 }
 
 /// What was recorded.
@@ -227,17 +257,29 @@ fn bounded(field: &'static str, s: &str, max: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Writes a batch of decisions to the audit log, each linked to its grant
-/// and access request. Acknowledged only once committed.
-#[utoipa::path(post, path = "/v1/audit/events", operation_id = "ingest_decisions", tag = "proxies",
-    security(("ingest_key" = [])), request_body = IngestBatch,
-    responses(
-        (status = 202, description = "Written to the audit log (acknowledged once committed)", body = IngestResult),
-        (status = 422, description = "A field is too long, too many events, or a malformed batch id (`event_invalid`, `batch_too_large`, `batch_invalid`)", body = super::Problem)))]
-pub async fn ingest(
-    State(app): State<AppState>,
-    ApiJson(batch): ApiJson<IngestBatch>,
-) -> Result<(StatusCode, Json<IngestResult>), ApiError> {
+/// A reported decision as usage counts it.
+fn decision(
+    e: &ProxyEvent,
+    first_ms: i64,
+    last_ms: i64,
+    calls: i64,
+    rule: Option<u16>,
+) -> crate::insight::usage::Decision<'_> {
+    crate::insight::usage::Decision {
+        grant_id: e.grant_id.as_deref(),
+        resource: e.resource.as_deref(),
+        method: &e.method,
+        path: &e.path,
+        outcome: &e.outcome,
+        time_ms: first_ms,
+        last_ms,
+        calls,
+        rule,
+    }
+}
+
+/// Checks a batch's shape beyond its types: lengths, the batch id, counts.
+fn check(batch: &IngestBatch) -> Result<(), ApiError> {
     bounded("proxy", &batch.proxy, 128)?;
     if let Some(b) = &batch.batch {
         let name_ok = (1..=64).contains(&b.instance.len())
@@ -251,13 +293,13 @@ pub async fn ingest(
             ));
         }
     }
-    if batch.events.len() > MAX_EVENTS {
+    if batch.events.len() + batch.counts.len() > MAX_EVENTS {
         return Err(ApiError::Invalid(
             "batch_too_large",
             format!("send at most {MAX_EVENTS} events per batch"),
         ));
     }
-    for e in &batch.events {
+    for e in batch.events.iter().chain(batch.counts.iter().map(|c| &c.first)) {
         bounded("outcome", &e.outcome, 64)?;
         bounded("method", &e.method, 32)?;
         bounded("path", &e.path, 4096)?;
@@ -275,12 +317,40 @@ pub async fn ingest(
             bounded("field", v, 512)?;
         }
     }
+    let bad_count = |m: &str| Err(ApiError::Invalid("count_invalid", format!("counts: {m}")));
+    if !batch.counts.is_empty() && batch.batch.is_none() {
+        return bad_count("a batch with counts names itself (batch)");
+    }
+    for c in &batch.counts {
+        if c.first.outcome != "allowed" || c.first.grant_id.is_none() {
+            return bad_count("only allowed requests under a grant are counted");
+        }
+        if !(1..=MAX_CALLS).contains(&c.calls) || c.first_ms > c.last_ms {
+            return bad_count("calls is 1 to 10^12 and first_ms is at most last_ms");
+        }
+    }
+    Ok(())
+}
+
+/// Writes a batch of decisions to the audit log, each linked to its grant
+/// and access request. Acknowledged only once committed.
+#[utoipa::path(post, path = "/v1/audit/events", operation_id = "ingest_decisions", tag = "proxies",
+    security(("ingest_key" = [])), request_body = IngestBatch,
+    responses(
+        (status = 202, description = "Written to the audit log (acknowledged once committed)", body = IngestResult),
+        (status = 422, description = "A field is too long, too many events, or a malformed batch id (`event_invalid`, `batch_too_large`, `batch_invalid`, `count_invalid`)", body = super::Problem)))]
+pub async fn ingest(
+    State(app): State<AppState>,
+    ApiJson(batch): ApiJson<IngestBatch>,
+) -> Result<(StatusCode, Json<IngestResult>), ApiError> {
+    check(&batch)?;
     // Link decisions that name a grant but not its request. Grants are
     // committed before any proxy sees them, so the read pool has them
     // (and the writer's connection stays free for appends).
     let mut request_of: HashMap<String, String> = HashMap::new();
     let mut looked_up: std::collections::HashSet<&str> = std::collections::HashSet::new();
-    for e in batch.events.iter().filter(|e| e.access_request_id.is_none()) {
+    let decided = batch.events.iter().chain(batch.counts.iter().map(|c| &c.first));
+    for e in decided.filter(|e| e.access_request_id.is_none()) {
         if let Some(g) = &e.grant_id {
             if looked_up.insert(g.as_str()) {
                 if let Some(request) = grants::request_of(&app, g).await? {
@@ -290,32 +360,44 @@ pub async fn ingest(
         }
     }
     let actor = format!("proxy:{}", batch.proxy);
-    let entries: Vec<Entry> = batch
+    let entry = |action: &str, e: &ProxyEvent, details: serde_json::Value| Entry {
+        actor: actor.clone(),
+        action: action.into(),
+        resource: e.resource.clone(),
+        request_id: e
+            .access_request_id
+            .clone()
+            .or_else(|| e.grant_id.as_ref().and_then(|g| request_of.get(g).cloned())),
+        grant_id: e.grant_id.clone(),
+        channel: Some("proxy".into()),
+        details,
+    };
+    let mut entries: Vec<Entry> = batch
         .events
         .iter()
-        .map(|e| Entry {
-            actor: actor.clone(),
-            action: "proxy.decision".into(),
-            resource: e.resource.clone(),
-            request_id: e
-                .access_request_id
-                .clone()
-                .or_else(|| e.grant_id.as_ref().and_then(|g| request_of.get(g).cloned())),
-            grant_id: e.grant_id.clone(),
-            channel: Some("proxy".into()),
-            details: serde_json::to_value(e).unwrap_or_default(),
-        })
+        .map(|e| entry("proxy.decision", e, serde_json::to_value(e).unwrap_or_default()))
         .collect();
+    // A count is a record of its own, linked to its grant and request like
+    // the decisions it stands for.
+    entries.extend(batch.counts.iter().map(|c| {
+        entry(
+            "proxy.decisions_counted",
+            &c.first,
+            serde_json::to_value(c).unwrap_or_default(),
+        )
+    }));
     // Usage per grant is written with the records it is derived from.
     let tallies = crate::insight::usage::tally(
-        batch.events.iter().map(|e| crate::insight::usage::Decision {
-            grant_id: e.grant_id.as_deref(),
-            resource: e.resource.as_deref(),
-            method: &e.method,
-            path: &e.path,
-            outcome: &e.outcome,
-            time_ms: e.time_ms,
-        }),
+        batch
+            .events
+            .iter()
+            .map(|e| decision(e, e.time_ms, e.time_ms, 1, None))
+            .chain(
+                batch
+                    .counts
+                    .iter()
+                    .map(|c| decision(&c.first, c.first_ms, c.last_ms, c.calls, Some(c.rule))),
+            ),
         |resource| app.cfg.resource(resource).and_then(|r| r.api.as_deref()),
     );
     let now = app.clock.now_ms();

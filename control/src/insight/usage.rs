@@ -54,8 +54,15 @@ pub struct Decision<'a> {
     pub path: &'a str,
     /// Outcome code.
     pub outcome: &'a str,
-    /// When (ms).
+    /// When (ms); the first of them for counted requests.
     pub time_ms: i64,
+    /// The last of them (ms), for counted requests.
+    pub last_ms: i64,
+    /// How many requests: 1, or what a proxy counted.
+    pub calls: i64,
+    /// For counted requests: the scope rule that allowed them (from 0).
+    /// They are used under that rule: the proxy did not keep their paths.
+    pub rule: Option<u16>,
 }
 
 /// The documented operation `method path` is, if any: of several
@@ -80,26 +87,30 @@ pub fn tally<'a>(
         let Some(grant_id) = d.grant_id else { continue };
         let resource = d.resource.unwrap_or_default();
         let path = d.path.split('?').next().unwrap_or(d.path);
-        let operation = document_of(resource)
-            .and_then(|doc| operation_of(doc, d.method, path))
-            .unwrap_or(path);
+        let operation = match d.rule {
+            Some(rule) => format!("scope rule {}", u32::from(rule) + 1),
+            None => document_of(resource)
+                .and_then(|doc| operation_of(doc, d.method, path))
+                .unwrap_or(path)
+                .to_owned(),
+        };
         let key = UsageKey {
             grant_id: grant_id.to_owned(),
             resource: resource.to_owned(),
             method: d.method.to_owned(),
-            operation: operation.to_owned(),
+            operation,
             outcome: d.outcome.to_owned(),
         };
         out.entry(key)
             .and_modify(|t| {
-                t.calls += 1;
+                t.calls += d.calls;
                 t.first_at = t.first_at.min(d.time_ms);
-                t.last_at = t.last_at.max(d.time_ms);
+                t.last_at = t.last_at.max(d.last_ms);
             })
             .or_insert(Tally {
-                calls: 1,
+                calls: d.calls,
                 first_at: d.time_ms,
-                last_at: d.time_ms,
+                last_at: d.last_ms,
             });
     }
     out
@@ -146,6 +157,9 @@ mod tests {
             path,
             outcome,
             time_ms: t,
+            last_ms: t,
+            calls: 1,
+            rule: None,
         }
     }
 

@@ -39,6 +39,10 @@ fn control_link_denies_before_the_first_sync_and_lists_fallbacks_after_the_prima
     .unwrap();
     let link = c.control.unwrap();
     assert_eq!(link.unsynced, Unsynced::Deny);
+    assert_eq!(
+        (link.report_allowed, link.count_interval_ms),
+        (ReportAllowed::Aggregate, 10_000)
+    );
     let clusters: Vec<(&str, &str)> = link
         .endpoints
         .iter()
@@ -114,6 +118,14 @@ fn errors_name_the_field() {
         ))
     };
     assert_eq!(err(&link(r#","unsynced":"maybe""#)).field, "control.unsynced");
+    assert_eq!(
+        err(&link(r#","report_allowed":"some""#)).field,
+        "control.report_allowed"
+    );
+    assert_eq!(
+        err(&link(r#","count_interval_ms":50"#)).field,
+        "control.count_interval_ms"
+    );
     assert_eq!(
         err(&link(r#","fallback_clusters":["m",1]"#)).field,
         "control.fallback_clusters[1]"

@@ -185,6 +185,21 @@ pub enum Unsynced {
     Allow,
 }
 
+/// How allowed requests under a grant are reported (denials are always
+/// reported one by one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReportAllowed {
+    /// The first allowed request of each grant at each worker as a record
+    /// of its own (the trail shows when access began); the others counted
+    /// per grant, method, scope rule and status, and sent as counts with
+    /// their first and last time every `count_interval_ms`: the reports'
+    /// volume follows the grants in use, not the traffic.
+    #[default]
+    Aggregate,
+    /// Every allowed request as a record of its own.
+    Each,
+}
+
 /// One control service endpoint: an Envoy cluster and the authority sent
 /// to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,6 +241,10 @@ pub struct ControlLink {
     pub report_buffer: usize,
     /// Longest wait before a partial batch is sent.
     pub report_interval_ms: u64,
+    /// How allowed requests under a grant are reported.
+    pub report_allowed: ReportAllowed,
+    /// How often counted requests are sent (`report_allowed: aggregate`).
+    pub count_interval_ms: u64,
     /// This proxy's name in reports.
     pub proxy_id: String,
 }

@@ -209,6 +209,13 @@ fn control_link(mut f: Fields) -> Result<ControlLink, ConfigError> {
     let report_batch = f.integer("report_batch", 500)?;
     let report_buffer = f.integer("report_buffer", 20_000)?;
     let report_interval_ms = f.integer("report_interval_ms", 1000)?;
+    let report_allowed = choice(
+        "control.report_allowed",
+        f.string("report_allowed")?,
+        &[("aggregate", ReportAllowed::Aggregate), ("each", ReportAllowed::Each)],
+    )?
+    .unwrap_or_default();
+    let count_interval_ms = f.integer("count_interval_ms", 10_000)?;
     let proxy_id = f.string("proxy_id")?.unwrap_or_else(|| "envoy".to_owned());
     f.finish()?;
     let authority = explicit_authority.clone().unwrap_or_else(|| cluster.clone());
@@ -266,6 +273,9 @@ fn control_link(mut f: Fields) -> Result<ControlLink, ConfigError> {
             "must be at least report_batch and at most 1000000",
         ));
     }
+    if !(100..=300_000).contains(&count_interval_ms) {
+        return Err(ConfigError::new("control.count_interval_ms", "must be 100 to 300000"));
+    }
     if !(100..=60_000).contains(&report_interval_ms) {
         return Err(ConfigError::new("control.report_interval_ms", "must be 100 to 60000"));
     }
@@ -285,6 +295,8 @@ fn control_link(mut f: Fields) -> Result<ControlLink, ConfigError> {
         report_batch: report_batch as usize,
         report_buffer: report_buffer as usize,
         report_interval_ms,
+        report_allowed,
+        count_interval_ms,
         proxy_id,
     })
 }

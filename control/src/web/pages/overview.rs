@@ -1,19 +1,23 @@
 //! The overview for admins and auditors: the last 30 days in pictures
 //! (requests per day by outcome, time to approval, denials at the proxies
 //! by code, most requested resources, grants never used), each with its
-//! numbers as a table.
+//! numbers as a table; then least privilege from the same insights report
+//! as `GET /v1/insights`: what the grants were used for, the narrower scope
+//! that use suggests, who rarely uses their grants, denial hot spots.
 
 use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use maud::html;
+use maud::{html, Markup};
 
+use super::parts;
 use crate::api::AppState;
+use crate::insight::report::Insights;
 use crate::states::RequestState;
 use crate::web::charts::{self, Bar, Day, Series};
 use crate::web::error::WebError;
-use crate::web::layout::{self, duration, DAY_MS};
+use crate::web::layout::{self, duration, shown, DAY_MS};
 use crate::web::session::Session;
 use crate::web::workflow::{self, Overview};
 
@@ -137,9 +141,64 @@ pub async fn page(State(app): State<AppState>, s: Session) -> Result<Response, W
             (charts::bars("unused", "Grants never used",
                 "Per resource, the grants issued in the period under which no call reached a proxy.", &unused,
                 "No grants issued in the period."))
+            (least_privilege(&o.insights))
         },
     );
     Ok(body.into_response())
+}
+
+/// What the grants were used for, the narrower scopes that use suggests
+/// (never applied: an administrator decides), who asks but rarely uses,
+/// and where the proxies refuse most.
+fn least_privilege(i: &Insights) -> Markup {
+    let rarely: Vec<_> = i.requesters.iter().filter(|r| r.rarely_uses).collect();
+    html! {
+        h2 #least-privilege { "Least privilege: granted and used" }
+        @for r in &i.resources {
+            section.card aria-labelledby=(format!("lp-{}", r.resource)) {
+                h3 #(format!("lp-{}", r.resource)) { (shown(&r.resource)) }
+                p { (r.grants) " grants issued, " (r.never_used.len()) " never used." }
+                @if r.used.is_empty() {
+                    p { "No allowed calls were reported under these grants." }
+                } @else {
+                    table {
+                        caption { "Operations called under grants (allowed)" }
+                        thead { tr { th { "Method" } th { "Operation" } th { "Calls" } th { "Grants" } } }
+                        tbody {
+                            @for u in &r.used {
+                                tr { td { (u.method) } td { code { (shown(&u.operation)) } } td { (u.calls) } td { (u.grants) } }
+                            }
+                        }
+                    }
+                }
+                @if let Some(s) = &r.suggestion {
+                    p { strong { "Suggested narrower scope" } " (not applied; from " (shown(&s.derived_from)) "):" }
+                    (parts::scope(&s.scope))
+                    @if s.read_only { p { "Read-only: a candidate for a short auto-approve rule." } }
+                }
+            }
+        }
+        @if !rarely.is_empty() {
+            h3 { "Requesters who rarely use their grants" }
+            ul {
+                @for r in rarely { li { (shown(&r.requester)) ": " (shown(&r.derived_from)) } }
+            }
+        }
+        @if !i.denials.is_empty() {
+            table {
+                caption { "Denial hot spots (a misconfigured client, or someone probing)" }
+                thead { tr { th { "Resource" } th { "Method" } th { "Operation or path" } th { "Code" } th { "Calls" } } }
+                tbody {
+                    @for d in &i.denials {
+                        tr {
+                            td { (shown(&d.resource)) } td { (shown(&d.method)) } td { code { (shown(&d.operation)) } }
+                            td { (d.outcome) } td { (d.calls) }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
