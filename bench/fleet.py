@@ -10,7 +10,7 @@ For each backend (SQLite, PostgreSQL) and mode:
              post here, so SAMPLE records are posted and the cost per
              record (control CPU, database bytes) is scaled to the fleet.
   aggregate  what the filter sends by default: per proxy, every
-             count_interval (10 s), one batch with G counts (plus, once per
+             count_interval (10 s; FLEET_COUNT_INTERVAL_S), one batch with G counts (plus, once per
              grant and worker, the first request as a record). SECONDS
              seconds of the whole fleet's reports are posted, really.
 
@@ -38,7 +38,7 @@ INGEST_KEY = "dev-ingest-key-0123456789"
 PG_ADMIN = "postgres://postgres@127.0.0.1:5432/test"
 SAMPLE = int(os.environ.get("FLEET_SAMPLE", "200000"))
 SECONDS = int(os.environ.get("FLEET_SECONDS", "60"))
-COUNT_INTERVAL_S = 10
+COUNT_INTERVAL_S = int(os.environ.get("FLEET_COUNT_INTERVAL_S", "10"))
 SENDERS = 4
 
 
@@ -117,8 +117,13 @@ def event(proxy, grant, t, first=False):
 
 
 def send_all(service, bodies):
-    """Posts bodies from SENDERS threads; returns (control CPU s, wall s)."""
-    queue = list(bodies)
+    """Posts bodies from SENDERS threads, each proxy's batches in order by
+    one thread (as a reporter does: the next batch after the last one's
+    acknowledgement); returns (control CPU s, wall s)."""
+    by_proxy = {}
+    for b in bodies:
+        by_proxy.setdefault(b["proxy"], []).append(b)
+    queue = list(by_proxy.values())
     lock = threading.Lock()
 
     def sender():
@@ -126,8 +131,9 @@ def send_all(service, bodies):
             with lock:
                 if not queue:
                     return
-                body = queue.pop()
-            service.post(body)
+                batches = queue.pop()
+            for body in batches:
+                service.post(body)
 
     before, start = cpu_seconds(service.proc.pid), time.time()
     threads = [threading.Thread(target=sender) for _ in range(SENDERS)]
@@ -141,8 +147,10 @@ def send_all(service, bodies):
 def each_mode(service, n, rate, grants):
     """SAMPLE records in batches of 500; scaled to n proxies at rate."""
     bodies, seq = [], {}
+    # At least SENDERS reporters, so that the posts run in parallel.
+    reporters = max(n, SENDERS)
     for i in range(0, SAMPLE, 500):
-        proxy = f"proxy-{(i // 500) % max(n, 1)}"
+        proxy = f"proxy-{(i // 500) % reporters}"
         seq[proxy] = seq.get(proxy, 0) + 1
         events = [event(proxy, f"g-fleet-{(i + k) % grants}", 1_000_000 + i + k) for k in range(500)]
         bodies.append({"proxy": proxy, "batch": {"instance": proxy, "seq": seq[proxy]}, "events": events})
@@ -191,13 +199,14 @@ def human(b):
 
 
 def main():
-    binary = sys.argv[1]
+    binary = os.path.abspath(sys.argv[1])
     fleets = [int(x) for x in (sys.argv[2] if len(sys.argv) > 2 else "1,10,100").split(",")]
     rate = int(sys.argv[3]) if len(sys.argv) > 3 else 10_000
     grants = int(sys.argv[4]) if len(sys.argv) > 4 else 10
     backends = ["sqlite", "postgres"]
     print(f"fleet: N proxies x {rate} allowed requests/s each under {grants} grants; "
-          f"each: {SAMPLE} records posted and scaled; aggregate: {SECONDS} s of reports posted")
+          f"each: {SAMPLE} records posted and scaled; aggregate: {SECONDS} s of reports posted, "
+          f"counts every {COUNT_INTERVAL_S} s")
     print(f"{'backend':9} {'N':>4} {'mode':9} {'control cores':>13} {'DB growth/day':>14} {'records/day':>13} {'posted in':>9}")
     rows = []
     for backend in backends:
@@ -218,8 +227,8 @@ def main():
         for n in fleets:
             e = next(r for r in rows if r[:3] == (backend, n, "each"))
             a = next(r for r in rows if r[:3] == (backend, n, "aggregate"))
-            print(f"ratio each/aggregate ({backend}, N={n}): CPU {e[3] / max(a[3], 1e-9):.0f}x, "
-                  f"database {e[4] / max(a[4], 1):.0f}x")
+            cpu = f"{e[3] / a[3]:.0f}x" if a[3] >= 0.001 else "n/a (aggregate below the CPU clock's resolution)"
+            print(f"ratio each/aggregate ({backend}, N={n}): CPU {cpu}, database {e[4] / max(a[4], 1):.0f}x")
 
 
 if __name__ == "__main__":
