@@ -357,7 +357,7 @@ fn the_checker_sees_grouped_nested_and_qualified_imports_but_not_comments() {
 /// table). Tables that one module owns alone stay with it: `web_sessions`
 /// (the console's sessions) and `inbound_signatures` (the integrations'
 /// replay guard).
-const STORE_TABLES: [&str; 12] = [
+const STORE_TABLES: [&str; 13] = [
     "access_requests",
     "votes",
     "grants",
@@ -370,6 +370,7 @@ const STORE_TABLES: [&str; 12] = [
     "audit_checkpoints",
     "audit_verified",
     "report_cursors",
+    "decision_counts",
 ];
 
 #[test]

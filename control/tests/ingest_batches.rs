@@ -103,7 +103,7 @@ async fn a_malformed_batch_id_is_refused_and_batches_without_one_are_written(app
     }
 }
 
-async fn counted_requests_are_one_record_linked_to_their_grant_and_written_once(app: &TestApp) {
+async fn counted_requests_are_one_batch_record_and_rows_linked_to_their_grant_written_once(app: &TestApp) {
     let created = app.request_access("alice", "payments-api", 600).await;
     let id = created["id"].as_str().unwrap().to_owned();
     let (_, approved) = app.post(&format!("/v1/requests/{id}/approve"), "bob", json!({})).await;
@@ -115,28 +115,52 @@ async fn counted_requests_are_one_record_linked_to_their_grant_and_written_once(
     count["first_ms"] = json!(5);
     count["last_ms"] = json!(900);
     count["rule"] = json!(0);
-    let body = json!({"proxy": "envoy-1", "batch": {"instance": "c1", "seq": 1}, "events": [first], "counts": [count]});
+    let mut other = count.clone();
+    other["method"] = json!("HEAD");
+    other["calls"] = json!(2);
+    let body =
+        json!({"proxy": "envoy-1", "batch": {"instance": "c1", "seq": 1}, "events": [first], "counts": [count, other]});
     let (status, answer) = post(app, body.clone()).await;
-    assert_eq!((status, answer["accepted"].as_i64()), (202, Some(2)), "{answer}");
+    assert_eq!((status, answer["accepted"].as_i64()), (202, Some(3)), "{answer}");
     let (_, again) = post(app, body).await;
     assert_eq!(again["duplicate"], true);
 
-    let (_, timeline) = app.get(&format!("/v1/audit?request_id={id}"), "ada").await;
-    let counted: Vec<&Value> = timeline
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["action"] == "proxy.decisions_counted")
-        .collect();
-    assert_eq!(counted.len(), 1, "one record, in the request's timeline: {timeline}");
-    assert_eq!(counted[0]["grant_id"], grant.as_str());
+    // One record holds the batch's counts...
+    let (_, records) = app.get("/v1/audit?action=proxy.decisions_counted", "ada").await;
+    let records = records.as_array().unwrap();
+    assert_eq!(records.len(), 1, "one record for the batch: {records:?}");
+    let record = &records[0];
+    assert_eq!(record["details"]["calls"], 43);
+    assert_eq!(
+        record["details"]["counts"],
+        json!([
+            [grant, "payments-api", "GET", 0, 200, 41, 5, 900],
+            [grant, "payments-api", "HEAD", 0, 200, 2, 5, 900]
+        ])
+    );
+    // ...and the counts are read by request or grant, each naming it.
+    let (status, counts) = app.get(&format!("/v1/audit/counts?request_id={id}"), "ada").await;
+    assert_eq!(status, 200, "{counts}");
+    assert_eq!(counts.as_array().map(Vec::len), Some(2), "{counts}");
     assert_eq!(
         (
-            counted[0]["details"]["calls"].as_i64(),
-            counted[0]["details"]["last_ms"].as_i64()
+            &counts[0]["record"],
+            &counts[0]["calls"],
+            &counts[0]["grant_id"],
+            &counts[0]["last_ms"]
         ),
-        (Some(41), Some(900))
+        (&record["seq"], &json!(41), &json!(grant), &json!(900))
     );
+    let (_, by_grant) = app.get(&format!("/v1/audit/counts?grant_id={grant}"), "ada").await;
+    assert_eq!(by_grant, counts);
+    let (status, refused) = app.get("/v1/audit/counts", "ada").await;
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (400, Some("invalid_query")),
+        "{refused}"
+    );
+    let (status, _) = app.get(&format!("/v1/audit/counts?grant_id={grant}"), "alice").await;
+    assert_eq!(status, 403);
 
     // Usage: the recorded request by its path, the counted ones by their rule.
     let (_, report) = app.get("/v1/insights?since_s=0", "ada").await;
@@ -144,11 +168,48 @@ async fn counted_requests_are_one_record_linked_to_their_grant_and_written_once(
     assert_eq!(
         used,
         &json!([{"method": "GET", "operation": "scope rule 1", "calls": 41, "grants": 1},
+                {"method": "HEAD", "operation": "scope rule 1", "calls": 2, "grants": 1},
                 {"method": "GET", "operation": "/v1/invoices/8", "calls": 1, "grants": 1}]),
         "{report}"
     );
     let (_, verify) = app.get("/v1/audit/verify", "ada").await;
     assert_eq!(verify["ok"], true, "{verify}");
+}
+
+async fn a_stored_count_edited_behind_the_service_breaks_verification_at_its_record(app: &TestApp) {
+    let created = app.request_access("alice", "payments-api", 600).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (_, approved) = app.post(&format!("/v1/requests/{id}/approve"), "bob", json!({})).await;
+    let grant = approved["grant"]["id"].as_str().unwrap().to_owned();
+    let count = json!({"time_ms": 5, "outcome": "allowed", "resource": "payments-api", "grant_id": grant,
+        "method": "GET", "path": "/", "status": 200, "calls": 7, "first_ms": 5, "last_ms": 6, "rule": 0});
+    let body = json!({"proxy": "p", "batch": {"instance": "t", "seq": 1}, "events": [], "counts": [count]});
+    let (_, answer) = post(app, body).await;
+    let seq = answer["last_seq"].as_i64().unwrap();
+    let (_, verified) = app.get("/v1/audit/verify?full=true", "ada").await;
+    assert_eq!(verified["ok"], true, "{verified}");
+
+    // The database refuses the edit; someone with its keys drops the guard.
+    let edit = "UPDATE decision_counts SET calls = 7000";
+    assert!(
+        sqlx::query(edit).execute(&app.app.db.pool).await.is_err(),
+        "append-only"
+    );
+    let drop: &[&str] = match app.backend {
+        common::Backend::Sqlite => &["DROP TRIGGER decision_counts_no_update"],
+        common::Backend::Postgres => &["DROP TRIGGER decision_counts_no_update ON decision_counts"],
+    };
+    for statement in drop {
+        sqlx::query(statement).execute(&app.app.db.pool).await.unwrap();
+    }
+    sqlx::query(edit).execute(&app.app.db.pool).await.unwrap();
+    let (_, broken) = app.get("/v1/audit/verify?full=true", "ada").await;
+    assert_eq!(broken["ok"], false, "{broken}");
+    assert_eq!(broken["first_broken"]["seq"], seq, "{broken}");
+    assert_eq!(
+        broken["first_broken"]["reason"],
+        "a stored count differs from its record (edited?)"
+    );
 }
 
 async fn counts_without_a_batch_id_or_of_denials_are_refused(app: &TestApp) {
@@ -175,7 +236,8 @@ async fn counts_without_a_batch_id_or_of_denials_are_refused(app: &TestApp) {
 }
 
 on_both!(
-    counted_requests_are_one_record_linked_to_their_grant_and_written_once,
+    counted_requests_are_one_batch_record_and_rows_linked_to_their_grant_written_once,
+    a_stored_count_edited_behind_the_service_breaks_verification_at_its_record,
     counts_without_a_batch_id_or_of_denials_are_refused,
     a_batch_sent_again_is_written_once,
     racing_deliveries_of_one_batch_write_it_once,

@@ -208,6 +208,18 @@ impl Control {
         r.json().as_array().cloned().unwrap_or_default()
     }
 
+    /// The allowed requests the proxies counted under a request's grants
+    /// (`GET /v1/audit/counts`, as ada).
+    pub fn counts_for(&self, request_id: &str) -> Vec<Value> {
+        let r = self.as_user(
+            "ada",
+            "GET",
+            &format!("/v1/audit/counts?request_id={request_id}&limit=1000"),
+            None,
+        );
+        r.json().as_array().cloned().unwrap_or_default()
+    }
+
     /// The filter's plugin configuration for this control service.
     pub fn filter_config(&self, extra: &str, control_extra: &str) -> String {
         let keys: Vec<String> = [

@@ -3,6 +3,7 @@
 
 mod audit_proofs;
 pub mod auth_failures;
+mod counts;
 mod export;
 mod extract;
 mod handlers;
@@ -60,6 +61,7 @@ pub fn router(app: AppState, pages: Router<AppState>) -> Router {
         .route("/v1/audit", get(handlers::audit_query))
         .route("/v1/audit/verify", get(handlers::audit_verify))
         .route("/v1/audit/export", get(handlers::audit_export))
+        .route("/v1/audit/counts", get(counts::decision_counts))
         .route("/v1/audit/{seq}/proof", get(audit_proofs::inclusion))
         .route("/v1/audit/consistency", get(audit_proofs::consistency))
         .layer(DefaultBodyLimit::max(app.cfg.max_body_bytes))

@@ -17,7 +17,7 @@
 use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
-use super::{audit_proofs, handlers, insights, integrations, preview, proxy};
+use super::{audit_proofs, counts, handlers, insights, integrations, preview, proxy};
 use crate::config::Config;
 
 /// The annotated operations and schemas.
@@ -48,6 +48,7 @@ use crate::config::Config;
         handlers::audit_query,
         handlers::audit_verify,
         handlers::audit_export,
+        counts::decision_counts,
         audit_proofs::inclusion,
         audit_proofs::consistency,
         proxy::revocations,

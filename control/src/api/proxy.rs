@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::grants::{self, GrantSet, RevocationList};
 use crate::store;
+use crate::store::counts::CountRow;
 use crate::workflow::binding;
 
 /// Most decisions in one batch.
@@ -239,7 +240,7 @@ pub struct IngestBatch {
 /// What was recorded.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct IngestResult {
-    /// Events written.
+    /// Decisions and counts written.
     pub accepted: usize,
     /// Last audit seq written (0 for a repeated batch).
     pub last_seq: i64,
@@ -275,6 +276,20 @@ fn decision(
         last_ms,
         calls,
         rule,
+    }
+}
+
+/// A count as stored.
+fn count_row(c: &ProxyCount) -> CountRow {
+    CountRow {
+        grant_id: c.first.grant_id.clone().unwrap_or_default(),
+        resource: c.first.resource.clone(),
+        method: c.first.method.clone(),
+        rule: i64::from(c.rule),
+        status: i64::from(c.first.status),
+        calls: c.calls,
+        first_ms: c.first_ms,
+        last_ms: c.last_ms,
     }
 }
 
@@ -377,15 +392,18 @@ pub async fn ingest(
         .iter()
         .map(|e| entry("proxy.decision", e, serde_json::to_value(e).unwrap_or_default()))
         .collect();
-    // A count is a record of its own, linked to its grant and request like
-    // the decisions it stands for.
-    entries.extend(batch.counts.iter().map(|c| {
-        entry(
-            "proxy.decisions_counted",
-            &c.first,
-            serde_json::to_value(c).unwrap_or_default(),
-        )
-    }));
+    // The counts are one record for the whole batch, and rows of their own
+    // linked to their grants (stored below, under the record's seq).
+    let counts: Vec<CountRow> = batch.counts.iter().map(count_row).collect();
+    if let (Some(b), false) = (&batch.batch, counts.is_empty()) {
+        entries.push(Entry {
+            actor: actor.clone(),
+            action: audit::counts::ACTION.into(),
+            channel: Some("proxy".into()),
+            details: audit::counts::details(&b.instance, b.seq, &counts),
+            ..Entry::default()
+        });
+    }
     // Usage per grant is written with the records it is derived from.
     let tallies = crate::insight::usage::tally(
         batch
@@ -417,13 +435,18 @@ pub async fn ingest(
         }
     }
     let last_seq = audit::append(&mut tx, now, &entries).await?;
+    if !counts.is_empty() {
+        // The batch's record is the last one appended.
+        store::counts::insert(&mut tx, last_seq, &counts).await?;
+    }
     crate::insight::usage::record(&mut tx, app.db.backend, &tallies).await?;
     tx.commit().await?;
-    app.metrics.proxy_events.add(entries.len() as u64);
+    let accepted = batch.events.len() + counts.len();
+    app.metrics.proxy_events.add(accepted as u64);
     Ok((
         StatusCode::ACCEPTED,
         Json(IngestResult {
-            accepted: entries.len(),
+            accepted,
             last_seq,
             duplicate: false,
         }),

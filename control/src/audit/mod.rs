@@ -17,12 +17,14 @@
 //! - [`merkle`]: RFC 9162 tree hashing and proofs (pure);
 //! - [`checkpoint`]: signed checkpoints (C2SP signed notes, Ed25519);
 //! - [`record`]: a record's canonical bytes and hashes (pure);
+//! - [`counts`]: a batch of counted requests as one record (pure);
 //! - [`tree`]: the tree as stored, extended in each append's transaction;
 //! - [`publish`]: signs checkpoints and publishes them to witnesses;
 //! - [`witness`]: verifies the log against a witness's signed checkpoints;
 //! - [`export`]: range exports with proofs, verified offline.
 
 pub mod checkpoint;
+pub mod counts;
 pub mod export;
 pub mod merkle;
 pub mod publish;
@@ -243,4 +245,16 @@ pub async fn query(db: &Db, q: &Query) -> Result<Vec<Record>, sqlx::Error> {
         .into_iter()
         .map(to_record)
         .collect())
+}
+
+/// The counted allowed requests of a grant or of a request's grants
+/// (stored by [`counts`]'s records), oldest record first: those held by
+/// records after `after`, at most `limit`.
+pub async fn counted(
+    db: &Db,
+    of: store::counts::Of<'_>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<store::counts::StoredCount>, sqlx::Error> {
+    store::counts::select(&db.read, of, after, limit).await
 }

@@ -1,7 +1,8 @@
 //! Checking the log as the database holds it (`GET /v1/audit/verify`,
 //! `jitgate audit verify` without `--witness`): every chain link, the chain
-//! head, and, when the service signs checkpoints, that the records up to
-//! each signed checkpoint hash to its signed root.
+//! head, that the stored decision counts are those their records hold
+//! ([`super::counts`]), and, when the service signs checkpoints, that the
+//! records up to each signed checkpoint hash to its signed root.
 //!
 //! By default a verification starts where the last one that found
 //! everything intact ended (`audit_verified`, migration 0005), after
@@ -19,10 +20,14 @@ use serde::{Deserialize, Serialize};
 use sqlx::AnyConnection;
 use utoipa::ToSchema;
 
+use std::collections::HashMap;
+
 use super::checkpoint::CheckpointVerifier;
+use super::counts;
 use super::merkle::{self, Appender};
 use super::record;
 use super::tree::{self, TreeError};
+use crate::store::counts::StoredCount;
 use crate::store::{self, Db};
 
 /// How much of the log to read.
@@ -164,8 +169,13 @@ pub async fn verify(
     let mut scratch = Vec::new();
     while expected_seq <= head_seq {
         let rows = store::audit::range(&mut *conn, expected_seq, head_seq, 5000).await?;
-        if rows.is_empty() {
+        let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
             break;
+        };
+        let counts = store::counts::of_records(&mut conn, first.seq, last.seq).await?;
+        let mut counts_of: HashMap<i64, Vec<&StoredCount>> = HashMap::new();
+        for c in &counts {
+            counts_of.entry(c.batch_seq).or_default().push(c);
         }
         for row in rows {
             let (seq, input) = (row.seq, record::leaf_input(&row));
@@ -177,6 +187,10 @@ pub async fn verify(
             }
             if record::chain_hash_of_input(&prev, &input) != row.hash {
                 return Ok(progress.broken(seq, "record content does not match its hash (edited?)"));
+            }
+            let stored = counts_of.get(&seq).map(Vec::as_slice).unwrap_or_default();
+            if let Some(reason) = counts::mismatch(&row.action, &row.details, stored) {
+                return Ok(progress.broken(seq, reason));
             }
             scratch.clear();
             appender.push(merkle::leaf_hash(input.as_bytes()), &mut scratch);

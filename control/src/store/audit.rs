@@ -58,33 +58,6 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<AuditRow, sqlx::Error> {
     })
 }
 
-/// `VALUES` lists for a multi-row insert of `rows` rows of `columns`
-/// values: anonymous `?` on SQLite, whose driver looks each named
-/// parameter up by a linear scan (`sqlite3_bind_parameter_name`), which
-/// made binding a 4400-parameter insert quadratic and the bulk of the cost
-/// of ingesting proxy decisions; `$n` on PostgreSQL.
-fn values(sqlite: bool, rows: usize, columns: usize) -> String {
-    let mut sql = String::with_capacity(rows * columns * 5);
-    for i in 0..rows {
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push('(');
-        for c in 0..columns {
-            if c > 0 {
-                sql.push(',');
-            }
-            if sqlite {
-                sql.push('?');
-            } else {
-                sql.push_str(&format!("${}", i * columns + c + 1));
-            }
-        }
-        sql.push(')');
-    }
-    sql
-}
-
 /// Reserves `n` seqs by advancing the chain head, which locks its row
 /// until the caller's transaction ends (SQLite: the database write lock;
 /// PostgreSQL: the row lock), so appends are serialized everywhere.
@@ -113,7 +86,7 @@ pub async fn insert(conn: &mut AnyConnection, rows: &[AuditRow]) -> Result<(), s
     for chunk in rows.chunks(CHUNK) {
         let sql = format!(
             "INSERT INTO audit_log (seq, at, actor, action, resource, request_id, grant_id, channel, details, prev_hash, hash) VALUES {}",
-            values(sqlite, chunk.len(), 11)
+            super::values(sqlite, chunk.len(), 11)
         );
         let mut q = sqlx::query(&sql);
         for r in chunk {
@@ -269,7 +242,7 @@ pub async fn insert_tree_nodes(conn: &mut AnyConnection, nodes: &[TreeNode]) -> 
     for chunk in nodes.chunks(300) {
         let sql = format!(
             "INSERT INTO audit_tree (level, idx, hash) VALUES {}",
-            values(sqlite, chunk.len(), 3)
+            super::values(sqlite, chunk.len(), 3)
         );
         let mut q = sqlx::query(&sql);
         for ((level, index), hash) in chunk {

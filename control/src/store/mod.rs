@@ -1,7 +1,7 @@
 //! The database: one pool over SQLite (embedded default, one file, WAL) or
 //! PostgreSQL (several replicas), chosen by URL, migrated at start; and,
 //! per table, its rows and SQL ([`requests`], [`votes`], [`grants`],
-//! [`outbox`], [`audit`], [`sightings`], [`usage`], [`reports`]). No rule of the workflow lives here: these modules read and
+//! [`outbox`], [`audit`], [`sightings`], [`usage`], [`reports`], [`counts`]). No rule of the workflow lives here: these modules read and
 //! write what they are told to.
 //!
 //! Queries are written once in SQL that both accept (`$n` placeholders in
@@ -11,6 +11,7 @@
 //! write lock, PostgreSQL the row lock.
 
 pub mod audit;
+pub mod counts;
 pub mod grants;
 pub mod outbox;
 pub mod reports;
@@ -64,6 +65,33 @@ pub(crate) async fn one<T>(
         .as_ref()
         .map(decode)
         .transpose()
+}
+
+/// `VALUES` lists for a multi-row insert of `rows` rows of `columns`
+/// values: anonymous `?` on SQLite, whose driver looks each named
+/// parameter up by a linear scan (`sqlite3_bind_parameter_name`), which
+/// made binding a 4400-parameter insert quadratic and the bulk of the cost
+/// of ingesting proxy decisions; `$n` on PostgreSQL.
+pub(crate) fn values(sqlite: bool, rows: usize, columns: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..columns {
+            if c > 0 {
+                sql.push(',');
+            }
+            if sqlite {
+                sql.push('?');
+            } else {
+                sql.push_str(&format!("${}", i * columns + c + 1));
+            }
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 /// Placeholders `$from, $from+1, ...` for an `IN (...)` list of `n` values.

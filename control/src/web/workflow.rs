@@ -9,6 +9,7 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::grants::{Revocation, Revoke, TokenResponse};
 use crate::requests::{AccessRequest, Decision, Extension, ListQuery, NewRequest};
+use crate::store::counts::{Of, StoredCount};
 use crate::App;
 
 /// Where a console action came from, in the audit trail's `channel`.
@@ -76,6 +77,13 @@ pub async fn fetch_token(app: &App, p: &Principal, request_id: &str) -> Result<T
 pub async fn audit(app: &App, p: &Principal, q: &audit::Query) -> Result<Vec<Record>, ApiError> {
     crate::policy::may_read_audit(app.auth.is_auditor(p))?;
     Ok(audit::query(&app.db, q).await?)
+}
+
+/// The allowed requests the proxies counted under a request's grants
+/// (auditors only): the first 1000.
+pub async fn counted(app: &App, p: &Principal, request_id: &str) -> Result<Vec<StoredCount>, ApiError> {
+    crate::policy::may_read_audit(app.auth.is_auditor(p))?;
+    Ok(audit::counted(&app.db, Of::Request(request_id), 0, 1000).await?)
 }
 
 /// The chain's verification from where the last intact check ended

@@ -97,6 +97,12 @@ impl Filters {
 /// `GET /audit`.
 pub async fn page(State(app): State<AppState>, s: Session, Query(f): Query<Filters>) -> Result<Response, WebError> {
     let records = workflow::audit(&app, &s.principal, &f.query(PAGE)?).await?;
+    // A request's timeline also lists what the proxies counted under its
+    // grants (one record per reporter's batch holds those of many grants).
+    let counted = match (&f.request_id, &f.after) {
+        (Some(id), None) if !id.is_empty() => workflow::counted(&app, &s.principal, id).await?,
+        _ => Vec::new(),
+    };
     let next = (records.len() as i64 == PAGE)
         .then(|| records.last().map(|r| r.seq))
         .flatten();
@@ -148,6 +154,26 @@ pub async fn page(State(app): State<AppState>, s: Session, Query(f): Query<Filte
                                 @if let Some(id) = &r.request_id { a href=(format!("/audit?request_id={id}")) { (id) } }
                             }
                             td { code.reason { (shown(&r.details.to_string())) } }
+                        }
+                    }
+                }
+            }
+            @if !counted.is_empty() {
+                h2 { "Allowed requests counted at the proxies" }
+                table {
+                    thead { tr { th { "Record" } th { "Grant" } th { "Method" } th { "Scope rule" } th { "Status" } th { "Calls" } th { "First" } th { "Last" } } }
+                    tbody {
+                        @for c in &counted {
+                            tr {
+                                td { (c.batch_seq) }
+                                td { code { (shown(&c.count.grant_id)) } }
+                                td { (shown(&c.count.method)) }
+                                td { (c.count.rule + 1) }
+                                td { (c.count.status) }
+                                td { (c.count.calls) }
+                                td { (layout::time_ms(c.count.first_ms)) }
+                                td { (layout::time_ms(c.count.last_ms)) }
+                            }
                         }
                     }
                 }
