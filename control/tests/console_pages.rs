@@ -344,7 +344,41 @@ async fn the_overview_draws_the_period_for_auditors_only(app: &TestApp) {
     assert_eq!(page.status, 403, "{}", page.body);
 }
 
+async fn a_requests_timeline_lists_what_the_proxies_counted(app: &TestApp) {
+    let created = app.request_access("alice", "payments-api", 600).await;
+    let id = created["id"].as_str().unwrap();
+    let (_, approved) = app
+        .post(&format!("/v1/requests/{id}/approve"), "bob", serde_json::json!({}))
+        .await;
+    let grant = approved["grant"]["id"].as_str().unwrap();
+    let count = serde_json::json!({"time_ms": 1, "outcome": "allowed", "resource": "payments-api", "grant_id": grant,
+        "method": "GET", "path": "/v1/invoices/7", "status": 200, "calls": 4242, "first_ms": 1, "last_ms": 2, "rule": 0});
+    let (status, answer) = app
+        .post_as(
+            "dev-ingest-key-0123456789",
+            "/v1/audit/events",
+            serde_json::json!({"proxy": "envoy-1", "batch": {"instance": "w1", "seq": 1}, "events": [], "counts": [count]}),
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let record = answer["last_seq"].as_i64().unwrap();
+
+    let mut ada = Browser::new(app);
+    ada.sign_in("ada").await;
+    let page = ada.get(&format!("/audit?request_id={id}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Allowed requests counted at the proxies"));
+    assert!(
+        page.body.contains(&format!(
+            "<td>{record}</td><td><code>{grant}</code></td><td>GET</td><td>1</td><td>200</td><td>4242</td>"
+        )),
+        "{}",
+        page.body
+    );
+}
+
 on_both!(
+    a_requests_timeline_lists_what_the_proxies_counted,
     the_overview_draws_the_period_for_auditors_only,
     break_glass_is_offered_where_allowed_and_reviewed_afterwards,
     requested_approved_fetched_revoked_and_audited,
