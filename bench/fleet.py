@@ -10,9 +10,12 @@ For each backend (SQLite, PostgreSQL) and mode:
              post here, so SAMPLE records are posted and the cost per
              record (control CPU, database bytes) is scaled to the fleet.
   aggregate  what the filter sends by default: per proxy, every
-             count_interval (10 s; FLEET_COUNT_INTERVAL_S), one batch with G counts (plus, once per
-             grant and worker, the first request as a record). SECONDS
-             seconds of the whole fleet's reports are posted, really.
+             count_interval (60 s, the filter's default;
+             FLEET_COUNT_INTERVAL_S), one batch with G counts, which the
+             service keeps as one audit record and G count rows (plus,
+             once per grant and worker, the first request as a record,
+             posted before the measurement). SECONDS (10 intervals) of the
+             whole fleet's steady reports are posted, really.
 
 Control CPU is the service process's user+system time (/proc) across the
 posts; database growth is the SQLite file (and WAL, after a checkpoint) or
@@ -37,8 +40,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INGEST_KEY = "dev-ingest-key-0123456789"
 PG_ADMIN = "postgres://postgres@127.0.0.1:5432/test"
 SAMPLE = int(os.environ.get("FLEET_SAMPLE", "200000"))
-SECONDS = int(os.environ.get("FLEET_SECONDS", "60"))
-COUNT_INTERVAL_S = int(os.environ.get("FLEET_COUNT_INTERVAL_S", "10"))
+COUNT_INTERVAL_S = int(os.environ.get("FLEET_COUNT_INTERVAL_S", "60"))
+SECONDS = int(os.environ.get("FLEET_SECONDS", str(10 * COUNT_INTERVAL_S)))
 SENDERS = 4
 
 
@@ -159,7 +162,7 @@ def each_mode(service, n, rate, grants):
     grown = service.size() - size0
     per_record_cpu, per_record_bytes = cpu / SAMPLE, grown / SAMPLE
     fleet_records_s = n * rate
-    return per_record_cpu * fleet_records_s, per_record_bytes * fleet_records_s * 86400, fleet_records_s * 86400, wall
+    return per_record_cpu * fleet_records_s, per_record_bytes * fleet_records_s * 86400, fleet_records_s * 86400, 0, wall
 
 
 def aggregate_mode(service, n, rate, grants):
@@ -169,7 +172,7 @@ def aggregate_mode(service, n, rate, grants):
     intervals = max(SECONDS // COUNT_INTERVAL_S, 1)
     for p in range(n):
         proxy = f"agg-{p}"
-        for k in range(intervals):
+        for k in range(intervals + 1):
             t0 = 2_000_000 + k * COUNT_INTERVAL_S * 1000
             firsts = [event(proxy, f"g-fleet-{g}", t0, True) for g in range(grants)] if k == 0 else []
             counts = []
@@ -179,15 +182,18 @@ def aggregate_mode(service, n, rate, grants):
                 counts.append(c)
             bodies.append({"proxy": proxy, "batch": {"instance": proxy, "seq": k + 1}, "events": firsts,
                            "counts": counts})
-    records = sum(len(b["events"]) + len(b["counts"]) for b in bodies)
+    # The first interval (with the first-request records, once per grant
+    # and worker) is posted before measuring: the steady state is the
+    # counts alone, one record per batch.
+    send_all(service, [b for b in bodies if b["batch"]["seq"] == 1])
+    steady = [b for b in bodies if b["batch"]["seq"] > 1]
     size0 = service.size()
-    cpu, wall = send_all(service, bodies)
+    cpu, wall = send_all(service, steady)
     grown = service.size() - size0
     seconds = intervals * COUNT_INTERVAL_S
-    # The first-request records happen once per grant and worker, not per
-    # interval: the steady state is the counts alone.
-    steady = records - (n * grants)
-    return cpu / seconds, grown / seconds * 86400, steady / seconds * 86400, wall
+    per_day = 86400 / seconds
+    counts = sum(len(b["counts"]) for b in steady)
+    return cpu / seconds, grown * per_day, len(steady) * per_day, counts * per_day, wall
 
 
 def human(b):
@@ -207,7 +213,7 @@ def main():
     print(f"fleet: N proxies x {rate} allowed requests/s each under {grants} grants; "
           f"each: {SAMPLE} records posted and scaled; aggregate: {SECONDS} s of reports posted, "
           f"counts every {COUNT_INTERVAL_S} s")
-    print(f"{'backend':9} {'N':>4} {'mode':9} {'control cores':>13} {'DB growth/day':>14} {'records/day':>13} {'posted in':>9}")
+    print(f"{'backend':9} {'N':>4} {'mode':9} {'control cores':>13} {'DB growth/day':>14} {'records/day':>13} {'counts/day':>11} {'posted in':>9}")
     rows = []
     for backend in backends:
         for n in fleets:
@@ -216,12 +222,12 @@ def main():
                 service = Service(binary, backend, work)
                 try:
                     run = each_mode if mode == "each" else aggregate_mode
-                    cores, bytes_day, records_day, wall = run(service, n, rate, grants)
+                    cores, bytes_day, records_day, counts_day, wall = run(service, n, rate, grants)
                 finally:
                     service.stop()
                     shutil.rmtree(work, ignore_errors=True)
                 rows.append((backend, n, mode, cores, bytes_day))
-                print(f"{backend:9} {n:>4} {mode:9} {cores:>13.3f} {human(bytes_day):>14} {records_day:>13.3g} {wall:>8.1f}s",
+                print(f"{backend:9} {n:>4} {mode:9} {cores:>13.3f} {human(bytes_day):>14} {records_day:>13.3g} {counts_day:>11.3g} {wall:>8.1f}s",
                       flush=True)
     for backend in backends:
         for n in fleets:

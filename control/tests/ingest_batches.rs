@@ -156,7 +156,7 @@ async fn counted_requests_are_one_batch_record_and_rows_linked_to_their_grant_wr
     let (status, refused) = app.get("/v1/audit/counts", "ada").await;
     assert_eq!(
         (status, refused["code"].as_str()),
-        (400, Some("invalid_query")),
+        (422, Some("grant_or_request_required")),
         "{refused}"
     );
     let (status, _) = app.get(&format!("/v1/audit/counts?grant_id={grant}"), "alice").await;

@@ -63,6 +63,7 @@ async fn every_route_of_the_service_is_in_the_document() {
         "GET /v1/audit",
         "GET /v1/audit/verify",
         "GET /v1/audit/export",
+        "GET /v1/audit/counts",
         "GET /v1/audit/{seq}/proof",
         "GET /v1/audit/consistency",
         "POST /v1/integrations/slack/actions",

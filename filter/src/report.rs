@@ -274,7 +274,7 @@ impl Reporter {
             pending: String::new(),
             pending_count: 0,
             sending: None,
-            count_every_ms: 10_000,
+            count_every_ms: 60_000,
             seen: Vec::new(),
             counts: Vec::new(),
             counts_since_ms: 0,
@@ -293,7 +293,7 @@ impl Reporter {
     }
 
     /// Sends what it counts ([`Pending::new`] with
-    /// [`ReportAllowed::Aggregate`]) every `every_ms` (default 10 s).
+    /// [`ReportAllowed::Aggregate`]) every `every_ms` (default 60 s).
     pub fn count_every(mut self, every_ms: u64) -> Self {
         self.count_every_ms = every_ms;
         self

@@ -79,7 +79,8 @@ impl From<StoredCount> for DecisionCount {
     security(("bearer" = [])), params(CountQuery),
     responses(
         (status = 200, description = "The counts, oldest record first", body = [DecisionCount]),
-        (status = 403, description = "Not an auditor or admin (`not_an_auditor`)", body = Problem)))]
+        (status = 403, description = "Not an auditor or admin (`not_an_auditor`)", body = Problem),
+        (status = 422, description = "Neither or both of `grant_id` and `request_id` (`grant_or_request_required`)", body = Problem)))]
 pub async fn decision_counts(
     State(app): State<AppState>,
     Caller(p): Caller,
@@ -94,7 +95,12 @@ pub async fn decision_counts(
     let of = match (&q.grant_id, &q.request_id) {
         (Some(g), None) => Of::Grant(g),
         (None, Some(r)) => Of::Request(r),
-        _ => return Err(invalid("grant_id", "give exactly one of grant_id and request_id")),
+        _ => {
+            return Err(ApiError::Invalid(
+                "grant_or_request_required",
+                "give exactly one of grant_id and request_id".into(),
+            ))
+        }
     };
     if q.limit.is_some_and(|l| !(1..=1000).contains(&l)) {
         return Err(invalid("limit", "must be 1 to 1000"));

@@ -196,6 +196,7 @@ pub struct ProxyCount {
     pub last_ms: i64,
     /// The scope rule that allowed them (index in the grant's scope, from 0).
     #[serde(deserialize_with = "crate::requests::whole_number")]
+    #[schema(maximum = 65535)]
     pub rule: u16,
 }
 

@@ -41,7 +41,7 @@ fn control_link_denies_before_the_first_sync_and_lists_fallbacks_after_the_prima
     assert_eq!(link.unsynced, Unsynced::Deny);
     assert_eq!(
         (link.report_allowed, link.count_interval_ms),
-        (ReportAllowed::Aggregate, 10_000)
+        (ReportAllowed::Aggregate, 60_000)
     );
     let clusters: Vec<(&str, &str)> = link
         .endpoints

@@ -215,7 +215,7 @@ fn control_link(mut f: Fields) -> Result<ControlLink, ConfigError> {
         &[("aggregate", ReportAllowed::Aggregate), ("each", ReportAllowed::Each)],
     )?
     .unwrap_or_default();
-    let count_interval_ms = f.integer("count_interval_ms", 10_000)?;
+    let count_interval_ms = f.integer("count_interval_ms", 60_000)?;
     let proxy_id = f.string("proxy_id")?.unwrap_or_else(|| "envoy".to_owned());
     f.finish()?;
     let authority = explicit_authority.clone().unwrap_or_else(|| cluster.clone());
