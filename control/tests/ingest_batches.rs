@@ -183,14 +183,27 @@ async fn a_stored_count_edited_behind_the_service_breaks_verification_at_its_rec
     let grant = approved["grant"]["id"].as_str().unwrap().to_owned();
     let count = json!({"time_ms": 5, "outcome": "allowed", "resource": "payments-api", "grant_id": grant,
         "method": "GET", "path": "/", "status": 200, "calls": 7, "first_ms": 5, "last_ms": 6, "rule": 0});
-    let body = json!({"proxy": "p", "batch": {"instance": "t", "seq": 1}, "events": [], "counts": [count]});
+    // A batch of more counts than verification reads at once, then one.
+    let many: Vec<Value> = (0..12_000)
+        .map(|i| {
+            let mut c = count.clone();
+            c["status"] = json!(200 + i % 300);
+            c["rule"] = json!(i / 300);
+            c
+        })
+        .collect();
+    let body = json!({"proxy": "p", "batch": {"instance": "t", "seq": 1}, "events": [], "counts": many});
+    let (status, answer) = post(app, body).await;
+    assert_eq!((status, answer["accepted"].as_i64()), (202, Some(12_000)), "{answer}");
+    let body = json!({"proxy": "p", "batch": {"instance": "t", "seq": 2}, "events": [], "counts": [count]});
     let (_, answer) = post(app, body).await;
     let seq = answer["last_seq"].as_i64().unwrap();
     let (_, verified) = app.get("/v1/audit/verify?full=true", "ada").await;
     assert_eq!(verified["ok"], true, "{verified}");
 
     // The database refuses the edit; someone with its keys drops the guard.
-    let edit = "UPDATE decision_counts SET calls = 7000";
+    let edit = "UPDATE decision_counts SET calls = 7000 WHERE calls = 7 AND status = 200 AND rule = 0 \
+                AND batch_seq = (SELECT MAX(batch_seq) FROM decision_counts)";
     assert!(
         sqlx::query(edit).execute(&app.app.db.pool).await.is_err(),
         "append-only"
@@ -209,6 +222,26 @@ async fn a_stored_count_edited_behind_the_service_breaks_verification_at_its_rec
     assert_eq!(
         broken["first_broken"]["reason"],
         "a stored count differs from its record (edited?)"
+    );
+}
+
+async fn a_count_stored_under_no_record_breaks_verification(app: &TestApp) {
+    app.request_access("alice", "payments-api", 600).await;
+    // Inserting is not refused by the guard (appends are how counts are
+    // written); verification finds a row that no record holds.
+    sqlx::query(
+        "INSERT INTO decision_counts (batch_seq, position, grant_id, resource, method, rule, status, calls, first_ms, last_ms) \
+         VALUES (0, 0, 'g-forged', 'payments-api', 'GET', 0, 200, 1, 1, 1)",
+    )
+    .execute(&app.app.db.pool)
+    .await
+    .unwrap();
+    let (_, broken) = app.get("/v1/audit/verify?full=true", "ada").await;
+    assert_eq!(broken["ok"], false, "{broken}");
+    assert_eq!(broken["first_broken"]["seq"], 1, "{broken}");
+    assert_eq!(
+        broken["first_broken"]["reason"],
+        "counts are stored under no record (added?)"
     );
 }
 
@@ -238,6 +271,7 @@ async fn counts_without_a_batch_id_or_of_denials_are_refused(app: &TestApp) {
 on_both!(
     counted_requests_are_one_batch_record_and_rows_linked_to_their_grant_written_once,
     a_stored_count_edited_behind_the_service_breaks_verification_at_its_record,
+    a_count_stored_under_no_record_breaks_verification,
     counts_without_a_batch_id_or_of_denials_are_refused,
     a_batch_sent_again_is_written_once,
     racing_deliveries_of_one_batch_write_it_once,

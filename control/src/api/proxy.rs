@@ -395,16 +395,21 @@ pub async fn ingest(
         .collect();
     // The counts are one record for the whole batch, and rows of their own
     // linked to their grants (stored below, under the record's seq).
+    // (`check` refused counts without a batch id.)
     let counts: Vec<CountRow> = batch.counts.iter().map(count_row).collect();
-    if let (Some(b), false) = (&batch.batch, counts.is_empty()) {
-        entries.push(Entry {
-            actor: actor.clone(),
-            action: audit::counts::ACTION.into(),
-            channel: Some("proxy".into()),
-            details: audit::counts::details(&b.instance, b.seq, &counts),
-            ..Entry::default()
-        });
-    }
+    let counted = match &batch.batch {
+        Some(b) if !counts.is_empty() => {
+            entries.push(Entry {
+                actor: actor.clone(),
+                action: audit::counts::ACTION.into(),
+                channel: Some("proxy".into()),
+                details: audit::counts::details(&b.instance, b.seq, &counts),
+                ..Entry::default()
+            });
+            true
+        }
+        _ => false,
+    };
     // Usage per grant is written with the records it is derived from.
     let tallies = crate::insight::usage::tally(
         batch
@@ -436,7 +441,7 @@ pub async fn ingest(
         }
     }
     let last_seq = audit::append(&mut tx, now, &entries).await?;
-    if !counts.is_empty() {
+    if counted {
         // The batch's record is the last one appended.
         store::counts::insert(&mut tx, last_seq, &counts).await?;
     }

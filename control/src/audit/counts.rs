@@ -69,7 +69,7 @@ pub fn of_details(details: &str) -> Option<Vec<CountRow>> {
 /// they are not. `action` and `details` are the record's; `rows` are the
 /// rows stored under its seq, by position. A record of another action
 /// holds no counts.
-pub fn mismatch(action: &str, details: &str, rows: &[&StoredCount]) -> Option<&'static str> {
+pub fn mismatch(action: &str, details: &str, rows: &[StoredCount]) -> Option<&'static str> {
     if action != ACTION {
         return (!rows.is_empty()).then_some("counts are stored for a record that holds none (added?)");
     }
@@ -132,7 +132,7 @@ mod tests {
         let counts = [count(41), count(2)];
         let details = details("c1", 7, &counts).to_string();
         let rows = stored(9, &counts);
-        assert_eq!(mismatch(ACTION, &details, &rows.iter().collect::<Vec<_>>()), None);
+        assert_eq!(mismatch(ACTION, &details, &rows), None);
     }
 
     #[test]
@@ -142,15 +142,15 @@ mod tests {
         let mut rows = stored(9, &counts);
         rows[0].count.calls = 40;
         assert_eq!(
-            mismatch(ACTION, &details, &rows.iter().collect::<Vec<_>>()),
+            mismatch(ACTION, &details, &rows),
             Some("a stored count differs from its record (edited?)")
         );
         let rows = stored(9, &counts[..1]);
-        assert!(mismatch(ACTION, &details, &rows.iter().collect::<Vec<_>>()).is_some());
+        assert!(mismatch(ACTION, &details, &rows).is_some());
         let rows = stored(9, &[count(41), count(2), count(1)]);
-        assert!(mismatch(ACTION, &details, &rows.iter().collect::<Vec<_>>()).is_some());
+        assert!(mismatch(ACTION, &details, &rows).is_some());
         let rows = stored(9, &counts);
-        assert!(mismatch("proxy.decision", "{}", &rows.iter().collect::<Vec<_>>()).is_some());
+        assert!(mismatch("proxy.decision", "{}", &rows).is_some());
         assert_eq!(mismatch("proxy.decision", "{}", &[]), None);
     }
 }

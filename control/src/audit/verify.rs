@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::AnyConnection;
 use utoipa::ToSchema;
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 
 use super::checkpoint::CheckpointVerifier;
 use super::counts;
@@ -167,15 +167,11 @@ pub async fn verify(
     let mut due = checkpoints.iter().peekable();
     let mut expected_seq = from + 1;
     let mut scratch = Vec::new();
+    let mut counted = CountCursor::new(from, head_seq);
     while expected_seq <= head_seq {
         let rows = store::audit::range(&mut *conn, expected_seq, head_seq, 5000).await?;
-        let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+        if rows.is_empty() {
             break;
-        };
-        let counts = store::counts::of_records(&mut conn, first.seq, last.seq).await?;
-        let mut counts_of: HashMap<i64, Vec<&StoredCount>> = HashMap::new();
-        for c in &counts {
-            counts_of.entry(c.batch_seq).or_default().push(c);
         }
         for row in rows {
             let (seq, input) = (row.seq, record::leaf_input(&row));
@@ -188,8 +184,11 @@ pub async fn verify(
             if record::chain_hash_of_input(&prev, &input) != row.hash {
                 return Ok(progress.broken(seq, "record content does not match its hash (edited?)"));
             }
-            let stored = counts_of.get(&seq).map(Vec::as_slice).unwrap_or_default();
-            if let Some(reason) = counts::mismatch(&row.action, &row.details, stored) {
+            let stored = match counted.of(&mut conn, seq).await? {
+                Ok(stored) => stored,
+                Err(reason) => return Ok(progress.broken(seq, reason)),
+            };
+            if let Some(reason) = counts::mismatch(&row.action, &row.details, &stored) {
                 return Ok(progress.broken(seq, reason));
             }
             scratch.clear();
@@ -227,6 +226,64 @@ pub async fn verify(
         checkpoints: progress.checkpoints,
         first_broken: None,
     })
+}
+
+/// The stored decision counts, read in chunks alongside the records they
+/// belong to, so that memory stays bounded whatever a page of records
+/// holds (one record's counts at most, and a chunk).
+struct CountCursor {
+    buffered: VecDeque<StoredCount>,
+    /// The last (`batch_seq`, `position`) read.
+    read: (i64, i64),
+    /// The last record whose counts are read (the head at the start).
+    to: i64,
+    exhausted: bool,
+}
+
+impl CountCursor {
+    const CHUNK: i64 = 10_000;
+
+    /// Counts of the records after `from`; from the first record, also any
+    /// stored under no record at all (a seq below 1).
+    fn new(from: i64, to: i64) -> Self {
+        let read = if from == 0 {
+            (i64::MIN, i64::MIN)
+        } else {
+            (from, i64::MAX)
+        };
+        CountCursor {
+            buffered: VecDeque::new(),
+            read,
+            to,
+            exhausted: false,
+        }
+    }
+
+    /// The counts stored under record `seq` (records are visited in order);
+    /// `Err` if counts are stored under a seq that no record was visited
+    /// for (below 1).
+    async fn of(
+        &mut self,
+        conn: &mut AnyConnection,
+        seq: i64,
+    ) -> Result<Result<Vec<StoredCount>, &'static str>, sqlx::Error> {
+        let mut out = Vec::new();
+        loop {
+            if self.buffered.is_empty() && !self.exhausted {
+                let chunk = store::counts::after(conn, self.read, self.to, Self::CHUNK).await?;
+                self.exhausted = (chunk.len() as i64) < Self::CHUNK;
+                if let Some(last) = chunk.last() {
+                    self.read = (last.batch_seq, last.position);
+                }
+                self.buffered.extend(chunk);
+            }
+            match self.buffered.front() {
+                Some(c) if c.batch_seq < seq => return Ok(Err("counts are stored under no record (added?)")),
+                Some(c) if c.batch_seq == seq => out.extend(self.buffered.pop_front()),
+                _ => return Ok(Ok(out)),
+            }
+        }
+    }
 }
 
 /// The record an earlier verification ended on must still be there, with

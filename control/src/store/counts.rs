@@ -86,15 +86,24 @@ fn decode(r: &sqlx::any::AnyRow) -> Result<StoredCount, sqlx::Error> {
     })
 }
 
-/// The counts of records `from..=to`, by record and position (for
-/// verification).
-pub async fn of_records(conn: &mut AnyConnection, from: i64, to: i64) -> Result<Vec<StoredCount>, sqlx::Error> {
+/// Up to `limit` counts after (`batch_seq`, `position`) = `after`, held by
+/// records up to `to`, in record and position order (verification reads
+/// them in chunks alongside the records).
+pub async fn after(
+    conn: &mut AnyConnection,
+    after: (i64, i64),
+    to: i64,
+    limit: i64,
+) -> Result<Vec<StoredCount>, sqlx::Error> {
     sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM decision_counts WHERE batch_seq >= $1 AND batch_seq <= $2 \
-         ORDER BY batch_seq, position"
+        "SELECT {COLUMNS} FROM decision_counts \
+         WHERE (batch_seq > $1 OR (batch_seq = $1 AND position > $2)) AND batch_seq <= $3 \
+         ORDER BY batch_seq, position LIMIT $4"
     ))
-    .bind(from)
+    .bind(after.0)
+    .bind(after.1)
     .bind(to)
+    .bind(limit)
     .fetch_all(&mut *conn)
     .await?
     .iter()
