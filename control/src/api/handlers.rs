@@ -45,20 +45,31 @@ fn comment_of(d: Option<Decision>) -> Option<String> {
     d.and_then(|d| d.comment).filter(|c| !c.trim().is_empty())
 }
 
-/// The audit filters, with `limit` and `after` held to what the document
-/// declares instead of being clamped silently.
-fn audit_filters(q: audit::Query) -> Result<audit::Query, ApiError> {
-    let out_of_range = |field: &str, message: &str| ApiError::Field {
+/// A query parameter out of its declared range.
+fn out_of_range(field: &str, message: &str) -> ApiError {
+    ApiError::Field {
         code: "invalid_query",
         field: field.into(),
         message: message.into(),
-    };
-    if q.limit.is_some_and(|l| !(1..=1000).contains(&l)) {
+    }
+}
+
+/// The paging of the audit reads: `limit` 1 to 1000, `after` (a seq) 0 or
+/// more, held to what the document declares rather than clamped.
+pub(super) fn audit_paging(limit: Option<i64>, after: Option<i64>) -> Result<(), ApiError> {
+    if limit.is_some_and(|l| !(1..=1000).contains(&l)) {
         return Err(out_of_range("limit", "must be 1 to 1000"));
     }
-    if q.after.is_some_and(|a| a < 0) {
+    if after.is_some_and(|a| a < 0) {
         return Err(out_of_range("after", "must be 0 or more"));
     }
+    Ok(())
+}
+
+/// The audit filters, held to what the document declares instead of being
+/// clamped silently.
+fn audit_filters(q: audit::Query) -> Result<audit::Query, ApiError> {
+    audit_paging(q.limit, q.after)?;
     if q.from_ms.is_some_and(|t| t < 0) {
         return Err(out_of_range(
             "from_ms",
