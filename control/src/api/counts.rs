@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{ApiQuery, AppState, Caller, Problem};
 use crate::audit;
 use crate::error::ApiError;
-use crate::store::counts::{Of, StoredCount};
+use crate::store::counts::{CountRow, Of, StoredCount};
 
 /// Which counts.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -33,43 +33,21 @@ pub struct CountQuery {
 
 /// Allowed requests a proxy counted under one grant, method, scope rule
 /// and status over one interval.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DecisionCount {
     /// The `proxy.decisions_counted` audit record that holds this count
     /// (its inclusion proof is `/v1/audit/{seq}/proof`).
     pub record: i64,
-    /// The grant.
-    pub grant_id: String,
-    /// Its resource.
-    pub resource: Option<String>,
-    /// The request method.
-    pub method: String,
-    /// The scope rule that allowed the requests (index in the grant's
-    /// scope, from 0).
-    pub rule: i64,
-    /// The status the upstream answered.
-    pub status: i64,
-    /// How many requests.
-    pub calls: i64,
-    /// The first one (milliseconds since the epoch).
-    pub first_ms: i64,
-    /// The last one.
-    pub last_ms: i64,
+    /// The count.
+    #[serde(flatten)]
+    pub count: CountRow,
 }
 
 impl From<StoredCount> for DecisionCount {
     fn from(s: StoredCount) -> Self {
-        let c = s.count;
         DecisionCount {
             record: s.batch_seq,
-            grant_id: c.grant_id,
-            resource: c.resource,
-            method: c.method,
-            rule: c.rule,
-            status: c.status,
-            calls: c.calls,
-            first_ms: c.first_ms,
-            last_ms: c.last_ms,
+            count: s.count,
         }
     }
 }
@@ -87,11 +65,6 @@ pub async fn decision_counts(
     ApiQuery(q): ApiQuery<CountQuery>,
 ) -> Result<Json<Vec<DecisionCount>>, ApiError> {
     super::handlers::auditor(&app, &p)?;
-    let invalid = |field: &str, message: &str| ApiError::Field {
-        code: "invalid_query",
-        field: field.into(),
-        message: message.into(),
-    };
     let of = match (&q.grant_id, &q.request_id) {
         (Some(g), None) => Of::Grant(g),
         (None, Some(r)) => Of::Request(r),
@@ -102,12 +75,7 @@ pub async fn decision_counts(
             ))
         }
     };
-    if q.limit.is_some_and(|l| !(1..=1000).contains(&l)) {
-        return Err(invalid("limit", "must be 1 to 1000"));
-    }
-    if q.after.is_some_and(|a| a < 0) {
-        return Err(invalid("after", "must be 0 or more"));
-    }
+    super::handlers::audit_paging(q.limit, q.after)?;
     let rows = audit::counted(&app.db, of, q.after.unwrap_or(0), q.limit.unwrap_or(100)).await?;
     Ok(Json(rows.into_iter().map(DecisionCount::from).collect()))
 }

@@ -6,8 +6,8 @@
 
 use sqlx::{AnyConnection, AnyPool, Row};
 
-/// One count as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One count as stored (and as `GET /v1/audit/counts` shows it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct CountRow {
     /// The grant the requests were allowed under.
     pub grant_id: String,
