@@ -4,7 +4,7 @@
 //! - [`config`]: the plugin configuration, validated once;
 //! - [`route`]: which protected resource a request belongs to;
 //! - [`headers`] and `hostmap`: the request headers, read without trusting
-//!   the host's bytes;
+//!   the host's bytes; `entropy`: random bits from the host;
 //! - [`check`]: the decision and what to do with the request (pure Rust);
 //! - [`cache`]: recently verified grants, per worker;
 //! - [`metrics`]: counters per decision code;
@@ -23,6 +23,8 @@
 pub mod cache;
 pub mod check;
 pub mod config;
+#[cfg(feature = "proxy-wasm")]
+mod entropy;
 pub mod headers;
 #[cfg(feature = "proxy-wasm")]
 mod hostmap;

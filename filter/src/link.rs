@@ -70,7 +70,8 @@ pub trait LinkHost {
     fn record_metric(&self, id: u32, value: u64);
     /// Writes a log line.
     fn log(&self, level: Level, message: &str);
-    /// A fresh random-ish number, for the poll backoff's jitter.
+    /// A fresh random number: the poll backoff's jitter, and the name of a
+    /// worker's reporter, which must not collide with another's.
     fn random(&self) -> u64;
 }
 

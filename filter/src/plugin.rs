@@ -95,8 +95,12 @@ impl LinkHost for Host {
         log(level, message);
     }
 
-    /// Jitter for the poll backoff: the clock's nanoseconds, mixed.
+    /// The host's random bits (see [`crate::entropy`]); the clock's
+    /// nanoseconds, mixed, if it has none.
     fn random(&self) -> u64 {
+        if let Some(bits) = crate::entropy::random_u64() {
+            return bits;
+        }
         let nanos = hostcalls::get_current_time()
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())

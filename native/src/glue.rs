@@ -144,16 +144,19 @@ struct Reports {
     counted_dropped: u64,
 }
 
-/// A name for this process's reporter in batch ids: the clock's
-/// nanoseconds, the process id and a counter, mixed (two configurations
-/// or two Envoy processes with one `proxy_id` must not share one).
+/// A name for this process's reporter in batch ids: random (std's
+/// hasher keys come from the operating system's random source), with the
+/// clock, the process id and a counter hashed in (two configurations or
+/// two Envoy processes with one `proxy_id` must not share one: the
+/// control service would take one's batches for the other's repeats).
 fn instance() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
     static N: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+        .map_or(0, |d| d.as_nanos());
     let n = N.fetch_add(1, Ordering::Relaxed);
-    filter::poll::mix(nanos ^ (u64::from(std::process::id()) << 32) ^ n.rotate_left(48))
+    RandomState::new().hash_one((nanos, std::process::id(), n))
 }
 
 /// One filter configuration, shared by all workers (read-only).
