@@ -4,7 +4,8 @@
 //! the person's groups from the provider; the sign-in in the audit log.
 //! And what must not sign anyone in: a callback without this browser's
 //! flow, another browser's answer, a code used twice, a token minted for
-//! another nonce, the provider's refusal.
+//! another nonce, the provider's refusal. And step-up: a step that needs a
+//! stronger sign-in sends the person back to the provider for it.
 
 mod browserless;
 mod common;
@@ -27,8 +28,13 @@ async fn provider() -> Option<Idp> {
 }
 
 async fn service(backend: Backend, people: &Idp) -> Option<TestApp> {
+    service_with(backend, people, |text| text).await
+}
+
+/// The service trusting `people`, its configuration changed by `change`.
+async fn service_with(backend: Backend, people: &Idp, change: impl Fn(String) -> String) -> Option<TestApp> {
     common::spawn_app_with(backend, |text| {
-        idp::trusting(&text, people, None, "jitgate-cli")
+        change(idp::trusting(&text, people, None, "jitgate-cli"))
             + &format!(
                 "\n[console.oidc]\nclient_id = \"jitgate-console\"\nclient_secret = {{ value = \"console-secret\" }}\nredirect_url = {REDIRECT:?}\n"
             )
@@ -200,6 +206,115 @@ async fn another_browsers_answer_a_reused_code_a_foreign_nonce_and_a_refusal_sig
     );
     assert_eq!(sessions(&app).await.len(), 1, "only Mallory's own sign-in");
     app.finish().await;
+}
+
+/// Approving on payments-api needs an MFA sign-in (`acr` "phr") at most
+/// 15 minutes old. Bob signed in with a password only: the console refuses
+/// his approval, says what is missing and links to a sign-in that asks the
+/// provider for it; after signing in again with his one-time code, the
+/// same approval goes through, and its record carries the stronger sign-in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_approver_whose_sign_in_is_too_weak_steps_up_in_the_console_and_approves() {
+    let Some(people) = provider().await else { return };
+    let Some(app) = service_with(Backend::Sqlite, &people, |text| {
+        text.replacen(
+            "[[resources.scope]]",
+            "[resources.step_up.approve]\nrequire_acr = [\"phr\"]\nmax_age_seconds = 900\n\n[[resources.scope]]",
+            1,
+        )
+        .replace("approvers = [\"payments-approvers\"]", "approvers = [\"approvers\"]")
+    })
+    .await
+    else {
+        return;
+    };
+    let alice = people.id_token("alice", None, None).await;
+    let created: serde_json::Value = app
+        .http
+        .post(format!("{}/v1/requests", app.base))
+        .bearer_auth(alice["id_token"].as_str().expect("alice's ID token"))
+        .json(&serde_json::json!({"resource": "payments-api",
+            "scope": [{"methods": ["GET"], "paths": ["/v1/invoices/*"]}],
+            "duration_seconds": 600, "reason": "investigating INC-42"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap_or_else(|| panic!("{created}")).to_owned();
+    let page_of = format!("/requests/{id}");
+    let approve = format!("/requests/{id}/approve");
+
+    let mut bob = Browser::new(&app);
+    let url = start(&mut bob).await;
+    let page = bob
+        .get(&callback_path(&idp::authorize(&url, "bob", REDIRECT).await))
+        .await;
+    assert_eq!(page.location(), Some("/requests"), "{}", page.body);
+    let page = bob.post(&page_of, &approve, &[("comment", "ok")]).await;
+    assert_eq!(page.status, 401, "{}", page.body);
+    assert!(page.body.contains("step_up_required"), "{}", page.body);
+    assert!(page.body.contains("acr phr (the sign-in has pwd)"), "{}", page.body);
+    let link = "/signin/oidc?acr_values=phr&amp;max_age=900";
+    assert!(page.body.contains(link), "{}", page.body);
+    assert_eq!(votes(&app, &id).await, 0);
+
+    // A link changed to ask for less gains nothing: the step is checked
+    // against what the provider vouched for.
+    let page = bob.get("/signin/oidc?acr_values=pwd").await;
+    let page = bob
+        .get(&callback_path(
+            &idp::authorize(page.location().unwrap(), "bob", REDIRECT).await,
+        ))
+        .await;
+    assert_eq!(page.location(), Some("/requests"), "{}", page.body);
+    let page = bob.post(&page_of, &approve, &[("comment", "ok")]).await;
+    assert_eq!(page.status, 401, "{}", page.body);
+    assert_eq!(votes(&app, &id).await, 0);
+
+    // The link asks the provider for phr, a recent sign-in, and a new one.
+    let page = bob.get(&link.replace("&amp;", "&")).await;
+    let url = page.location().expect("to the provider").to_owned();
+    assert_eq!(param(&url, "acr_values"), "phr");
+    assert_eq!(param(&url, "max_age"), "900");
+    assert_eq!(param(&url, "prompt"), "login");
+    let page = bob
+        .get(&callback_path(
+            &idp::authorize_with(&url, "bob", Some("123456"), REDIRECT).await,
+        ))
+        .await;
+    assert_eq!(page.location(), Some("/requests"), "{}", page.body);
+    let page = bob.post(&page_of, &approve, &[("comment", "ok")]).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(votes(&app, &id).await, 1);
+    let records = control::audit::query(&app.app.db, &control::audit::Query::default())
+        .await
+        .unwrap();
+    let vote = records
+        .iter()
+        .find(|r| r.action.starts_with("vote."))
+        .expect("the vote's record");
+    let context = &vote.details["auth_context"];
+    assert_eq!(context["acr"], "phr", "{context}");
+    assert_eq!(context["amr"], serde_json::json!(["pwd", "otp", "mfa"]));
+    assert_eq!(
+        sessions(&app).await.len(),
+        1,
+        "each sign-in again ended the browser's session before it"
+    );
+
+    assert!(bob.get("/signin/oidc?max_age=x").await.body.contains("max_age"));
+    app.finish().await;
+}
+
+async fn votes(app: &TestApp, request: &str) -> i64 {
+    sqlx::query("SELECT COUNT(*) AS n FROM votes WHERE request_id = $1")
+        .bind(request.to_owned())
+        .fetch_one(&app.app.db.pool)
+        .await
+        .unwrap()
+        .get::<i64, _>("n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -30,7 +30,8 @@ use settings::AuthConfig;
 
 /// How the caller signed in, as the token says (for step-up checks and the
 /// audit of approvals).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct AuthContext {
     /// The issuer that vouched for the caller.
     pub issuer: String,

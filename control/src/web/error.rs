@@ -117,6 +117,9 @@ impl IntoResponse for WebError {
                     p { (detail) }
                     p { "Code: " code { (self.code()) } }
                 }
+                @if let WebError::Api(ApiError::StepUp(missing)) = &self {
+                    p { a.button href=(step_up_link(missing)) { "Sign in again with the identity provider" } }
+                }
                 p { a href="/" { "Back to the console" } " · " a href="/signin" { "Sign in" } }
             },
         );
@@ -124,4 +127,19 @@ impl IntoResponse for WebError {
         response.extensions_mut().insert(ErrorCode(self.code()));
         response
     }
+}
+
+/// Where a person whose sign-in is not strong or recent enough for a step
+/// signs in again: the provider is asked for what the step requires (its
+/// `acr_values`, `max_age`), and what it vouches for is checked again
+/// when the step is retried.
+fn step_up_link(missing: &crate::error::Missing) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    if let Some(acr) = &missing.acr_values {
+        query.append_pair("acr_values", acr);
+    }
+    if let Some(max_age) = missing.max_age {
+        query.append_pair("max_age", &max_age.to_string());
+    }
+    format!("/signin/oidc?{}", query.finish())
 }

@@ -137,20 +137,86 @@ pub fn configured(app: &App) -> Result<&ConsoleOidc, WebError> {
     app.cfg.console.oidc.as_ref().ok_or(WebError::OidcSignInDisabled)
 }
 
+/// A sign-in asked for by a step that needs a stronger or more recent one
+/// (the step-up page's link): what to ask the provider for. It only shapes
+/// the request; what the provider answers is checked when the step is
+/// retried, so a changed link gains nothing.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct StepUp {
+    /// Authentication context classes, space-separated.
+    pub acr_values: Option<String>,
+    /// The sign-in's greatest age, seconds.
+    pub max_age: Option<String>,
+}
+
+/// A [`StepUp`] whose values were checked.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CheckedStepUp {
+    acr_values: Option<String>,
+    max_age: Option<u64>,
+}
+
+impl CheckedStepUp {
+    fn wanted(&self) -> bool {
+        self.acr_values.is_some() || self.max_age.is_some()
+    }
+}
+
+impl StepUp {
+    /// `acr_values`: 1 to 512 characters, space-separated visible ASCII
+    /// (RFC 6749's characters for such values); `max_age`: whole seconds,
+    /// at most a day.
+    pub fn checked(&self) -> Result<CheckedStepUp, WebError> {
+        let acr_values = match self.acr_values.as_deref() {
+            None => None,
+            Some(a) if (1..=512).contains(&a.len()) && a.bytes().all(|b| b.is_ascii_graphic() || b == b' ') => {
+                Some(a.to_owned())
+            }
+            Some(_) => {
+                return Err(WebError::BadForm(
+                    "acr_values: 1 to 512 visible ASCII characters, space-separated",
+                ))
+            }
+        };
+        let max_age = match self.max_age.as_deref() {
+            None => None,
+            Some(m) => Some(
+                m.parse::<u64>()
+                    .ok()
+                    .filter(|s| *s <= 86_400)
+                    .ok_or(WebError::BadForm("max_age: whole seconds, at most 86400"))?,
+            ),
+        };
+        Ok(CheckedStepUp { acr_values, max_age })
+    }
+}
+
 /// Starts a sign-in: the provider's authorization URL to send the browser
-/// to, and the flow whose cookie goes with it.
-pub async fn start(app: &App) -> Result<(String, Flow), WebError> {
+/// to, and the flow whose cookie goes with it. A step-up sign-in asks for
+/// the step's `acr_values` and `max_age`, with `prompt=login`: the
+/// provider's existing sign-in is what fell short, so the person
+/// authenticates again rather than being waved through on it.
+pub async fn start(app: &App, step_up: &CheckedStepUp) -> Result<(String, Flow), WebError> {
     let oidc = configured(app)?;
     let (client, _) = client(app, oidc).await?;
     let flow = Flow::new()?;
     let challenge = PkceCodeChallenge::from_code_verifier_sha256(&flow.verifier());
     let state = flow.state();
-    let (url, _) = client
+    let mut request = client
         .authorize_url(|| CsrfToken::new(state))
         .add_scopes(SCOPES.iter().map(|s| Scope::new((*s).to_owned())))
         .add_extra_param("nonce", flow.nonce())
-        .set_pkce_challenge(challenge)
-        .url();
+        .set_pkce_challenge(challenge);
+    if step_up.wanted() {
+        request = request.add_extra_param("prompt", "login");
+    }
+    if let Some(acr) = &step_up.acr_values {
+        request = request.add_extra_param("acr_values", acr.clone());
+    }
+    if let Some(max_age) = step_up.max_age {
+        request = request.add_extra_param("max_age", max_age.to_string());
+    }
+    let (url, _) = request.url();
     Ok((url.to_string(), flow))
 }
 
@@ -225,6 +291,32 @@ pub async fn finish(app: &App, flow: Option<Flow>, back: &Callback) -> Result<Pr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_step_up_asks_only_for_plain_acr_values_and_a_bounded_max_age() {
+        let ask = |acr: Option<&str>, max_age: Option<&str>| {
+            StepUp {
+                acr_values: acr.map(str::to_owned),
+                max_age: max_age.map(str::to_owned),
+            }
+            .checked()
+        };
+        let wanted = ask(Some("phr mfa"), Some("900")).unwrap();
+        assert_eq!(wanted.acr_values.as_deref(), Some("phr mfa"));
+        assert_eq!(wanted.max_age, Some(900));
+        assert!(!ask(None, None).unwrap().wanted());
+        for (acr, max_age) in [
+            (Some(""), None),
+            (Some("phr\u{202e}"), None),
+            (Some("a\nb"), None),
+            (None, Some("-1")),
+            (None, Some("86401")),
+            (None, Some("1e3")),
+        ] {
+            assert!(ask(acr, max_age).is_err(), "{acr:?} {max_age:?}");
+        }
+        assert!(ask(Some(&"x".repeat(513)), None).is_err());
+    }
 
     #[test]
     fn state_nonce_and_verifier_are_distinct_and_fixed_by_the_secret() {

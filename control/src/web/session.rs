@@ -13,8 +13,9 @@
 //! which signs the browser out on every replica at once.
 //!
 //! Sign-in methods only produce a [`Principal`] and call [`start`]: the
-//! development sign-in page does today, OpenID Connect (authorization code
-//! with PKCE) will.
+//! development sign-in page and OpenID Connect (authorization code with
+//! PKCE). The session keeps the sign-in's context (`acr`, `amr`,
+//! `auth_time`), so step-up rules hold in the console as for the API.
 //!
 //! [`ConsoleConfig::session_idle_seconds`]: crate::config::console::ConsoleConfig::session_idle_seconds
 //! [`ConsoleConfig::session_ttl_seconds`]: crate::config::console::ConsoleConfig::session_ttl_seconds
@@ -130,11 +131,12 @@ pub async fn start(app: &App, principal: &Principal, method: SignInMethod) -> Re
     let ttl = app.cfg.console.session_ttl_seconds;
     let expires_at = now + (ttl as i64) * 1000;
     let groups = serde_json::to_string(&principal.groups).map_err(|e| ApiError::Internal(e.into()))?;
+    let context = serde_json::to_string(&principal.context).map_err(|e| ApiError::Internal(e.into()))?;
     let id_hash = hash(&id);
     let mut tx = app.db.pool.begin().await?;
     sqlx::query(
-        "INSERT INTO web_sessions (id_hash, user_id, email, groups_json, method, csrf_token, created_at, last_seen_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO web_sessions (id_hash, user_id, email, groups_json, method, csrf_token, created_at, last_seen_at, expires_at, sign_in_context) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(id_hash.clone())
     .bind(principal.id.clone())
@@ -145,6 +147,7 @@ pub async fn start(app: &App, principal: &Principal, method: SignInMethod) -> Re
     .bind(now)
     .bind(now)
     .bind(expires_at)
+    .bind(context)
     .execute(&mut *tx)
     .await?;
     let signed_in = crate::audit::Entry {
@@ -181,7 +184,7 @@ pub async fn find(app: &App, headers: &HeaderMap) -> Result<Option<Session>, Api
     let now = app.clock.now_ms();
     let idle_ms = (app.cfg.console.session_idle_seconds as i64) * 1000;
     let row = sqlx::query(
-        "SELECT user_id, email, groups_json, method, csrf_token, last_seen_at, expires_at FROM web_sessions WHERE id_hash = $1",
+        "SELECT user_id, email, groups_json, method, csrf_token, last_seen_at, expires_at, sign_in_context FROM web_sessions WHERE id_hash = $1",
     )
     .bind(id_hash.clone())
     .fetch_optional(&app.db.read)
@@ -209,15 +212,23 @@ pub async fn find(app: &App, headers: &HeaderMap) -> Result<Option<Session>, Api
             id: row.try_get("user_id")?,
             email: row.try_get("email")?,
             groups,
-            // A session keeps no acr/amr/auth_time, so a resource that
-            // requires step-up refuses console actions (fail closed).
-            context: crate::auth::AuthContext::default(),
+            context: sign_in_context(row.try_get("sign_in_context")?),
         },
         method,
         csrf: CsrfToken::new(row.try_get("csrf_token")?),
         expires_at,
         id_hash,
     }))
+}
+
+/// The sign-in context a session keeps: what the provider vouched for
+/// (`acr`, `amr`, `auth_time`), checked by the workflow's step-up rules
+/// like a bearer token's. None stored, or unreadable: no context, so steps
+/// that require step-up stay refused (fail closed).
+fn sign_in_context(stored: Option<String>) -> crate::auth::AuthContext {
+    stored
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default()
 }
 
 async fn end_by_hash(app: &App, id_hash: &str) -> Result<(), ApiError> {

@@ -276,6 +276,12 @@ pub fn trusting(text: &str, people: &Idp, workload: Option<&Idp>, audience: &str
 /// starting with `stop_at` (the client's redirect URI), which it returns
 /// instead of following.
 pub async fn authorize(url: &str, user: &str, stop_at: &str) -> String {
+    authorize_with(url, user, None, stop_at).await
+}
+
+/// [`authorize`], giving the one-time code `otp` at the sign-in form (an
+/// MFA sign-in: `acr` "phr").
+pub async fn authorize_with(url: &str, user: &str, otp: Option<&str>, stop_at: &str) -> String {
     let stop = stop_at.to_owned();
     let http = reqwest::Client::builder()
         .cookie_store(true)
@@ -305,6 +311,7 @@ pub async fn authorize(url: &str, user: &str, stop_at: &str) -> String {
         if page.contains("name=\"login\"") {
             fields.push(("login".into(), user.into()));
             fields.push(("password".into(), "pw".into()));
+            fields.push(("otp".into(), otp.unwrap_or_default().into()));
         }
         response = http.post(&action).form(&fields).send().await.expect("submit");
     }

@@ -16,7 +16,7 @@ use crate::auth::Principal;
 use crate::web::csrf::{self, SessionForm, SignInForm};
 use crate::web::error::WebError;
 use crate::web::layout;
-use crate::web::oidc::{self, Callback, Flow};
+use crate::web::oidc::{self, Callback, Flow, StepUp};
 use crate::web::session::{self, SignInMethod};
 
 /// Every group the configuration names, for the development sign-in page.
@@ -110,9 +110,10 @@ pub async fn dev(State(app): State<AppState>, SignInForm(fields): SignInForm) ->
 }
 
 /// `GET /signin/oidc`: sends the browser to the identity provider, with
-/// this sign-in's flow in a cookie.
-pub async fn oidc(State(app): State<AppState>) -> Result<Response, WebError> {
-    let (url, flow) = oidc::start(&app).await?;
+/// this sign-in's flow in a cookie; `acr_values` and `max_age` (the
+/// step-up page's link) are passed on to the provider.
+pub async fn oidc(State(app): State<AppState>, Query(step_up): Query<StepUp>) -> Result<Response, WebError> {
+    let (url, flow) = oidc::start(&app, &step_up.checked()?).await?;
     Ok(([(header::SET_COOKIE, flow.cookie())], Redirect::to(&url)).into_response())
 }
 
@@ -122,6 +123,11 @@ pub async fn oidc(State(app): State<AppState>) -> Result<Response, WebError> {
 pub async fn callback(State(app): State<AppState>, headers: HeaderMap, Query(back): Query<Callback>) -> Response {
     let result = async {
         let principal = oidc::finish(&app, Flow::from_headers(&headers), &back).await?;
+        // Signing in again (a step-up) replaces the browser's session: one
+        // browser, one session, and the weaker one is not left behind.
+        if let Some(before) = session::find(&app, &headers).await? {
+            session::end(&app, &before).await?;
+        }
         let (_, cookie) = session::start(&app, &principal, SignInMethod::Oidc).await?;
         Ok::<_, WebError>(cookie)
     }
